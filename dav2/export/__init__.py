@@ -1,0 +1,1 @@
+"""Exporting checkpoints to deployable artifacts, each with its metadata sidecar."""

@@ -1,0 +1,229 @@
+"""THE pre- and post-processing of dav2: every backend and every output goes through here.
+
+numpy and OpenCV only (no torch), so a deployment needs nothing else.
+
+The default reproduces upstream Depth Anything V2 `infer_image` exactly:
+  BGR -> RGB, /255, resize so the SHORT side reaches `input_size` keeping the aspect ratio,
+  each side rounded to the nearest multiple of 14 (never below input_size), bicubic
+  (cv2.INTER_CUBIC), ImageNet mean/std, CHW float32; the network output is resized back to
+  the image with bilinear interpolation, align_corners=True.
+A static artifact has one fixed H x W: `fixed_hw` then stretches the image to exactly that size
+(aspect ratio not kept). When the image's upstream size equals the artifact's, both agree.
+
+Output meaning: relative models give disparity (larger = nearer, no unit); metric models
+give depth in metres (smaller = nearer).
+"""
+
+import json
+import struct
+import zlib
+
+import cv2
+import numpy as np
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+MULTIPLE_OF = 14
+COLORMAPS = ("spectral", "inferno", "gray")
+
+# ColorBrewer Spectral, 11 classes, as matplotlib's "Spectral"; upstream shows depth with its reverse.
+_SPECTRAL_NODES = (
+    np.array(
+        [
+            [0x9E, 0x01, 0x42],
+            [0xD5, 0x3E, 0x4F],
+            [0xF4, 0x6D, 0x43],
+            [0xFD, 0xAE, 0x61],
+            [0xFE, 0xE0, 0x8B],
+            [0xFF, 0xFF, 0xBF],
+            [0xE6, 0xF5, 0x98],
+            [0xAB, 0xDD, 0xA4],
+            [0x66, 0xC2, 0xA5],
+            [0x32, 0x88, 0xBD],
+            [0x5E, 0x4F, 0xA2],
+        ],
+        dtype=np.float64,
+    )
+    / 255.0
+)
+
+
+def _spectral_r_lut() -> np.ndarray:
+    """256x3 BGR uint8 table equal to upstream's matplotlib Spectral_r colouring."""
+    nodes = _SPECTRAL_NODES[::-1]
+    x_nodes = np.linspace(0.0, 1.0, len(nodes))
+    x = np.linspace(0.0, 1.0, 256)
+    rgb = np.stack([np.interp(x, x_nodes, nodes[:, c]) for c in range(3)], axis=1)
+    return (rgb * 255).astype(np.uint8)[:, ::-1].copy()
+
+
+SPECTRAL_R_LUT = _spectral_r_lut()
+
+
+# --- pre-processing -------------------------------------------------------------------------
+
+
+def _constrain_to_multiple(x: float, min_val: int) -> int:
+    y = int(np.round(x / MULTIPLE_OF) * MULTIPLE_OF)
+    if y < min_val:
+        y = int(np.ceil(x / MULTIPLE_OF) * MULTIPLE_OF)
+    return y
+
+
+def network_size(image_hw: tuple[int, int], input_size: int = 518) -> tuple[int, int]:
+    """(H, W) that upstream feeds the network for an image of `image_hw` (lower-bound rule)."""
+    h, w = image_hw
+    scale = max(input_size / h, input_size / w)
+    return _constrain_to_multiple(scale * h, input_size), _constrain_to_multiple(scale * w, input_size)
+
+
+def round_to_multiple(size: int) -> int:
+    """Nearest multiple of 14 (at least 14): the sizes a patch-14 network accepts."""
+    return max(MULTIPLE_OF, int(round(size / MULTIPLE_OF)) * MULTIPLE_OF)
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Any decoded image (grey, BGR, BGRA, 8- or 16-bit, float in 0..1) -> 3-channel BGR uint8.
+
+    This is what cv2.imread(path, IMREAD_COLOR) does to a file, and therefore what upstream
+    sees; arrays from cameras, video or the web app go through the same conversion.
+    """
+    if image is None or image.size == 0:
+        raise ValueError("empty image")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype in (np.float32, np.float64):
+        image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ValueError(f"unsupported image dtype {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def preprocess(bgr_image: np.ndarray, input_size: int = 518, fixed_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """BGR uint8 image -> (1, 3, H, W) float32 network input.
+
+    Arithmetic in float64 as upstream does (its /255.0 promotes to float64), so the result
+    matches upstream's `image2tensor` to the last float32 bit.
+    """
+    h, w = bgr_image.shape[:2]
+    net_h, net_w = fixed_hw if fixed_hw is not None else network_size((h, w), input_size)
+    image = cv2.cvtColor(bgr_image, cv2.COLOR_BGR2RGB) / 255.0
+    image = cv2.resize(image, (net_w, net_h), interpolation=cv2.INTER_CUBIC)
+    image = (image - MEAN) / STD
+    return np.ascontiguousarray(image.transpose(2, 0, 1)[None]).astype(np.float32)
+
+
+# --- post-processing ------------------------------------------------------------------------
+
+
+def _align_corners_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if n_out == 1 or n_in == 1:
+        src = np.zeros(n_out, dtype=np.float64)
+    else:
+        src = np.arange(n_out, dtype=np.float64) * ((n_in - 1) / (n_out - 1))
+    lo = np.clip(np.floor(src).astype(np.int64), 0, n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = (src - lo).astype(np.float32)
+    return lo, hi, frac
+
+
+def resize_bilinear_align_corners(depth: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """(H, W) -> out_hw, as torch F.interpolate(mode="bilinear", align_corners=True).
+
+    OpenCV's resize uses half-pixel centres (align_corners=False) and remap quantises
+    positions to 1/32 pixel, so neither reproduces upstream; this separable version does.
+    """
+    depth = depth.astype(np.float32, copy=False)
+    lo, hi, frac = _align_corners_weights(depth.shape[0], out_hw[0])
+    rows = depth[lo] * (1 - frac)[:, None] + depth[hi] * frac[:, None]
+    lo, hi, frac = _align_corners_weights(depth.shape[1], out_hw[1])
+    return rows[:, lo] * (1 - frac)[None, :] + rows[:, hi] * frac[None, :]
+
+
+def postprocess(network_output: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """Network output (H, W) or (1, H, W) -> float32 depth at the original image size."""
+    depth = np.asarray(network_output)
+    if depth.ndim == 3:
+        depth = depth[0]
+    return resize_bilinear_align_corners(depth, image_hw)
+
+
+# --- visualisation ---------------------------------------------------------------------------
+
+
+def normalize_to_uint8(depth: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Min-max (or the given range) to 0..255, as upstream's run.py does before colouring."""
+    lo, hi = value_range if value_range is not None else (float(depth.min()), float(depth.max()))
+    scaled = (depth - lo) / max(hi - lo, 1e-12) * 255.0
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def colorize(depth: np.ndarray, cmap: str = "spectral", value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Depth -> BGR uint8 picture. 'spectral' is upstream's Spectral_r; 'gray' repeats the channel."""
+    index = normalize_to_uint8(depth, value_range)
+    if cmap == "spectral":
+        return SPECTRAL_R_LUT[index]
+    if cmap == "inferno":
+        return cv2.applyColorMap(index, cv2.COLORMAP_INFERNO)
+    if cmap == "gray":
+        return cv2.cvtColor(index, cv2.COLOR_GRAY2BGR)
+    raise ValueError(f"unknown colour map {cmap!r}; choose one of {', '.join(COLORMAPS)}")
+
+
+def side_by_side(bgr_image: np.ndarray, depth_bgr: np.ndarray, gap: int = 10) -> np.ndarray:
+    """Image and coloured depth next to each other with a white gap, as upstream's --pred-only off."""
+    h = bgr_image.shape[0]
+    separator = np.full((h, gap, 3), 255, dtype=np.uint8)
+    return np.concatenate([bgr_image, separator, depth_bgr], axis=1)
+
+
+# --- 16-bit PNG with its scale in the file ---------------------------------------------------
+
+PNG16_KEY = "dav2"
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def encode_png16(depth: np.ndarray, unit: str) -> bytes:
+    """Depth -> 16-bit grey PNG whose tEXt chunk 'dav2' holds the scale to undo it.
+
+    value = offset + scale * pixel, with the depth's min at 0 and max at 65535, so the full
+    16-bit range is used whatever the unit; decode_png16 inverts it.
+    """
+    lo, hi = float(depth.min()), float(depth.max())
+    scale = (hi - lo) / 65535.0 if hi > lo else 1.0
+    pixels = np.round((depth - lo) / scale).clip(0, 65535).astype(np.uint16)
+    ok, encoded = cv2.imencode(".png", pixels)
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the 16-bit PNG")
+    info = json.dumps({"offset": lo, "scale": scale, "unit": unit}, sort_keys=True)
+    text = _png_chunk(b"tEXt", PNG16_KEY.encode() + b"\0" + info.encode())
+    png = encoded.tobytes()
+    end_of_ihdr = 8 + 25  # signature, then the IHDR chunk (13 data bytes + 12 framing)
+    return png[:end_of_ihdr] + text + png[end_of_ihdr:]
+
+
+def decode_png16(data: bytes) -> tuple[np.ndarray, dict]:
+    """A PNG written by encode_png16 -> (float32 depth, {'offset', 'scale', 'unit'})."""
+    info = None
+    pos = 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"tEXt":
+            key, _, value = data[pos + 8 : pos + 8 + length].partition(b"\0")
+            if key.decode() == PNG16_KEY:
+                info = json.loads(value)
+        pos += 12 + length
+    if info is None:
+        raise ValueError("this PNG has no dav2 scale chunk: it was not written by dav2 --format png16")
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return (info["offset"] + info["scale"] * pixels.astype(np.float64)).astype(np.float32), info

@@ -1,0 +1,90 @@
+"""Per-stage timing of a run, and the honest FPS numbers that come from it.
+
+Stages: read (getting the frame from the source), preprocess, inference, postprocess, write
+(sinks: files, video, window). The first frame includes one-time work (memory allocation,
+kernel selection), so it is reported on its own and left out of the statistics; end-to-end
+FPS is frames over wall-clock time for the remaining frames.
+"""
+
+import time
+from collections import deque
+
+import numpy as np
+
+STAGES = ("read", "preprocess", "inference", "postprocess", "write")
+
+
+class FpsMeter:
+    def __init__(self, window: int = 30):
+        self.samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        self.recent: deque[float] = deque(maxlen=window)  # end-to-end seconds per frame
+        self.first_frame_ms: float | None = None
+        self.frames = 0
+        self._started: float | None = None
+        self._last_end: float | None = None
+
+    def start(self) -> None:
+        self._started = self._last_end = time.perf_counter()
+
+    def add(self, stage_ms: dict[str, float]) -> None:
+        """Record one frame's stage times (milliseconds)."""
+        now = time.perf_counter()
+        self.frames += 1
+        if self.frames == 1:
+            self.first_frame_ms = sum(stage_ms.values())
+            self._started = now  # statistics start after the warm-up frame
+        else:
+            for stage, ms in stage_ms.items():
+                self.samples[stage].append(ms)
+            self.recent.append(now - self._last_end)
+        self._last_end = now
+
+    def live_text(self) -> str:
+        """Two short lines for the window overlay."""
+        if not self.recent:
+            return "warming up"
+        fps = len(self.recent) / sum(self.recent)
+        infer = self.samples["inference"][-len(self.recent) :]
+        return f"{fps:.1f} FPS end-to-end\ninference {np.mean(infer):.1f} ms"
+
+    def summary(self) -> dict:
+        timed = self.frames - 1
+        wall = (self._last_end - self._started) if timed > 0 else 0.0
+        stages = {}
+        for stage, values in self.samples.items():
+            if values:
+                mean = float(np.mean(values))
+                stages[stage] = {
+                    "mean_ms": round(mean, 3),
+                    "p50_ms": round(float(np.percentile(values, 50)), 3),
+                    "p90_ms": round(float(np.percentile(values, 90)), 3),
+                    "fps": round(1000.0 / mean, 3) if mean > 0 else None,
+                }
+        return {
+            "frames": self.frames,
+            "timed_frames": timed,
+            "first_frame_ms": round(self.first_frame_ms, 3) if self.first_frame_ms is not None else None,
+            "wall_s": round(wall, 4),
+            "end_to_end_fps": round(timed / wall, 3) if wall > 0 else None,
+            "inference_fps": stages.get("inference", {}).get("fps"),
+            "stages": stages,
+        }
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable summary printed at the end of a run."""
+    lines = [f"{summary['frames']} frame(s)"]
+    if summary["first_frame_ms"] is not None:
+        lines[0] += f"; first frame {summary['first_frame_ms']:.1f} ms (warm-up, not in the statistics)"
+    if summary["timed_frames"] > 0:
+        for stage, stats in summary["stages"].items():
+            lines.append(
+                f"  {stage:<12} {stats['mean_ms']:9.2f} ms mean  {stats['p50_ms']:9.2f} ms p50  "
+                f"{stats['p90_ms']:9.2f} ms p90"
+            )
+        lines.append(
+            f"  inference-only FPS {summary['inference_fps']:.2f}, end-to-end FPS {summary['end_to_end_fps']:.2f}"
+        )
+    else:
+        lines.append("  (one frame only: run more frames for FPS statistics)")
+    return "\n".join(lines)

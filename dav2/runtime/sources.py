@@ -1,0 +1,171 @@
+"""Where frames come from: the sample scene, an image, a folder, a video, a camera, a stream.
+
+`open_source(spec)` reads the --source string the way a user means it:
+  "sample"                   the scene dav2 renders itself (dav2.sample)
+  "0", "/dev/video0"         a camera
+  "rtsp://...", "http://..." a network stream
+  a folder                   every image below it, recursively, in sorted order
+  a video file               its frames in order
+  anything else              one image file
+Images are decoded with cv2.imread(IMREAD_COLOR), as upstream does: grey, RGBA and 16-bit
+files become 8-bit BGR. Unreadable files in a folder are skipped with a warning.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dav2 import console
+from dav2.errors import Dav2Error
+from dav2.sample import SAMPLE_NAME, render_sample
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # BGR uint8, H x W x 3
+    name: str  # output name without extension: "photo", "sub/photo", "frame_000012"
+    index: int
+
+
+class Source:
+    kind = "source"
+    live = False  # a camera or stream: frames arrive in real time
+    fps: float | None = None
+    single = False  # exactly one frame (an image): --save may then name a file
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class SampleSource(Source):
+    kind = "sample"
+    single = True
+
+    def __iter__(self) -> Iterator[Frame]:
+        image, _ = render_sample()
+        yield Frame(image, SAMPLE_NAME, 0)
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """BGR uint8 image, or None when the file cannot be decoded (empty, corrupt, not an image)."""
+    data = np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths
+    if data.size == 0:
+        return None
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+class ImageSource(Source):
+    kind = "image"
+    single = True
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __iter__(self) -> Iterator[Frame]:
+        image = read_image(self.path)
+        if image is None:
+            raise Dav2Error(f"cannot read {self.path} as an image (empty, corrupt or not an image)")
+        yield Frame(image, self.path.stem, 0)
+
+
+class FolderSource(Source):
+    kind = "folder"
+
+    def __init__(self, root: Path):
+        self.root = root
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        self.images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+        others = len(files) - len(self.images)
+        if others:
+            console.warn(f"skipping {others} file(s) in {root} that are not images")
+        if not self.images:
+            raise Dav2Error(f"no images found in {root}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        for path in self.images:
+            image = read_image(path)
+            if image is None:
+                console.warn(f"skipping {path}: not a readable image")
+                continue
+            name = path.relative_to(self.root).with_suffix("").as_posix()
+            yield Frame(image, name, index)
+            index += 1
+        if index == 0:
+            raise Dav2Error(f"none of the {len(self.images)} image files in {self.root} could be read")
+
+
+class CaptureSource(Source):
+    """A cv2.VideoCapture: video file, camera or stream."""
+
+    def __init__(self, target: str | int, kind: str, label: str):
+        self.kind = kind
+        self.live = kind in ("camera", "stream")
+        self.label = label
+        self.capture = cv2.VideoCapture(target)
+        if not self.capture.isOpened():
+            what = {"camera": "camera", "stream": "stream", "video": "video file"}[kind]
+            raise Dav2Error(f"could not open {what} {label}")
+        fps = self.capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and fps > 0 else None
+        count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = count if kind == "video" and count > 0 else None
+
+    def __len__(self) -> int:
+        return self.frame_count or 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            ok, image = self.capture.read()
+            if not ok or image is None:
+                break
+            yield Frame(image, f"frame_{index:06d}", index)
+            index += 1
+        self._report_end(index)
+
+    def _report_end(self, frames: int) -> None:
+        if frames == 0:
+            raise Dav2Error(f"{self.label} gave no frames")
+        if self.live:
+            console.warn(f"{self.kind} {self.label} stopped sending frames after {frames}; ending the run")
+        elif self.frame_count and frames < self.frame_count:
+            console.warn(
+                f"{self.label} ended after {frames} of {self.frame_count} frames (truncated or dropped frames)"
+            )
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+def open_source(spec: str) -> Source:
+    """The Source a --source string names (see the module docstring)."""
+    if spec == SAMPLE_NAME:
+        return SampleSource()
+    if spec.isdigit():
+        return CaptureSource(int(spec), "camera", f"index {spec}")
+    if spec.startswith("/dev/video"):
+        return CaptureSource(spec, "camera", spec)
+    if spec.lower().startswith(STREAM_PREFIXES):
+        return CaptureSource(spec, "stream", spec)
+    path = Path(spec)
+    if path.is_dir():
+        return FolderSource(path)
+    if not path.exists():
+        raise Dav2Error(f"source not found: {spec}")
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
+        return CaptureSource(str(path), "video", str(path))
+    return ImageSource(path)

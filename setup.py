@@ -1,0 +1,35 @@
+"""dav2: export and run Depth Anything V2 on edge hardware.
+
+The runtime needs numpy, OpenCV, click and ONNX Runtime only. Exporting needs PyTorch: on a
+CPU-only machine install it first as `pip install torch==2.13.0` (see README), because an
+unpinned torch pulls gigabytes of CUDA packages.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="dav2",
+    version="0.1.0",
+    description="Edge deployment toolkit for Depth Anything V2: ONNX export and a fast, honest runtime",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["dav2", "dav2.*"]),
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python>=4.8",
+        "click>=8.1",
+        "onnxruntime>=1.17",
+    ],
+    extras_require={
+        "export": ["torch>=2.4", "onnx>=1.16", "onnxscript>=0.2", "huggingface_hub>=0.23"],
+        "test": ["pytest>=8", "ruff>=0.5"],
+    },
+    entry_points={
+        "console_scripts": [
+            "dav2-export=dav2.cli:export_main",
+            "dav2-run=dav2.cli:run_main",
+        ],
+    },
+)
