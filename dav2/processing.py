@@ -49,11 +49,18 @@ _SPECTRAL_NODES = (
 
 
 def _spectral_r_lut() -> np.ndarray:
-    """256x3 BGR uint8 table equal to upstream's matplotlib Spectral_r colouring."""
-    nodes = _SPECTRAL_NODES[::-1]
-    x_nodes = np.linspace(0.0, 1.0, len(nodes))
+    """256x3 BGR uint8 table equal to upstream's matplotlib Spectral_r colouring.
+
+    Built with matplotlib's own arithmetic (LinearSegmentedColormap.reversed, then
+    _create_lookup_table) so every entry matches, not just approximately.
+    """
+    x_nodes = 1.0 - np.linspace(0.0, 1.0, len(_SPECTRAL_NODES))[::-1]
+    values = _SPECTRAL_NODES[::-1]
     x = np.linspace(0.0, 1.0, 256)
-    rgb = np.stack([np.interp(x, x_nodes, nodes[:, c]) for c in range(3)], axis=1)
+    ind = np.searchsorted(x_nodes, x)[1:-1]
+    distance = (x[1:-1] - x_nodes[ind - 1]) / (x_nodes[ind] - x_nodes[ind - 1])
+    inner = distance[:, None] * (values[ind] - values[ind - 1]) + values[ind - 1]
+    rgb = np.clip(np.concatenate([values[:1], inner, values[-1:]]), 0.0, 1.0)
     return (rgb * 255).astype(np.uint8)[:, ::-1].copy()
 
 
