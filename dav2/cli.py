@@ -13,6 +13,10 @@ import click
 
 from dav2 import console
 from dav2.errors import Dav2Error
+from dav2.models.registry import ENCODERS, KINDS
+from dav2.processing import COLORMAPS
+from dav2.runtime.backends import BACKENDS
+from dav2.runtime.sinks import FORMATS
 
 
 def user_errors(command):
@@ -38,13 +42,13 @@ def user_errors(command):
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option(
     "--encoder",
-    type=click.Choice(["vits", "vitb", "vitl", "vitg"]),
+    type=click.Choice(ENCODERS),
     default="vits",
     help="ViT size: Small (24.8M parameters, Apache-2.0), Base, Large, Giant (CC-BY-NC-4.0).",
 )
 @click.option(
     "--kind",
-    type=click.Choice(["relative", "metric"]),
+    type=click.Choice(KINDS),
     default="relative",
     help="relative: disparity (larger = nearer); metric: metres.",
 )
@@ -140,13 +144,13 @@ def export_main(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["color", "gray", "png16", "npy", "side-by-side"]),
+    type=click.Choice(FORMATS),
     default="color",
     help="color/gray/side-by-side pictures, 16-bit PNG with its scale, or raw float32 .npy.",
 )
 @click.option(
     "--cmap",
-    type=click.Choice(["spectral", "inferno", "gray"]),
+    type=click.Choice(COLORMAPS),
     default="spectral",
     help="Colour map for color and side-by-side (spectral is upstream's Spectral_r).",
 )
@@ -158,13 +162,13 @@ def export_main(
 )
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "onnxruntime", "torch"]),
+    type=click.Choice(BACKENDS),
     default="auto",
     help="auto picks from the model's extension.",
 )
 @click.option(
     "--kind",
-    type=click.Choice(["relative", "metric"]),
+    type=click.Choice(KINDS),
     default="relative",
     help="Only for .pth models (artifacts record it).",
 )

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dav2 import console
+from dav2 import console, processing
 from dav2.errors import Dav2Error
 from dav2.sample import SAMPLE_NAME, render_sample
 
@@ -133,7 +133,8 @@ class CaptureSource(Source):
             ok, image = self.capture.read()
             if not ok or image is None:
                 break
-            yield Frame(image, f"frame_{index:06d}", index)
+            # some cameras deliver grey or 16-bit frames; everything downstream expects BGR uint8
+            yield Frame(processing.to_bgr8(image), f"frame_{index:06d}", index)
             index += 1
         self._report_end(index)
 
