@@ -209,6 +209,12 @@ def test_camera_that_cannot_be_opened(dynamic_onnx):
     assert_user_error(dav2_run("--model", dynamic_onnx, "--source", "97"), "could not open camera index 97")
 
 
+def test_show_without_a_display_is_one_error(dynamic_onnx, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert_user_error(dav2_run("--model", dynamic_onnx, "--show"), "--show needs a display")
+
+
 def test_empty_folder(dynamic_onnx, tmp_path):
     (tmp_path / "empty").mkdir()
     assert_user_error(dav2_run("--model", dynamic_onnx, "--source", tmp_path / "empty"), "no images found")

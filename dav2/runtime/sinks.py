@@ -4,6 +4,8 @@ Every file is written under a temporary name and renamed when complete (dav2.fil
 interrupted or failed run never leaves a half-written output.
 """
 
+import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -103,6 +105,9 @@ class WindowSink:
     """An OpenCV window with the FPS overlay; q or Esc ends the run."""
 
     def __init__(self, fmt: str, cmap: str, title: str = "dav2"):
+        # OpenCV's Qt backend aborts the whole process when it finds no display: ask first
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise Dav2Error("--show needs a display (DISPLAY is not set); use --save to write the depth instead")
         self.fmt = fmt if fmt in VIDEO_FORMATS else "side-by-side"
         self.cmap, self.title = cmap, title
         self.overlay = ""
