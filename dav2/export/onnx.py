@@ -27,6 +27,7 @@ from dav2 import console, processing
 from dav2.errors import Dav2Error
 from dav2.metadata import output_meaning, write_metadata
 from dav2.models.dpt import DepthAnythingV2
+from dav2.models.registry import checkpoint_info
 
 OPSET = 17
 EXPORTERS = ("torchscript", "dynamo")
@@ -46,8 +47,6 @@ class OnnxExportOptions:
 
 def artifact_stem(encoder: str, kind: str, max_depth: float | None, options: OnnxExportOptions) -> str:
     """depth_anything_v2_vits_518x518, ..._metric_hypersim_vitl_dynamic_fp16, ..."""
-    from dav2.models.registry import checkpoint_info
-
     base = Path(checkpoint_info(encoder, kind, max_depth).filename).stem
     shape = "dynamic" if options.dynamic else f"{options.height}x{options.width}"
     precision = "_fp16" if options.fp16 else ""
