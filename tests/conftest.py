@@ -48,27 +48,25 @@ def checkpoint_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("checkpoints")
 
 
-@pytest.fixture(scope="session")
-def vits_checkpoint(checkpoint_dir) -> Path:
-    """An upstream-format vits relative .pth with the seeded weights, written as upstream's script does."""
+def write_seeded_checkpoint(folder: Path, encoder: str, kind: str, filename: str) -> Path:
+    """An upstream-format .pth with the seeded weights, written as upstream's script does."""
     import torch
 
     if not REFERENCE.is_dir():
         pytest.skip(f"no conformance reference at {REFERENCE}")
-    path = checkpoint_dir / "depth_anything_v2_vits.pth"
-    torch.save(seeded_state_dict("vits"), path)
+    path = folder / filename
+    torch.save(seeded_state_dict(encoder, kind), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def vits_checkpoint(checkpoint_dir) -> Path:
+    return write_seeded_checkpoint(checkpoint_dir, "vits", "relative", "depth_anything_v2_vits.pth")
 
 
 @pytest.fixture(scope="session")
 def vits_metric_checkpoint(checkpoint_dir) -> Path:
-    import torch
-
-    if not REFERENCE.is_dir():
-        pytest.skip(f"no conformance reference at {REFERENCE}")
-    path = checkpoint_dir / "depth_anything_v2_metric_hypersim_vits.pth"
-    torch.save(seeded_state_dict("vits", "metric"), path)
-    return path
+    return write_seeded_checkpoint(checkpoint_dir, "vits", "metric", "depth_anything_v2_metric_hypersim_vits.pth")
 
 
 def export(checkpoint: Path, output: Path, *args: str) -> Path:
