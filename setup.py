@@ -1,6 +1,7 @@
 """dav2: export and run Depth Anything V2 on edge hardware.
 
-The runtime needs numpy, OpenCV, click and ONNX Runtime only. Exporting needs PyTorch: on a
+The runtime needs numpy, OpenCV, click and ONNX Runtime only; the extras `openvino` and
+`tensorrt` add those backends (and their exports). Exporting needs PyTorch: on a
 CPU-only machine install it first as `pip install torch==2.13.0` (see README), because an
 unpinned torch pulls gigabytes of CUDA packages.
 """
@@ -24,6 +25,10 @@ setup(
     ],
     extras_require={
         "export": ["torch>=2.4", "onnx>=1.16", "onnxscript>=0.2", "huggingface_hub>=0.23"],
+        # NNCF 3.x pins openvino < 2026.6 and numpy < 2.5
+        "openvino": ["openvino>=2024.4", "nncf>=2.14"],
+        # x86-64 Linux/Windows wheels; on a Jetson TensorRT comes with JetPack (python3-libnvinfer)
+        "tensorrt": ["tensorrt>=10.0; platform_machine == 'x86_64'", "pycuda>=2022.2"],
         "test": ["pytest>=8", "ruff>=0.5"],
     },
     entry_points={

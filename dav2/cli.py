@@ -64,11 +64,70 @@ def user_errors(command):
     default=None,
     help="Local .pth file. Default: $DAV2_CHECKPOINT, else download the official file from Hugging Face.",
 )
-@click.option("--onnx", "to_onnx", is_flag=True, help="Export ONNX (the default target).")
+@click.option("--onnx", "to_onnx", is_flag=True, help="Export ONNX (the default target when none is named).")
+@click.option("--fp16", is_flag=True, help="ONNX in FP16 (input and output stay FP32).")
+@click.option("--int8", is_flag=True, help="ONNX in INT8 for ONNX Runtime on CPUs (see --ort-int8).")
+@click.option(
+    "--ort-int8",
+    type=click.Choice(["dynamic", "static"]),
+    default="dynamic",
+    help="dynamic: INT8 MatMul weights, activations quantized per call (measured faster and accurate); "
+    "static: QDQ calibrated on --calib-dir (slower on the CPU, for QDQ-fusing runtimes).",
+)
+@click.option(
+    "--openvino",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    default=None,
+    help="OpenVINO IR (.xml/.bin). INT8 is NNCF post-training quantization and needs --calib-dir.",
+)
+@click.option(
+    "--keep-head", is_flag=True, help="OpenVINO INT8: leave the DPT head unquantized (more accurate, slower)."
+)
+@click.option(
+    "--trt",
+    type=click.Choice(["fp16", "int8", "fp32"]),
+    default=None,
+    help="TensorRT engine (needs TensorRT and an NVIDIA GPU). INT8 needs --calib-dir.",
+)
+@click.option(
+    "--keep-fp32",
+    default="",
+    help="TensorRT: comma-separated layer groups kept in FP32: layernorm, softmax, head.",
+)
+@click.option("--workspace", type=float, default=4.0, help="TensorRT builder workspace limit in GiB.")
+@click.option(
+    "--profile",
+    type=click.Choice(["range", "camera", "batch"]),
+    default=None,
+    help="TensorRT shape profile for --dynamic: range (1x196x196..1x1036x1036), camera (4:3/16:9 at 364-518), "
+    "batch (1-8 x 518x518). [default: range]",
+)
+@click.option("--min-shape", default=None, help="TensorRT --dynamic: smallest BATCHxHEIGHTxWIDTH, e.g. 1x308x308.")
+@click.option("--opt-shape", default=None, help="TensorRT --dynamic: shape to tune for, e.g. 1x518x518.")
+@click.option("--max-shape", default=None, help="TensorRT --dynamic: largest BATCHxHEIGHTxWIDTH, e.g. 1x728x1288.")
+@click.option(
+    "--calib-dir",
+    type=click.Path(exists=True),
+    default=None,
+    help="INT8 calibration: a folder of real images (searched recursively) or a video.",
+)
+@click.option("--calib-count", type=int, default=32, help="Calibration images to use.")
+@click.option("--calib-seed", type=int, default=0, help="Seed for shuffling the calibration images.")
+@click.option(
+    "--holdout",
+    type=int,
+    default=4,
+    help="Images of --calib-dir kept out of calibration for the accuracy report.",
+)
+@click.option(
+    "--max-abs-rel",
+    type=float,
+    default=None,
+    help="Fail the export (nothing written) when a reduced-precision artifact's AbsRel vs PyTorch FP32 exceeds this.",
+)
 @click.option("--height", type=int, default=518, help="Input height (rounded to a multiple of 14).")
 @click.option("--width", type=int, default=518, help="Input width (rounded to a multiple of 14).")
 @click.option("--dynamic", is_flag=True, help="Dynamic batch, height and width (any multiple of 14).")
-@click.option("--fp16", is_flag=True, help="FP16 weights and activations (input and output stay FP32).")
 @click.option(
     "--exporter",
     type=click.Choice(["torchscript", "dynamo"]),
@@ -79,46 +138,56 @@ def user_errors(command):
     "--check-image",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Image for the post-export parity check. [default: the built-in sample scene]",
+    help="Image for the parity check (and the accuracy report without --calib-dir). "
+    "[default: the built-in sample scene]",
 )
 @click.option(
     "--output",
     type=click.Path(file_okay=False),
     default="models",
-    help="Folder for the artifact and its .json metadata.",
+    help="Folder for the artifacts, their .json metadata and TensorRT caches.",
 )
 @user_errors
-def export_main(
-    encoder, kind, max_depth, checkpoint, to_onnx, height, width, dynamic, fp16, exporter, check_image, output
-):
-    """Export a Depth Anything V2 checkpoint to ONNX, checked against PyTorch.
+def export_main(encoder, kind, max_depth, checkpoint, to_onnx, fp16, int8, ort_int8, openvino, trt, keep_fp32, **rest):
+    """Export a Depth Anything V2 checkpoint to ONNX, OpenVINO IR or a TensorRT engine, checked against PyTorch.
+
+    FP32 artifacts must match PyTorch (the export fails otherwise); FP16 and INT8 artifacts
+    print an accuracy report (AbsRel, δ1, max abs difference) on held-out images.
 
     \b
     Examples:
       dav2-export --encoder vits --onnx
-      dav2-export --encoder vits --checkpoint my.pth --height 518 --width 784 --output models/
+      dav2-export --encoder vits --trt fp16
+      dav2-export --encoder vits --trt int8 --calib-dir photos/
+      dav2-export --encoder vits --openvino fp16
+      dav2-export --encoder vits --openvino int8 --calib-dir photos/ --max-abs-rel 0.05
+      dav2-export --encoder vits --onnx --int8
       dav2-export --encoder vitl --kind metric --max-depth 80 --checkpoint m.pth --dynamic
 
     Offline, pass the checkpoint with --checkpoint or DAV2_CHECKPOINT=PATH.
     """
-    from dav2.export.pipeline import export_artifacts
+    from dav2.export.pipeline import ExportRequest, export_artifacts
 
     if kind == "relative" and max_depth is not None:
         raise Dav2Error("--max-depth applies to --kind metric only")
-    artifacts = export_artifacts(
+    if fp16 and int8:
+        raise Dav2Error("--fp16 and --int8 are two ONNX precisions; choose one")
+    onnx = "fp16" if fp16 else "int8" if int8 else "fp32" if to_onnx else None
+    request = ExportRequest(
         encoder=encoder,
         kind=kind,
         max_depth=max_depth,
         checkpoint=checkpoint,
-        height=height,
-        width=width,
-        dynamic=dynamic,
-        fp16=fp16,
-        exporter=exporter,
-        check_image=check_image,
-        output=Path(output),
+        onnx=onnx,
+        ort_int8=ort_int8,
+        openvino=openvino,
+        trt=trt,
+        keep_fp32=[g.strip() for g in keep_fp32.split(",") if g.strip()],
+        workspace_gb=rest.pop("workspace"),
+        output=Path(rest.pop("output")),
+        **rest,
     )
-    for artifact in artifacts:
+    for artifact in export_artifacts(request):
         click.echo(str(artifact))
 
 

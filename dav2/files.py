@@ -41,3 +41,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def move_into_place(files: list[Path], folder: Path) -> list[Path]:
+    """Move finished files (built in a temporary folder on the same filesystem) into `folder`.
+
+    Files are moved in the order given, so the caller puts the file a reader looks for (the
+    artifact) last: whoever sees it also finds its companions (weights, metadata).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    placed = []
+    for file in files:
+        target = folder / file.name
+        os.replace(file, target)
+        placed.append(target)
+    return placed

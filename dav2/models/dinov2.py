@@ -169,7 +169,8 @@ class DinoVisionTransformer(nn.Module):
         """
         pos_embed = self.pos_embed.float()
         class_pos = pos_embed[:, :1]
-        grid = pos_embed[0, 1:].reshape(PRETRAIN_GRID, PRETRAIN_GRID, -1).permute(2, 0, 1)
+        channels = pos_embed.shape[-1]
+        grid = pos_embed[0, 1:].reshape(PRETRAIN_GRID, PRETRAIN_GRID * channels)  # rows, (cols, C)
         n_h = height // PATCH_SIZE
         n_w = width // PATCH_SIZE
         inv_h = PRETRAIN_GRID / (n_h + INTERPOLATE_OFFSET)
@@ -179,8 +180,12 @@ class DinoVisionTransformer(nn.Module):
         )
         m_h = torch.where(unchanged, identity_matrix(n_h, PRETRAIN_GRID), bicubic_matrix(n_h, PRETRAIN_GRID, inv_h))
         m_w = torch.where(unchanged, identity_matrix(n_w, PRETRAIN_GRID), bicubic_matrix(n_w, PRETRAIN_GRID, inv_w))
-        patch_pos = m_h @ grid @ m_w.transpose(0, 1)  # C, n_h, n_w
-        patch_pos = patch_pos.flatten(1).transpose(0, 1)[None]  # 1, n_h*n_w, C
+        # two plain 2-D matrix products (rows, then columns): OpenVINO's CPU plugin cannot
+        # compile the broadcasting (n, 37) @ (C, 37, 37) form once the sizes are dynamic
+        rows = (m_h @ grid).reshape(n_h, PRETRAIN_GRID, channels)  # n_h, 37, C
+        cols = rows.permute(1, 0, 2).reshape(PRETRAIN_GRID, n_h * channels)  # 37, (n_h, C)
+        patch_pos = (m_w @ cols).reshape(n_w, n_h, channels).permute(1, 0, 2)  # n_h, n_w, C
+        patch_pos = patch_pos.reshape(1, n_h * n_w, channels)
         return torch.cat((class_pos, patch_pos), dim=1).to(self.pos_embed.dtype)
 
     def prepare_tokens(self, x):

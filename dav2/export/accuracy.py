@@ -1,0 +1,54 @@
+"""The accuracy report printed after every reduced-precision export.
+
+The new artifact runs in its own runtime backend (exactly as dav2-run will run it) on
+held-out images, never the calibration ones, and is compared with the FP32 PyTorch model at
+network resolution: AbsRel and δ1 (after scale-and-shift alignment for relative models,
+directly for metric ones) and the largest absolute difference. `max_abs_rel` turns a bad
+result into a failed export.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dav2 import accuracy, console, processing
+from dav2.errors import Dav2Error
+from dav2.models.dpt import DepthAnythingV2
+
+
+def accuracy_report(artifact: Path, model: DepthAnythingV2, images: list[tuple[str, np.ndarray]]) -> dict:
+    """Compare `artifact` (with its metadata sidecar beside it) with `model` on `images`."""
+    from dav2.runtime.backends import open_backend
+
+    backend = open_backend(artifact)
+    kind = "metric" if model.metric else "relative"
+    per_image = []
+    for _name, image in images:
+        fixed = backend.fixed_hw
+        tensor = processing.preprocess(image, input_size=backend.default_input_size, fixed_hw=fixed)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(tensor)).numpy()
+        actual = backend.infer(tensor)
+        if not np.isfinite(actual).all():
+            raise Dav2Error(f"{artifact.name} produced NaN or infinite values; nothing written")
+        per_image.append(accuracy.compare(actual[0], expected[0], kind))
+    summary = accuracy.summarize(per_image)
+    alignment = "after scale-and-shift alignment" if kind == "relative" else "no alignment (metric)"
+    return {**summary, "against": "PyTorch FP32 (CPU)", "alignment": alignment, "held_out": [n for n, _ in images]}
+
+
+def print_report(report: dict, precision: str) -> None:
+    console.info(
+        f"  accuracy vs PyTorch FP32 on {report['images']} held-out image(s), {report['alignment']}: "
+        f"AbsRel {report['abs_rel']:.4f}, δ1 {report['delta1']:.4f}, max abs diff {report['max_abs_diff']:.3g} "
+        f"({precision.upper()})"
+    )
+
+
+def enforce(report: dict, max_abs_rel: float | None) -> None:
+    if max_abs_rel is not None and not report["abs_rel"] <= max_abs_rel:
+        raise Dav2Error(
+            f"AbsRel {report['abs_rel']:.4f} exceeds --max-abs-rel {max_abs_rel}; nothing written "
+            "(try FP16, --keep-head for OpenVINO INT8, or more calibration images)"
+        )

@@ -1,0 +1,104 @@
+"""OpenVINO backend: an IR (.xml/.bin) compiled for CPU, GPU, NPU or AUTO.
+
+The precision the artifact asks for is applied: an FP32 IR runs with the f32 inference
+precision hint, because OpenVINO would otherwise run it in BF16 on CPUs that have BF16; FP16
+and INT8 IRs run in the device's own reduced precision. `hint` is OpenVINO's performance hint:
+LATENCY for one frame at a time (cameras), THROUGHPUT for many requests in flight, which
+`infer_many` uses through an AsyncInferQueue (folders, videos, benchmarks).
+"""
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from dav2.errors import Dav2Error
+from dav2.runtime.backends.base import Backend
+
+DEVICES = ("CPU", "GPU", "NPU", "AUTO")
+HINTS = ("LATENCY", "THROUGHPUT")
+
+
+def metadata_from_model(model) -> dict:
+    """Best-effort metadata for an IR that came without a dav2 sidecar."""
+    shape = model.inputs[0].get_partial_shape()
+    dynamic = shape.is_dynamic
+    return {
+        "format": "openvino",
+        "kind": "relative",
+        "input_shape": None if dynamic else [int(d) for d in shape.to_shape()],
+        "dynamic": dynamic,
+        "precision": "unknown",
+        "inference_precision": None,
+    }
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+
+    def __init__(self, path: Path, metadata: dict | None, device: str = "CPU", hint: str = "LATENCY", threads: int = 0):
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise Dav2Error("the openvino backend needs OpenVINO: pip install 'dav2[openvino]'") from exc
+        core = ov.Core()
+        device = device.upper()
+        base_device = device.split(":")[0].split(".")[0]
+        if base_device not in ("AUTO", "MULTI", "HETERO") and not any(
+            d.startswith(base_device) for d in core.available_devices
+        ):
+            raise Dav2Error(
+                f"OpenVINO device {device} is not available here (found: {', '.join(core.available_devices) or 'none'})"
+            )
+        if hint.upper() not in HINTS:
+            raise Dav2Error(f"unknown OpenVINO hint {hint!r}; choose one of {', '.join(HINTS)}")
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:
+            reason = str(exc).splitlines()[0][:200]
+            raise Dav2Error(f"{path} is not a loadable OpenVINO IR ({reason})") from exc
+        if metadata is None:
+            metadata = metadata_from_model(model)
+        super().__init__(path, metadata)
+        config = {"PERFORMANCE_HINT": hint.upper()}
+        precision = metadata.get("inference_precision")
+        if precision and base_device in ("CPU", "GPU"):
+            config["INFERENCE_PRECISION_HINT"] = precision
+        if threads and base_device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(model, device, config)
+        self.request = self.compiled.create_infer_request()
+        self.device = device
+        self.hint = hint.upper()
+        self._ov = ov
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        depth = np.array(self.request.infer({0: batch})[0])
+        self.last_timing = {"infer_ms": (time.perf_counter() - start) * 1000.0}
+        return depth
+
+    def infer_many(self, batches: Iterable[np.ndarray]) -> list[np.ndarray]:
+        """Results for every batch, in order, with several requests in flight at once."""
+        jobs = self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+        queue = self._ov.AsyncInferQueue(self.compiled, jobs)
+        results: dict[int, np.ndarray] = {}
+
+        def done(request, index):
+            results[index] = np.array(request.get_output_tensor(0).data)
+
+        queue.set_callback(done)
+        count = 0
+        start = time.perf_counter()
+        for index, batch in enumerate(batches):
+            queue.start_async({0: batch}, userdata=index)
+            count += 1
+        queue.wait_all()
+        self.last_timing = {"infer_ms": (time.perf_counter() - start) * 1000.0 / max(count, 1)}
+        return [results[i] for i in range(count)]
+
+    def describe(self) -> str:
+        precision = self.compiled.get_property("INFERENCE_PRECISION_HINT") if self.device.startswith("CPU") else None
+        detail = f" ({precision.get_type_name()})" if precision is not None else ""
+        return f"{super().describe()} | {self.device} {self.hint}{detail}"
