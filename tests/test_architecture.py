@@ -4,8 +4,15 @@ import subprocess
 import sys
 
 RUNTIME_MODULES = [
-    "dav2.processing", "dav2.cli", "dav2.runtime.pipeline", "dav2.runtime.sources", "dav2.runtime.sinks",
-    "dav2.runtime.fps", "dav2.runtime.backends", "dav2.runtime.backends.onnxruntime", "dav2.metadata",
+    "dav2.processing",
+    "dav2.cli",
+    "dav2.runtime.pipeline",
+    "dav2.runtime.sources",
+    "dav2.runtime.sinks",
+    "dav2.runtime.fps",
+    "dav2.runtime.backends",
+    "dav2.runtime.backends.onnxruntime",
+    "dav2.metadata",
 ]
 
 

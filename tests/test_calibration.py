@@ -4,8 +4,8 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import IMAGES, VIDEOS
 
+from conftest import IMAGES, VIDEOS
 from dav2 import processing
 from dav2.calibration.dataset import CalibrationSet
 from dav2.errors import Dav2Error

@@ -1,0 +1,53 @@
+"""ONNX Runtime INT8: the dynamic recipe (default) and static QDQ from the calibration set.
+
+Thresholds from measurement on vits with the seeded weights (README "Accuracy"): dynamic
+AbsRel 0.004-0.006, δ1 0.999; static QDQ (MatMul, per-channel) AbsRel 0.023.
+"""
+
+import onnx
+from click.testing import CliRunner
+
+from conftest import IMAGES, export, requires_shared
+from dav2.cli import run_main
+from dav2.metadata import read_metadata
+
+pytestmark = requires_shared
+SHAPE = ("--height", "266", "--width", "364")
+
+
+def op_types(path):
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_dynamic_int8_is_accurate_and_needs_no_images(vits_checkpoint, tmp_path):
+    artifact = export(vits_checkpoint, tmp_path, "--onnx", "--int8", *SHAPE)
+    assert artifact.name == "depth_anything_v2_vits_266x364_int8.onnx"
+    meta = read_metadata(artifact)
+    assert meta["precision"] == "int8" and meta["calibration"] is None
+    assert meta["quantization"]["mode"] == "dynamic"
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} & op_types(artifact)
+    assert meta["accuracy"]["abs_rel"] <= 0.02 and meta["accuracy"]["delta1"] >= 0.98
+    out = tmp_path / "d.png"
+    result = CliRunner().invoke(
+        run_main, ["--model", str(artifact), "--source", str(IMAGES / "demo02.jpg"), "--save", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0
+
+
+def test_static_int8_records_its_calibration(vits_checkpoint, tmp_path):
+    args = ("--onnx", "--int8", "--ort-int8", "static", "--calib-dir", str(IMAGES), "--calib-count", "4")
+    artifact = export(vits_checkpoint, tmp_path, *args, "--holdout", "2", *SHAPE)
+    meta = read_metadata(artifact)
+    assert meta["quantization"]["mode"] == "static"
+    assert meta["calibration"]["count"] == 4 and len(meta["calibration"]["files"]) == 4
+    assert "QuantizeLinear" in op_types(artifact) and "DequantizeLinear" in op_types(artifact)
+    assert meta["accuracy"]["images"] == 2
+    assert meta["accuracy"]["abs_rel"] <= 0.08 and meta["accuracy"]["delta1"] >= 0.95
+
+
+def test_fp16_and_int8_together_is_an_error(vits_checkpoint, tmp_path):
+    from dav2.cli import export_main
+
+    result = CliRunner().invoke(export_main, ["--checkpoint", str(vits_checkpoint), "--fp16", "--int8"])
+    assert result.exit_code == 1 and "choose one" in result.output

@@ -1,0 +1,150 @@
+"""OpenVINO IR export (FP32/FP16/INT8) and the openvino backend, run as a user runs them.
+
+Thresholds for reduced precision come from measurement on vits with the seeded weights (see
+the README's "Accuracy" table): FP16 runs in BF16 on CPUs that have it (AbsRel 0.009-0.013,
+δ1 >= 0.995 measured), NNCF INT8 measured AbsRel 0.034-0.042, δ1 0.986-0.990.
+"""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import IMAGES, export, requires_shared
+from dav2 import processing
+from dav2.cli import export_main, run_main
+from dav2.errors import Dav2Error
+from dav2.metadata import read_metadata
+from dav2.runtime.backends import open_backend
+
+pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'dav2[openvino]')")
+pytestmark = requires_shared
+SHAPE = ("--height", "266", "--width", "364")
+
+
+@pytest.fixture(scope="session")
+def ov_fp32(vits_checkpoint, tmp_path_factory):
+    return export(vits_checkpoint, tmp_path_factory.mktemp("ov32"), "--openvino", "fp32", *SHAPE)
+
+
+@pytest.fixture(scope="session")
+def ov_fp16(vits_checkpoint, tmp_path_factory):
+    return export(vits_checkpoint, tmp_path_factory.mktemp("ov16"), "--openvino", "fp16", *SHAPE)
+
+
+@pytest.fixture(scope="session")
+def ov_int8(vits_checkpoint, tmp_path_factory):
+    args = ("--openvino", "int8", "--calib-dir", str(IMAGES), "--calib-count", "8", "--holdout", "3", *SHAPE)
+    return export(vits_checkpoint, tmp_path_factory.mktemp("ov8"), *args)
+
+
+def torch_output(checkpoint, tensor):
+    return open_backend(checkpoint).infer(tensor)
+
+
+def test_fp32_ir_matches_pytorch(ov_fp32, vits_checkpoint):
+    meta = read_metadata(ov_fp32)
+    assert ov_fp32.name == "depth_anything_v2_vits_266x364.xml"
+    assert ov_fp32.with_suffix(".bin").is_file()
+    assert meta["format"] == "openvino" and meta["precision"] == "fp32"
+    assert meta["inference_precision"] == "f32" and meta["input_shape"] == [1, 3, 266, 364]
+    assert max(meta["parity"]["max_abs_diff_relative"].values()) < 1e-3
+    backend = open_backend(ov_fp32)
+    image = cv2.imread(str(IMAGES / "demo08.jpg"))
+    tensor = processing.preprocess(image, fixed_hw=(266, 364))
+    expected = torch_output(vits_checkpoint, tensor)
+    actual = backend.infer(tensor)
+    assert actual.shape == (1, 266, 364)
+    assert np.abs(actual - expected).max() / max(1.0, np.abs(expected).max()) < 1e-3
+    assert "f32" in backend.describe()
+
+
+def test_fp16_ir_reports_its_accuracy(ov_fp16):
+    meta = read_metadata(ov_fp16)
+    assert meta["precision"] == "fp16" and meta["inference_precision"] is None
+    report = meta["accuracy"]
+    assert report["held_out"] == ["built-in sample scene"]
+    assert report["abs_rel"] <= 0.03 and report["delta1"] >= 0.98
+    # the .bin holds FP16 weights: about half the FP32 size (24.8M parameters)
+    assert ov_fp16.with_suffix(".bin").stat().st_size < 60e6
+    leftovers = [p.name for p in ov_fp16.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_int8_ir_is_calibrated_and_measured_on_other_images(ov_int8, tmp_path):
+    meta = read_metadata(ov_int8)
+    assert meta["precision"] == "int8"
+    calib = meta["calibration"]
+    assert calib["count"] == 8 and calib["seed"] == 0 and len(calib["sha256"]) == 64
+    report = meta["accuracy"]
+    assert report["images"] == 3
+    assert set(report["held_out"]) == set(calib["held_out"])
+    assert not set(report["held_out"]) & set(calib["files"])
+    assert report["abs_rel"] <= 0.08 and report["delta1"] >= 0.95
+    out = tmp_path / "depth.npy"
+    result = CliRunner().invoke(
+        run_main,
+        ["--model", str(ov_int8), "--source", str(IMAGES / "demo01.jpg"), "--format", "npy", "--save", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert np.isfinite(np.load(out)).all()
+
+
+def test_dynamic_ir_follows_the_input_size(vits_checkpoint, tmp_path):
+    artifact = export(vits_checkpoint, tmp_path, "--openvino", "fp32", "--dynamic")
+    meta = read_metadata(artifact)
+    # checked at two sizes for the 480x640 sample scene
+    assert meta["dynamic"] and set(meta["parity"]["max_abs_diff_relative"]) == {"518x686", "364x490"}
+    backend = open_backend(artifact)
+    assert backend.fixed_hw is None
+    for hw in ((308, 406), (196, 196)):
+        tensor = np.random.default_rng(1).standard_normal((1, 3, *hw)).astype(np.float32)
+        expected = torch_output(vits_checkpoint, tensor)
+        actual = backend.infer(tensor)
+        assert actual.shape == (1, *hw)
+        assert np.abs(actual - expected).max() / max(1.0, np.abs(expected).max()) < 1e-3
+
+
+def test_async_queue_gives_the_same_results(ov_fp32):
+    backend = open_backend(ov_fp32, hint="THROUGHPUT")
+    rng = np.random.default_rng(2)
+    batches = [rng.standard_normal((1, 3, 266, 364)).astype(np.float32) for _ in range(4)]
+    many = backend.infer_many(batches)
+    for batch, result in zip(batches, many):
+        np.testing.assert_allclose(result, backend.infer(batch), atol=1e-4)
+
+
+def test_unavailable_device_is_one_error(ov_fp32):
+    import openvino as ov
+
+    if any(d.startswith("NPU") for d in ov.Core().available_devices):
+        pytest.skip("this machine has an NPU")
+    with pytest.raises(Dav2Error, match="NPU is not available"):
+        open_backend(ov_fp32, device="NPU")
+
+
+def test_max_abs_rel_fails_the_export_and_writes_nothing(vits_checkpoint, tmp_path):
+    result = CliRunner().invoke(
+        export_main,
+        ["--checkpoint", str(vits_checkpoint), "--output", str(tmp_path), "--openvino", "fp16", *SHAPE]
+        + ["--max-abs-rel", "1e-9"],
+    )
+    assert result.exit_code == 1
+    assert "exceeds --max-abs-rel" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_without_calibration_images_stops_before_any_work(vits_checkpoint, tmp_path):
+    result = CliRunner().invoke(
+        export_main, ["--checkpoint", str(vits_checkpoint), "--output", str(tmp_path), "--openvino", "int8"]
+    )
+    assert result.exit_code == 1 and "--calib-dir" in result.output
+    assert "exporting" not in result.output
+
+
+def test_metadata_is_json_with_tool_versions(ov_fp16):
+    meta = json.loads(ov_fp16.with_suffix(".json").read_text())
+    assert meta["tools"]["openvino"] and meta["tools"]["onnxruntime"]
+    assert meta["weights"] == ov_fp16.with_suffix(".bin").name
