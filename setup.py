@@ -29,12 +29,14 @@ setup(
         "openvino": ["openvino>=2024.4", "nncf>=2.14"],
         # x86-64 Linux/Windows wheels; on a Jetson TensorRT comes with JetPack (python3-libnvinfer)
         "tensorrt": ["tensorrt>=10.0; platform_machine == 'x86_64'", "pycuda>=2022.2"],
+        "plot": ["matplotlib>=3.7"],
         "test": ["pytest>=8", "ruff>=0.5"],
     },
     entry_points={
         "console_scripts": [
             "dav2-export=dav2.cli:export_main",
             "dav2-run=dav2.cli:run_main",
+            "dav2-bench=dav2.cli:bench_main",
         ],
     },
 )

@@ -1,4 +1,4 @@
-"""Command-line entry points: dav2-export and dav2-run. Thin: parse, call, print.
+"""Command-line entry points: dav2-export, dav2-run and dav2-bench. Thin: parse, call, print.
 
 Errors a user can cause arrive as Dav2Error and end in one line on standard error with exit
 status 1; standard output is kept for results (and the --json summary line).
@@ -199,7 +199,7 @@ def export_main(encoder, kind, max_depth, checkpoint, to_onnx, fp16, int8, ort_i
     "--model",
     required=True,
     type=click.Path(),
-    help="Artifact to run: .onnx (ONNX Runtime) or .pth (PyTorch reference).",
+    help="Artifact to run: .onnx (ONNX Runtime), .xml (OpenVINO), .engine (TensorRT) or .pth (PyTorch reference).",
 )
 @click.option(
     "--source",
@@ -242,7 +242,7 @@ def export_main(encoder, kind, max_depth, checkpoint, to_onnx, fp16, int8, ort_i
     help="Only for .pth models (artifacts record it).",
 )
 @click.option("--max-depth", type=float, default=None, help="Only for metric .pth models.")
-@click.option("--device", default="cpu", help="torch backend only: cpu or cuda.")
+@click.option("--device", default="cpu", help="torch: cpu or cuda; openvino: CPU, GPU, NPU or AUTO.")
 @click.option("--threads", type=int, default=0, help="Inference threads (0: the library's default).")
 @click.option("--show", is_flag=True, help="Show depth in a window with a live FPS overlay (q or Esc quits).")
 @click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
@@ -260,6 +260,8 @@ def run_main(
       dav2-run --model m.onnx --source clip.mp4 --save depth.mp4 --format side-by-side
       dav2-run --model m.onnx --source 0 --show
       dav2-run --model dynamic.onnx --input-size 700 --source photo.jpg --format npy --save d.npy
+      dav2-run --model depth_anything_v2_vits_518x518_fp16.engine --source 0 --show
+      dav2-run --model depth_anything_v2_vits_518x518_int8.xml --source clip.mp4 --save depth.mp4
     """
     from dav2.runtime.backends import open_backend
     from dav2.runtime.pipeline import run
@@ -316,3 +318,107 @@ def _progress_printer(source):
             console.info(f"  frame {done}{of}")
 
     return report
+
+
+# --- dav2-bench ------------------------------------------------------------------------------
+
+
+def _csv(kind, choices=None):
+    def parse(ctx, param, value):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        if choices:
+            bad = [v for v in items if v not in choices]
+            if bad:
+                raise click.BadParameter(f"{', '.join(bad)} (choose from {', '.join(choices)})")
+        try:
+            return [kind(v) for v in items]
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+
+    return parse
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
+@click.option("--encoder", type=click.Choice(ENCODERS), default="vits", help="ViT size to measure.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Local .pth (else as dav2-export).")
+@click.option("--sizes", default="518", callback=_csv(int), help="Comma-separated square input sizes.")
+@click.option(
+    "--backends",
+    default="torch,onnxruntime,openvino,tensorrt",
+    callback=_csv(str, ("torch", "onnxruntime", "openvino", "tensorrt")),
+    help="Backends to try (what is not installed is skipped with the reason; torch FP32 always runs as the baseline).",
+)
+@click.option(
+    "--precisions", default="fp32,fp16,int8", callback=_csv(str, ("fp32", "fp16", "int8")), help="Precisions to try."
+)
+@click.option(
+    "--images",
+    type=click.Path(exists=True),
+    default=None,
+    help="Real photos (folder or video): held-out ones for accuracy and timing, the rest for INT8 calibration. "
+    "[default: the sample scene; INT8 for OpenVINO/TensorRT skipped]",
+)
+@click.option("--eval-images", type=int, default=4, help="Held-out images for the accuracy columns.")
+@click.option("--calib-count", type=int, default=32, help="INT8 calibration images.")
+@click.option("--seconds", type=float, default=5.0, help="Timed seconds per case (within --min-runs/--max-runs).")
+@click.option("--min-runs", type=int, default=5, help="Fewest timed runs per case.")
+@click.option("--max-runs", type=int, default=200, help="Most timed runs per case.")
+@click.option("--warmup", type=int, default=3, help="Untimed runs before timing.")
+@click.option("--threads", type=int, default=0, help="CPU inference threads (0: each library's default).")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=str(Path.home() / ".cache" / "dav2" / "bench"),
+    help="Where built artifacts are kept and reused.",
+)
+@click.option("--label", default=None, help="Machine name in tables. [default: GPU name, else CPU model and cores]")
+@click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for the JSON, Markdown (and PNG).")
+@click.pass_context
+@user_errors
+def bench_main(ctx, save, cache_dir, **options):
+    """Latency, throughput, memory and accuracy of every backend x precision x size this machine can run.
+
+    \b
+    Examples:
+      dav2-bench --encoder vits
+      dav2-bench --encoder vits --sizes 308,364,518 --backends openvino,onnxruntime --precisions fp32,int8
+      dav2-bench --encoder vits --checkpoint my.pth --images photos/ --save benchmarks/results/
+      dav2-bench compare benchmarks/results/*.json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from dav2.benchmarks.report import save as save_results
+    from dav2.benchmarks.report import to_markdown
+    from dav2.benchmarks.runner import BenchSettings, run_bench
+
+    if any(size < 14 for size in options["sizes"]) or not options["sizes"]:
+        raise Dav2Error("--sizes must be at least 14")
+    sizes = []
+    for size in options.pop("sizes"):
+        rounded = round(size / 14) * 14
+        if rounded != size:
+            console.warn(f"size {size} is not a multiple of 14; using {rounded}")
+        sizes.append(rounded)
+    command = " ".join(["dav2-bench", *sys.argv[1:]])
+    settings = BenchSettings(sizes=sizes, cache_dir=Path(cache_dir), command=command, **options)
+    document = run_bench(settings)
+    markdown = to_markdown(document)
+    if save:
+        for path in save_results(document, Path(save)):
+            console.info(f"saved {path}")
+    click.echo(markdown)
+    if not document["complete"]:
+        sys.exit(130)
+
+
+@bench_main.command("compare")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@user_errors
+def bench_compare(results):
+    """Merge result files from several machines into one Markdown table."""
+    from dav2.benchmarks.report import compare
+
+    click.echo(compare([Path(p) for p in results]))

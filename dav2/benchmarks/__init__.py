@@ -1,0 +1,1 @@
+"""dav2-bench: latency, throughput, memory and accuracy of every backend x precision x size."""

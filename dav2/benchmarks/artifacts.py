@@ -1,0 +1,97 @@
+"""Benchmark artifacts, built once and reused.
+
+Each artifact lives in its own folder under the cache, named by what determines its content:
+the checkpoint's sha256, encoder, size, target, precision, the versions of the tools that
+build it, and for calibrated INT8 the calibration set's hash. A second dav2-bench run (or one
+that was interrupted) finds it there and does not export again; anything that changes the
+artifact changes the folder name.
+"""
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import dav2
+from dav2.benchmarks.discovery import Case, Machine
+from dav2.files import atomic_write_text
+
+TARGET_SUFFIX = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
+BUILD_RECORD = "build.json"
+
+
+def cache_key(
+    case: Case, checkpoint_sha256: str, encoder: str, machine: Machine, calibration_sha256: str | None
+) -> str:
+    tools = {name: machine.libraries.get(name) for name in ("torch", "onnxruntime", "openvino", "nncf", "tensorrt")}
+    text = json.dumps(
+        [
+            checkpoint_sha256,
+            encoder,
+            case.backend,
+            case.precision,
+            case.size,
+            tools,
+            dav2.__version__,
+            calibration_sha256,
+        ],
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def find_artifact(folder: Path, case: Case) -> Path | None:
+    """The finished artifact in a cache folder (its build record is written last)."""
+    if not (folder / BUILD_RECORD).is_file():
+        return None
+    found = sorted(folder.glob(f"*{TARGET_SUFFIX[case.backend]}"))
+    return found[0] if found else None
+
+
+def build_artifact(
+    case: Case,
+    checkpoint: str,
+    checkpoint_sha256: str,
+    encoder: str,
+    machine: Machine,
+    cache_dir: Path,
+    images: str | None,
+    calib_count: int,
+    holdout: int,
+    calibration_sha256: str | None,
+) -> tuple[Path, float, bool]:
+    """(artifact, build seconds, reused) for `case`, exporting it only when not cached."""
+    from dav2.export.pipeline import ExportRequest, export_artifacts
+
+    calibrated = case.precision == "int8" and case.backend in ("openvino", "tensorrt")
+    key = cache_key(case, checkpoint_sha256, encoder, machine, calibration_sha256 if calibrated else None)
+    folder = cache_dir / f"{encoder}-{case.size}-{case.backend}-{case.precision}-{key}"
+    artifact = find_artifact(folder, case)
+    if artifact is not None:
+        record = json.loads((folder / BUILD_RECORD).read_text())
+        return artifact, record["build_seconds"], True
+    request = ExportRequest(
+        encoder=encoder, checkpoint=checkpoint, height=case.size, width=case.size, output=folder, holdout=holdout
+    )
+    if case.backend == "onnxruntime":
+        request.onnx = case.precision
+    elif case.backend == "openvino":
+        request.openvino = case.precision
+    else:
+        request.trt = case.precision
+    if calibrated:
+        request.calib_dir = images
+        request.calib_count = calib_count
+    start = time.perf_counter()
+    artifact = export_artifacts(request)[0]
+    seconds = time.perf_counter() - start
+    atomic_write_text(folder / BUILD_RECORD, json.dumps({"build_seconds": seconds, "artifact": artifact.name}) + "\n")
+    return artifact, seconds, False
+
+
+def artifact_mb(artifact: Path) -> float:
+    """Size on disk of the artifact and its companions (an IR's .bin), in MB."""
+    files = [artifact]
+    if artifact.suffix == ".xml":
+        files.append(artifact.with_suffix(".bin"))
+    return sum(f.stat().st_size for f in files if f.is_file()) / 1e6

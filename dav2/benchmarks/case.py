@@ -1,0 +1,180 @@
+"""One benchmark case, run in its own process: `python -m dav2.benchmarks.case SPEC.json`.
+
+A process per case keeps the numbers honest: peak memory is this case's own, thread pools
+and caches of one library do not slow the next, and a backend that crashes costs one row.
+The result is printed as one JSON object on the last line of standard output.
+
+What is timed (all in milliseconds, batch 1):
+- latency: backend.infer() on one real preprocessed image, after warm-up runs; as many runs
+  as fit in `seconds` (within min/max runs);
+- split: preprocessing of the real image (processing.preprocess), the backend's own
+  host->device / inference / device->host split where it has one, postprocessing to the
+  image's size (processing.postprocess);
+- throughput: frames per second with several frames in flight where the backend can
+  (OpenVINO AsyncInferQueue with the THROUGHPUT hint; PyTorch with batch 4); static batch-1
+  artifacts report none;
+- accuracy: the backend's outputs on the held-out images against the PyTorch FP32
+  references written by the torch FP32 case of the same run.
+"""
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dav2 import accuracy, processing
+from dav2.benchmarks.stats import fps, latency_stats, runs_for
+from dav2.runtime.sources import read_image
+from dav2.sample import render_sample
+
+
+def load_image(spec: dict) -> np.ndarray:
+    if spec["image"] == "sample":
+        return render_sample()[0]
+    return read_image(Path(spec["image"]))
+
+
+def open_case_backend(spec: dict, hint: str = "LATENCY"):
+    from dav2.runtime.backends import open_backend
+
+    device = spec.get("device", "cpu")
+    return open_backend(spec["artifact"], spec["backend"], threads=spec.get("threads", 0), device=device, hint=hint)
+
+
+def time_runs(infer, tensor: np.ndarray, spec: dict) -> list[float]:
+    for _ in range(spec["warmup"]):
+        infer(tensor)
+    start = time.perf_counter()
+    infer(tensor)
+    first = (time.perf_counter() - start) * 1000.0
+    times = []
+    for _ in range(runs_for(first, spec["seconds"], spec["min_runs"], spec["max_runs"])):
+        start = time.perf_counter()
+        infer(tensor)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+def torch_fp16(backend):
+    """The torch backend's model in half precision on CUDA (inputs cast inside)."""
+    import torch
+
+    backend.model.half()
+
+    def infer(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(backend.device).half()
+            y = backend.model(x)
+            torch.cuda.synchronize()
+            return y.float().cpu().numpy()
+
+    return infer
+
+
+def measure_split(backend, infer, image: np.ndarray, tensor: np.ndarray, size: int) -> dict[str, float]:
+    pre, post, parts = [], [], {}
+    for _ in range(5):
+        start = time.perf_counter()
+        processing.preprocess(image, fixed_hw=(size, size))
+        pre.append((time.perf_counter() - start) * 1000.0)
+        depth = infer(tensor)
+        for key, value in backend.last_timing.items():
+            parts.setdefault(key, []).append(value)
+        start = time.perf_counter()
+        processing.postprocess(depth, image.shape[:2])
+        post.append((time.perf_counter() - start) * 1000.0)
+    split = {"preprocess": float(np.median(pre)), "postprocess": float(np.median(post))}
+    for key in ("h2d_ms", "infer_ms", "d2h_ms"):
+        if key in parts:
+            split[key.removesuffix("_ms")] = float(np.median(parts[key]))
+    return split
+
+
+def measure_throughput(spec: dict, backend, tensor: np.ndarray) -> tuple[float | None, str]:
+    if spec["backend"] == "openvino":
+        queue_backend = open_case_backend(spec, hint="THROUGHPUT")
+        frames = [tensor] * 8
+        queue_backend.infer_many(frames[:2])  # warm-up
+        start = time.perf_counter()
+        queue_backend.infer_many(frames)
+        return len(frames) / (time.perf_counter() - start), "AsyncInferQueue, THROUGHPUT hint, 8 frames"
+    if spec["backend"] == "torch" and spec["precision"] == "fp32":
+        batch = np.repeat(tensor, 4, axis=0)
+        times = time_runs(backend.infer, batch, {**spec, "min_runs": 2, "max_runs": 10, "warmup": 1})
+        return fps(float(np.median(times)), 4), "batch 4"
+    return None, "batch 1 only (static artifact)"
+
+
+def accuracy_columns(spec: dict, infer) -> dict | None:
+    work = Path(spec["work_dir"])
+    inputs = sorted(work.glob(f"input_{spec['size']}_*.npy"))
+    if not inputs:
+        return None
+    per_image, references = [], []
+    for path in inputs:
+        tensor = np.load(path)
+        depth = infer(tensor)[0]
+        ref_path = work / path.name.replace("input_", "ref_")
+        if spec["writes_reference"]:
+            np.save(ref_path, depth)
+        if not ref_path.is_file():
+            return None
+        references.append(ref_path)
+        per_image.append(accuracy.compare(depth, np.load(ref_path), spec.get("kind", "relative")))
+    return accuracy.summarize(per_image)
+
+
+def peak_host_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM starts afresh at exec; ru_maxrss
+    would also count the parent's memory at fork time, so it is only the fallback."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def peak_device_mb(spec: dict) -> float | None:
+    if spec["backend"] == "torch" and spec.get("device", "cpu").startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 1e6
+    return None
+
+
+def run_case(spec: dict) -> dict:
+    image = load_image(spec)
+    tensor = np.load(Path(spec["work_dir"]) / f"timing_{spec['size']}.npy")
+    backend = open_case_backend(spec)
+    infer = torch_fp16(backend) if spec["backend"] == "torch" and spec["precision"] == "fp16" else backend.infer
+    times = time_runs(infer, tensor, spec)
+    latency = latency_stats(times)
+    split = measure_split(backend, infer, image, tensor, spec["size"])
+    throughput, mode = measure_throughput(spec, backend, tensor)
+    return {
+        "latency_ms": latency,
+        "fps": fps(latency["median"]),
+        "throughput_fps": throughput,
+        "throughput_mode": mode,
+        "split_ms": split,
+        "accuracy": accuracy_columns(spec, infer),
+        "peak_host_mb": peak_host_mb(),
+        "peak_device_mb": peak_device_mb(spec),
+        "backend_detail": backend.describe(),
+    }
+
+
+def main() -> None:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    result = run_case(spec)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""What this machine can run: installed libraries, CUDA GPUs, OpenVINO devices.
+
+`plan` turns the requested backends x precisions x sizes into the cases to measure and the
+ones skipped, each with the reason, so a table never silently lacks a row.
+"""
+
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass
+
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+# what each backend can run at all, and the export target that makes its artifact
+SUPPORTED = {
+    "torch": ("fp32", "fp16"),
+    "onnxruntime": ("fp32", "fp16", "int8"),
+    "openvino": ("fp32", "fp16", "int8"),
+    "tensorrt": ("fp16", "int8", "fp32"),
+}
+PACKAGES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
+
+
+@dataclass(frozen=True)
+class Case:
+    backend: str
+    precision: str
+    size: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision} {self.size}"
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed version of each backend library and its helpers (None: not installed)."""
+    versions = {}
+    for name in (
+        "torch",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "openvino",
+        "nncf",
+        "tensorrt",
+        "pycuda",
+        "numpy",
+        "opencv-python",
+    ):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def cuda_gpus() -> list[str]:
+    """Names of the CUDA GPUs PyTorch sees (an empty list without torch or without a GPU)."""
+    if importlib.util.find_spec("torch") is None:
+        return []
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def openvino_devices() -> list[str]:
+    if importlib.util.find_spec("openvino") is None:
+        return []
+    import openvino as ov
+
+    return list(ov.Core().available_devices)
+
+
+@dataclass
+class Machine:
+    """What discovery found, as plain data (tests build their own)."""
+
+    libraries: dict[str, str | None]
+    gpus: list[str]
+    openvino_devices: list[str]
+
+    @classmethod
+    def here(cls) -> "Machine":
+        return cls(library_versions(), cuda_gpus(), openvino_devices())
+
+    def has(self, backend: str) -> bool:
+        if backend == "onnxruntime":
+            return bool(self.libraries.get("onnxruntime") or self.libraries.get("onnxruntime-gpu"))
+        return bool(self.libraries.get(PACKAGES[backend]))
+
+
+def skip_reason(machine: Machine, backend: str, precision: str, have_images: bool) -> str | None:
+    """Why this backend/precision cannot be measured here, or None when it can."""
+    if precision not in SUPPORTED[backend]:
+        return f"{backend} has no {precision} path in dav2"
+    if not machine.has(backend):
+        extra = {"openvino": "dav2[openvino]", "tensorrt": "dav2[tensorrt]", "torch": "dav2[export]"}.get(
+            backend, backend
+        )
+        return f"{PACKAGES[backend]} is not installed (pip install '{extra}')"
+    if backend == "tensorrt" and not machine.gpus:
+        return "TensorRT needs a CUDA GPU; none found"
+    if backend == "tensorrt" and not machine.libraries.get("pycuda"):
+        return "pycuda is not installed (pip install 'dav2[tensorrt]')"
+    if backend == "torch" and precision == "fp16" and not machine.gpus:
+        return "PyTorch FP16 is measured on CUDA only; no GPU here"
+    if backend == "openvino" and not machine.openvino_devices:
+        return "OpenVINO finds no device"
+    if precision == "int8" and backend in ("openvino", "tensorrt") and not have_images:
+        return "INT8 calibration needs real images: pass --images DIR"
+    return None
+
+
+def plan(
+    machine: Machine, backends: list[str], precisions: list[str], sizes: list[int], have_images: bool
+) -> tuple[list[Case], list[tuple[Case, str]]]:
+    """(cases to run, (case, reason) skipped), sizes outermost, torch FP32 first at each size."""
+    runnable, skipped = [], []
+    order = sorted(backends, key=lambda b: BACKENDS.index(b))
+    for size in sizes:
+        for backend in order:
+            for precision in precisions:
+                case = Case(backend, precision, size)
+                reason = skip_reason(machine, backend, precision, have_images)
+                if reason is None:
+                    runnable.append(case)
+                elif precision in SUPPORTED[backend]:
+                    skipped.append((case, reason))
+    return runnable, skipped

@@ -1,0 +1,184 @@
+"""Result documents: JSON (the stable, machine-readable record), Markdown tables, a plot.
+
+Schema 1 (one JSON object):
+  schema: 1
+  machine: {label, cpu, cores, memory_gb, os, python, gpus, nvidia_driver, cuda,
+            openvino_devices, libraries, dav2, threads, command, date}
+  settings: the dav2-bench options
+  complete: false when interrupted (the cases list holds what was measured)
+  cases: [{backend, precision, size, status: ok|skipped|failed, reason (skipped/failed),
+           latency_ms: {median, p90, p99, mean, stdev, min, runs}, fps, speedup,
+           throughput_fps, throughput_mode, split_ms: {preprocess, h2d, infer, d2h, postprocess},
+           accuracy: {abs_rel, delta1, max_abs_diff, images}, peak_host_mb, peak_device_mb,
+           artifact, artifact_mb, build_s, artifact_reused, backend_detail}]
+"""
+
+import json
+import re
+from pathlib import Path
+
+from dav2.errors import Dav2Error
+from dav2.files import atomic_path, atomic_write_text
+
+REQUIRED_CASE_KEYS = ("backend", "precision", "size", "status")
+
+
+def validate(document: dict, source: str = "result") -> dict:
+    if not isinstance(document, dict) or document.get("schema") != 1:
+        raise Dav2Error(f"{source} is not a dav2-bench result (schema 1)")
+    for key in ("machine", "settings", "cases"):
+        if key not in document:
+            raise Dav2Error(f"{source} lacks '{key}'")
+    for case in document["cases"]:
+        missing = [k for k in REQUIRED_CASE_KEYS if k not in case]
+        if missing:
+            raise Dav2Error(f"{source}: a case lacks {', '.join(missing)}")
+        if case["status"] == "ok" and "latency_ms" not in case:
+            raise Dav2Error(f"{source}: a measured case lacks latency_ms")
+    return document
+
+
+def _num(value, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def case_cells(case: dict) -> list[str]:
+    if case["status"] != "ok":
+        return [case["backend"], case["precision"], str(case["size"]), case["status"] + ": " + case.get("reason", "")]
+    lat = case["latency_ms"]
+    acc = case.get("accuracy") or {}
+    split = case.get("split_ms") or {}
+    return [
+        case["backend"],
+        case["precision"],
+        str(case["size"]),
+        _num(lat["median"]),
+        _num(lat["p90"]),
+        _num(lat["p99"]),
+        f"{_num(lat['mean'])} ± {_num(lat['stdev'])}",
+        _num(case["fps"], 2),
+        _num(case.get("throughput_fps"), 2),
+        f"{case['speedup']:.2f}x" if case.get("speedup") else "–",
+        _num(acc.get("abs_rel"), 4),
+        _num(acc.get("delta1"), 4),
+        _num(acc.get("max_abs_diff"), 3),
+        f"{_num(split.get('preprocess'))} / {_num(split.get('h2d'), 2)} / {_num(split.get('infer'))} / "
+        f"{_num(split.get('d2h'), 2)} / {_num(split.get('postprocess'))}",
+        _num(case.get("peak_host_mb"), 0),
+        _num(case.get("peak_device_mb"), 0),
+        _num(case.get("artifact_mb")),
+        _num(case.get("build_s")),
+    ]
+
+
+HEADER = [
+    "backend", "precision", "size", "median ms", "p90", "p99", "mean ± sd", "FPS", "throughput FPS",
+    "vs torch FP32", "AbsRel", "δ1", "max abs diff", "split ms: pre / h2d / infer / d2h / post",
+    "peak host MB", "peak GPU MB", "artifact MB", "build s",
+]  # fmt: skip
+
+
+def table(cases: list[dict], first_columns: list[str] | None = None, prefix: list[list[str]] | None = None) -> str:
+    header = (first_columns or []) + HEADER
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for index, case in enumerate(cases):
+        cells = (prefix[index] if prefix else []) + case_cells(case)
+        if case["status"] != "ok":
+            cells += [""] * (len(header) - len(cells))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def to_markdown(document: dict) -> str:
+    machine = document["machine"]
+    libs = ", ".join(f"{k} {v}" for k, v in machine["libraries"].items() if v)
+    gpus = ", ".join(machine["gpus"]) or "none"
+    notes = [
+        f"# dav2-bench: {document['settings']['encoder']} on {machine['label']}",
+        "",
+        f"Command: `{machine['command']}`",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB; GPU: {gpus}"
+        + (f" (driver {machine['nvidia_driver']}, CUDA {machine['cuda']})" if machine.get("cuda") else "")
+        + f"; {machine['os']}, Python {machine['python']}, threads {machine['threads'] or 'library default'}.",
+        "",
+        f"Libraries: {libs}. Date: {machine['date']}.",
+        "",
+        "Latency: one network forward at batch 1 on a real preprocessed image, after warm-up; FPS = "
+        "1000 / median. Throughput: several frames in flight where the backend can. Accuracy: against "
+        "PyTorch FP32 on held-out images at the same size (relative models after scale-and-shift "
+        "alignment). Each case runs in its own process (peak host memory is that process's).",
+        "",
+    ]
+    if not document.get("complete", True):
+        notes += ["**Interrupted**: the table holds the cases measured before Ctrl-C.", ""]
+    return "\n".join(notes) + "\n" + table(document["cases"]) + "\n"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
+
+
+def save(document: dict, folder: Path) -> list[Path]:
+    """<machine>-<encoder>.json and .md (and .png when matplotlib is installed) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{slug(document['machine']['label'])}-{document['settings']['encoder']}"
+    json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
+    atomic_write_text(json_path, json.dumps(document, indent=2) + "\n")
+    atomic_write_text(md_path, to_markdown(document))
+    written = [json_path, md_path]
+    png = plot(document, folder / f"{stem}.png")
+    if png:
+        written.append(png)
+    return written
+
+
+def plot(document: dict, path: Path) -> Path | None:
+    """Latency against AbsRel, one point per measured case (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    cases = [c for c in document["cases"] if c["status"] == "ok" and c.get("accuracy")]
+    if not cases:
+        return None
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for case in cases:
+        x, y = case["latency_ms"]["median"], max(case["accuracy"]["abs_rel"], 1e-6)
+        axes.scatter(x, y)
+        axes.annotate(f"{case['backend']} {case['precision']} {case['size']}", (x, y), fontsize=7)
+    axes.set_xlabel("median latency, ms (batch 1)")
+    axes.set_ylabel("AbsRel vs PyTorch FP32")
+    axes.set_yscale("log")
+    axes.set_title(document["machine"]["label"], fontsize=9)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def load(path: Path) -> dict:
+    try:
+        return validate(json.loads(Path(path).read_text()), str(path))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise Dav2Error(f"cannot read {path} ({exc})") from exc
+
+
+def compare(paths: list[Path]) -> str:
+    """One Markdown table over the measured cases of several result files (machines)."""
+    if not paths:
+        raise Dav2Error("give at least one result file")
+    rows, prefix, legend = [], [], []
+    for path in paths:
+        document = load(path)
+        machine = document["machine"]
+        legend.append(f"- **{machine['label']}**: `{machine['command']}` ({machine['date']}, {Path(path).name})")
+        for case in document["cases"]:
+            if case["status"] == "ok":
+                rows.append(case)
+                prefix.append([machine["label"], document["settings"]["encoder"]])
+    return "\n".join(["# dav2-bench comparison", "", *legend, "", table(rows, ["machine", "encoder"], prefix), ""])

@@ -1,0 +1,216 @@
+"""What dav2-bench does, in order.
+
+1. Discover what this machine can run; plan the cases, and record what is skipped and why.
+2. Prepare the inputs once per size: a real image for timing (or the sample scene) and the
+   held-out images for accuracy, through the shared preprocessing.
+3. For each case: build or reuse its artifact, then measure it in a child process. PyTorch
+   eager FP32 runs first at each size: it is the speed-up baseline and writes the FP32
+   references the accuracy columns compare against.
+4. Ctrl-C stops the run and keeps every case already measured.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dav2 import console, processing
+from dav2.benchmarks.artifacts import artifact_mb, build_artifact
+from dav2.benchmarks.discovery import BACKENDS, PRECISIONS, Case, Machine, plan
+from dav2.benchmarks.machine import machine_record
+from dav2.calibration.dataset import CalibrationSet
+from dav2.errors import Dav2Error
+
+SCHEMA_VERSION = 1
+CASE_TIMEOUT_S = 1800
+
+
+@dataclass
+class BenchSettings:
+    encoder: str = "vits"
+    checkpoint: str | None = None
+    sizes: list[int] = field(default_factory=lambda: [518])
+    backends: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "openvino", "tensorrt"])
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
+    images: str | None = None
+    eval_images: int = 4
+    calib_count: int = 32
+    seconds: float = 5.0
+    min_runs: int = 5
+    max_runs: int = 200
+    warmup: int = 3
+    threads: int = 0
+    cache_dir: Path = Path.home() / ".cache" / "dav2" / "bench"
+    label: str | None = None
+    command: str | None = None  # the command line, recorded with the results
+
+    def public(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def prepare_inputs(settings: BenchSettings, work: Path) -> tuple[str, str | None]:
+    """Write timing_<size>.npy and input_<size>_<i>.npy; return (timing image, calibration hash)."""
+    calibration_sha = None
+    if settings.images:
+        calib = CalibrationSet(
+            settings.images, (settings.sizes[0], settings.sizes[0]), settings.calib_count, settings.eval_images
+        )
+        calibration_sha = calib.identity()["sha256"]
+        held_out = calib.holdout_images()
+        timing_image_name = str(Path(settings.images) / calib.holdout[0].name) if calib.holdout else "sample"
+    else:
+        from dav2.sample import render_sample
+
+        held_out = [("sample", render_sample()[0])]
+        timing_image_name = "sample"
+    for size in settings.sizes:
+        for index, (_name, image) in enumerate(held_out):
+            np.save(work / f"input_{size}_{index}.npy", processing.preprocess(image, fixed_hw=(size, size)))
+        np.save(work / f"timing_{size}.npy", np.load(work / f"input_{size}_0.npy"))
+    return timing_image_name, calibration_sha
+
+
+def run_child(spec: dict, work: Path) -> dict:
+    spec_path = work / f"spec-{spec['backend']}-{spec['precision']}-{spec['size']}.json"
+    spec_path.write_text(json.dumps(spec))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dav2.benchmarks.case", str(spec_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = process.communicate(timeout=CASE_TIMEOUT_S)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    if process.returncode != 0:
+        last = [line for line in err.strip().splitlines() if line.strip()]
+        raise Dav2Error(last[-1] if last else f"the case exited with status {process.returncode}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def checkpoint_for(settings: BenchSettings) -> tuple[str, str]:
+    from dav2.models.checkpoint import resolve_checkpoint, sha256_file
+    from dav2.models.registry import checkpoint_info
+
+    path = resolve_checkpoint(checkpoint_info(settings.encoder, "relative", None), settings.checkpoint)
+    return str(path), sha256_file(path)
+
+
+def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
+    """Measure every runnable case; return the result document (see report.py for its schema)."""
+    machine = machine or Machine.here()
+    backends = list(settings.backends)
+    if "torch" not in backends and machine.has("torch"):
+        backends.insert(0, "torch")  # the baseline and the accuracy reference are always measured
+    cases, skipped = plan(machine, backends, settings.precisions, settings.sizes, bool(settings.images))
+    result = {
+        "schema": SCHEMA_VERSION,
+        "machine": machine_record(machine, settings.threads, settings.label, settings.command),
+        "settings": settings.public(),
+        "cases": [skipped_row(case, reason) for case, reason in skipped],
+        "complete": False,
+    }
+    for case, reason in skipped:
+        console.info(f"skipping {case.label}: {reason}")
+    checkpoint, digest = checkpoint_for(settings)
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dav2-bench-") as tmp:
+        work = Path(tmp)
+        timing_image, calibration_sha = prepare_inputs(settings, work)
+        try:
+            for number, case in enumerate(cases, 1):
+                console.info(f"[{number}/{len(cases)}] {case.label}")
+                row = measure(case, settings, machine, checkpoint, digest, work, timing_image, calibration_sha)
+                result["cases"].append(row)
+                console.info(f"  {summary_line(row)}")
+            result["complete"] = True
+        except KeyboardInterrupt:
+            console.warn("interrupted: keeping the cases measured so far")
+    add_speedups(result["cases"])
+    result["cases"].sort(key=case_order)
+    return result
+
+
+def case_order(row: dict) -> tuple:
+    """Rows by size, then backend and precision in the documented order (skipped ones in place)."""
+    return (row["size"], BACKENDS.index(row["backend"]), PRECISIONS.index(row["precision"]))
+
+
+def measure(case: Case, settings, machine, checkpoint, digest, work, timing_image, calibration_sha) -> dict:
+    row = {"backend": case.backend, "precision": case.precision, "size": case.size, "status": "ok"}
+    try:
+        if case.backend == "torch":
+            artifact, build_s, reused = Path(checkpoint), 0.0, True
+        else:
+            artifact, build_s, reused = build_artifact(
+                case, checkpoint, digest, settings.encoder, machine, settings.cache_dir, settings.images,
+                settings.calib_count, settings.eval_images, calibration_sha,
+            )  # fmt: skip
+        spec = {
+            "backend": case.backend,
+            "precision": case.precision,
+            "size": case.size,
+            "artifact": str(artifact),
+            "device": "cuda" if case.backend == "torch" and machine.gpus else "cpu",
+            "threads": settings.threads,
+            "image": timing_image,
+            "work_dir": str(work),
+            "writes_reference": case.backend == "torch" and case.precision == "fp32",
+            "seconds": settings.seconds,
+            "min_runs": settings.min_runs,
+            "max_runs": settings.max_runs,
+            "warmup": settings.warmup,
+        }
+        start = time.perf_counter()
+        measured = run_child(spec, work)
+        row.update(measured)
+        row.update(
+            {
+                "artifact": artifact.name,
+                "artifact_mb": artifact_mb(artifact),
+                "build_s": build_s,
+                "artifact_reused": reused,
+                "case_wall_s": time.perf_counter() - start,
+            }
+        )
+    except Dav2Error as exc:
+        row.update({"status": "failed", "reason": str(exc)})
+    return row
+
+
+def skipped_row(case: Case, reason: str) -> dict:
+    return {
+        "backend": case.backend,
+        "precision": case.precision,
+        "size": case.size,
+        "status": "skipped",
+        "reason": reason,
+    }
+
+
+def add_speedups(rows: list[dict]) -> None:
+    """speedup = PyTorch eager FP32 median / this case's median, at the same size."""
+    baseline = {
+        r["size"]: r["latency_ms"]["median"]
+        for r in rows
+        if r["status"] == "ok" and r["backend"] == "torch" and r["precision"] == "fp32"
+    }
+    for row in rows:
+        if row["status"] == "ok" and row["size"] in baseline:
+            row["speedup"] = baseline[row["size"]] / row["latency_ms"]["median"]
+
+
+def summary_line(row: dict) -> str:
+    if row["status"] != "ok":
+        return f"{row['status']}: {row['reason']}"
+    acc = row.get("accuracy")
+    accuracy_text = f", AbsRel {acc['abs_rel']:.4f}, δ1 {acc['delta1']:.4f}" if acc else ""
+    return f"median {row['latency_ms']['median']:.1f} ms ({row['fps']:.1f} FPS){accuracy_text}"

@@ -1,0 +1,200 @@
+"""dav2-bench: statistics, discovery and skipping, the artifact cache, the schema, compare.
+
+The runs here are real but tiny (56x56 inputs, a fraction of a second per case): numbers come
+from actually timing ONNX Runtime and PyTorch, never from fixtures.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import requires_shared
+from dav2.benchmarks import report, runner
+from dav2.benchmarks.artifacts import cache_key
+from dav2.benchmarks.discovery import Case, Machine, plan, skip_reason
+from dav2.benchmarks.stats import fps, latency_stats, runs_for
+from dav2.cli import bench_main
+from dav2.errors import Dav2Error
+
+# -- statistics ------------------------------------------------------------------------------
+
+
+def test_latency_statistics():
+    stats = latency_stats([10.0, 12.0, 11.0, 13.0, 30.0])
+    assert stats["median"] == 12.0
+    assert stats["mean"] == pytest.approx(15.2)
+    assert stats["stdev"] == pytest.approx(float(np.std([10, 12, 11, 13, 30], ddof=1)))
+    assert stats["p90"] == pytest.approx(23.2)  # linear interpolation between 13 and 30
+    assert stats["p99"] == pytest.approx(29.32)
+    assert stats["min"] == 10.0 and stats["runs"] == 5
+    assert latency_stats([5.0])["stdev"] == 0.0
+    with pytest.raises(ValueError):
+        latency_stats([])
+
+
+def test_fps_and_run_counts():
+    assert fps(20.0) == 50.0 and fps(20.0, batch=4) == 200.0
+    assert runs_for(100.0, seconds=5, min_runs=5, max_runs=200) == 50
+    assert runs_for(2000.0, seconds=5, min_runs=5, max_runs=200) == 5
+    assert runs_for(0.5, seconds=5, min_runs=5, max_runs=200) == 200
+
+
+# -- discovery and skipping -----------------------------------------------------------------
+
+CPU_BOX = Machine({"torch": "2.13.0", "onnxruntime": "1.32.0", "openvino": None, "tensorrt": None}, [], [])
+GPU_BOX = Machine(
+    {"torch": "2.5.0", "onnxruntime": "1.20.0", "openvino": "2025.0", "tensorrt": "10.3.0", "pycuda": "2024.1"},
+    ["NVIDIA H100"],
+    ["CPU"],
+)
+
+
+def test_skips_say_why():
+    assert "openvino is not installed" in skip_reason(CPU_BOX, "openvino", "fp32", True)
+    assert "dav2[tensorrt]" in skip_reason(CPU_BOX, "tensorrt", "fp16", True)
+    assert "CUDA only" in skip_reason(CPU_BOX, "torch", "fp16", True)
+    assert skip_reason(GPU_BOX, "torch", "fp16", True) is None
+    assert skip_reason(GPU_BOX, "tensorrt", "fp16", False) is None
+    assert "--images" in skip_reason(GPU_BOX, "openvino", "int8", False)
+    assert skip_reason(CPU_BOX, "onnxruntime", "int8", False) is None  # dynamic INT8 needs no images
+
+
+def test_plan_orders_cases_and_lists_skips():
+    cases, skipped = plan(CPU_BOX, ["onnxruntime", "torch", "openvino"], ["fp32", "int8"], [308, 518], False)
+    assert cases[0] == Case("torch", "fp32", 308)
+    assert [c.label for c in cases] == [
+        "torch fp32 308", "onnxruntime fp32 308", "onnxruntime int8 308",
+        "torch fp32 518", "onnxruntime fp32 518", "onnxruntime int8 518",
+    ]  # fmt: skip
+    assert {c.label for c, _ in skipped} == {
+        "openvino fp32 308",
+        "openvino int8 308",
+        "openvino fp32 518",
+        "openvino int8 518",
+    }
+
+
+def test_machine_here_finds_this_machines_libraries():
+    machine = Machine.here()
+    assert machine.has("onnxruntime")
+    assert machine.libraries["numpy"] == np.__version__
+
+
+def test_cache_key_follows_what_changes_the_artifact():
+    base = cache_key(Case("openvino", "int8", 518), "a" * 64, "vits", CPU_BOX, "c1")
+    assert base == cache_key(Case("openvino", "int8", 518), "a" * 64, "vits", CPU_BOX, "c1")
+    assert base != cache_key(Case("openvino", "int8", 364), "a" * 64, "vits", CPU_BOX, "c1")
+    assert base != cache_key(Case("openvino", "fp16", 518), "a" * 64, "vits", CPU_BOX, "c1")
+    assert base != cache_key(Case("openvino", "int8", 518), "b" * 64, "vits", CPU_BOX, "c1")
+    assert base != cache_key(Case("openvino", "int8", 518), "a" * 64, "vits", CPU_BOX, "c2")
+    assert base != cache_key(Case("openvino", "int8", 518), "a" * 64, "vits", GPU_BOX, "c1")
+
+
+# -- real tiny runs --------------------------------------------------------------------------
+
+
+def tiny_settings(checkpoint, cache_dir, **changes):
+    settings = runner.BenchSettings(
+        checkpoint=str(checkpoint),
+        sizes=[56],
+        backends=["onnxruntime"],
+        precisions=["fp32", "int8"],
+        seconds=0.2,
+        min_runs=3,
+        max_runs=6,
+        warmup=1,
+        cache_dir=cache_dir,
+    )
+    for key, value in changes.items():
+        setattr(settings, key, value)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(vits_checkpoint, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("bench-cache")
+    first = runner.run_bench(tiny_settings(vits_checkpoint, cache))
+    second = runner.run_bench(tiny_settings(vits_checkpoint, cache, label="second run"))
+    return first, second
+
+
+def measured(document, backend, precision):
+    (row,) = [c for c in document["cases"] if c["backend"] == backend and c["precision"] == precision]
+    return row
+
+
+@requires_shared
+def test_tiny_run_measures_and_compares_with_torch(tiny_runs):
+    first, _ = tiny_runs
+    report.validate(first)
+    assert first["complete"]
+    torch_row = measured(first, "torch", "fp32")
+    assert torch_row["status"] == "ok" and torch_row["speedup"] == 1.0
+    onnx_row = measured(first, "onnxruntime", "fp32")
+    latency = onnx_row["latency_ms"]
+    assert 3 <= latency["runs"] <= 6 and latency["min"] <= latency["median"] <= latency["p90"] <= latency["p99"]
+    assert onnx_row["fps"] == pytest.approx(1000.0 / latency["median"])
+    assert onnx_row["speedup"] == pytest.approx(torch_row["latency_ms"]["median"] / latency["median"])
+    assert onnx_row["accuracy"]["abs_rel"] < 1e-4 and onnx_row["accuracy"]["delta1"] == 1.0
+    int8_row = measured(first, "onnxruntime", "int8")
+    assert 0 < int8_row["accuracy"]["abs_rel"] < 0.05
+    assert int8_row["artifact_mb"] < onnx_row["artifact_mb"]
+    assert onnx_row["peak_host_mb"] > 50 and set(onnx_row["split_ms"]) >= {"preprocess", "infer", "postprocess"}
+    assert first["machine"]["libraries"]["onnxruntime"] and first["machine"]["cores"] >= 1
+
+
+@requires_shared
+def test_second_run_reuses_the_artifacts(tiny_runs):
+    first, second = tiny_runs
+    for precision in ("fp32", "int8"):
+        assert measured(first, "onnxruntime", precision)["artifact_reused"] is False
+        reused = measured(second, "onnxruntime", precision)
+        assert reused["artifact_reused"] is True
+        assert reused["build_s"] == measured(first, "onnxruntime", precision)["build_s"]
+
+
+@requires_shared
+def test_saved_results_and_compare(tiny_runs, tmp_path):
+    first, second = tiny_runs
+    written = report.save(first, tmp_path / "a") + report.save(second, tmp_path / "b")
+    json_files = [p for p in written if p.suffix == ".json"]
+    assert report.load(json_files[0])["cases"] == json.loads(json.dumps(first["cases"]))
+    markdown = next(p for p in written if p.suffix == ".md").read_text()
+    assert "| onnxruntime | int8 | 56 |" in markdown and "Command: `" in markdown
+    result = CliRunner().invoke(bench_main, ["compare", *map(str, json_files)])
+    assert result.exit_code == 0, result.output
+    assert "second run" in result.stdout and first["machine"]["label"] in result.stdout
+    assert result.stdout.count("| vits | onnxruntime | int8 | 56 |") == 2
+
+
+@requires_shared
+def test_ctrl_c_keeps_the_cases_already_measured(vits_checkpoint, tmp_path, monkeypatch):
+    real_child = runner.run_child
+    calls = []
+
+    def interrupted_after_one(spec, work):
+        calls.append(spec["backend"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_child(spec, work)
+
+    monkeypatch.setattr(runner, "run_child", interrupted_after_one)
+    document = runner.run_bench(tiny_settings(vits_checkpoint, tmp_path, precisions=["fp32"]))
+    assert document["complete"] is False
+    ok = [c for c in document["cases"] if c["status"] == "ok"]
+    assert [(c["backend"], c["precision"]) for c in ok] == [("torch", "fp32")]
+    assert "Interrupted" in report.to_markdown(document)
+
+
+def test_bad_result_files_are_refused(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"schema": 1, "machine": {}, "settings": {}, "cases": [{"backend": "torch"}]}))
+    with pytest.raises(Dav2Error, match="lacks"):
+        report.load(bad)
+    result = CliRunner().invoke(bench_main, ["compare", str(bad)])
+    assert result.exit_code == 1 and "error:" in result.output
+    (tmp_path / "x.json").write_text("not json")
+    with pytest.raises(Dav2Error, match="cannot read"):
+        report.load(tmp_path / "x.json")
