@@ -30,13 +30,17 @@ setup(
         # x86-64 Linux/Windows wheels; on a Jetson TensorRT comes with JetPack (python3-libnvinfer)
         "tensorrt": ["tensorrt>=10.0; platform_machine == 'x86_64'", "pycuda>=2022.2"],
         "plot": ["matplotlib>=3.7"],
-        "test": ["pytest>=8", "ruff>=0.5"],
+        "app": ["gradio>=5.0"],
+        # the browser test drives the app with Selenium and the system's chromium-driver
+        "test": ["pytest>=8", "ruff>=0.5", "selenium>=4.10"],
     },
     entry_points={
         "console_scripts": [
             "dav2-export=dav2.cli:export_main",
             "dav2-run=dav2.cli:run_main",
             "dav2-bench=dav2.cli:bench_main",
+            "dav2-eval=dav2.cli:eval_main",
+            "dav2-app=dav2.cli:app_main",
         ],
     },
 )

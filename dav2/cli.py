@@ -246,10 +246,42 @@ def export_main(encoder, kind, max_depth, checkpoint, to_onnx, fp16, int8, ort_i
 @click.option("--threads", type=int, default=0, help="Inference threads (0: the library's default).")
 @click.option("--show", is_flag=True, help="Show depth in a window with a live FPS overlay (q or Esc quits).")
 @click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
-@click.option("--json", "as_json", is_flag=True, help="Print the timing summary as one JSON object on the last line.")
+@click.option(
+    "--range",
+    "color_range",
+    default=None,
+    help="Fixed depth range MIN,MAX for colouring. "
+    "[default: each image's own; smoothed over time for videos and cameras]",
+)
+@click.option("--camera-size", default=None, help="Camera capture size WIDTHxHEIGHT, e.g. 1280x720.")
+@click.option("--camera-fps", type=float, default=None, help="Camera capture frame rate.")
+@click.option("--reconnects", type=int, default=5, help="Times a dropped rtsp/http stream is reopened (1 s apart).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print live numbers as one JSON line per second, and the final summary as the last line.",
+)
 @user_errors
 def run_main(
-    model, source, save, fmt, cmap, input_size, backend, kind, max_depth, device, threads, show, max_frames, as_json
+    model,
+    source,
+    save,
+    fmt,
+    cmap,
+    input_size,
+    backend,
+    kind,
+    max_depth,
+    device,
+    threads,
+    show,
+    max_frames,
+    color_range,
+    camera_size,
+    camera_fps,
+    reconnects,
+    as_json,
 ):
     """Run a depth model on images, folders, videos, cameras or streams, with per-stage FPS.
 
@@ -262,7 +294,12 @@ def run_main(
       dav2-run --model dynamic.onnx --input-size 700 --source photo.jpg --format npy --save d.npy
       dav2-run --model depth_anything_v2_vits_518x518_fp16.engine --source 0 --show
       dav2-run --model depth_anything_v2_vits_518x518_int8.xml --source clip.mp4 --save depth.mp4
+      dav2-run --model m.onnx --source rtsp://camera/stream --show --range 0,8
+
+    Capture, inference and output run in parallel. Cameras and streams keep only the newest
+    frame (stale ones are dropped, so latency does not grow); files drop nothing.
     """
+    from dav2.processing import ColorRange
     from dav2.runtime.backends import open_backend
     from dav2.runtime.pipeline import run
     from dav2.runtime.sinks import WindowSink, open_sink
@@ -278,7 +315,13 @@ def run_main(
             f"--input-size is ignored: {Path(model).name} has a fixed input of "
             f"{engine.fixed_hw[0]}x{engine.fixed_hw[1]} (images are stretched to it)"
         )
-    frames = open_source(source)
+    camera = _pair(camera_size, "x", int, "--camera-size")
+    frames = open_source(source, camera_size=camera, camera_fps=camera_fps, reconnects=reconnects)
+    fixed = _pair(color_range, ",", float, "--range")
+    if fixed is not None and not fixed[0] < fixed[1]:
+        raise Dav2Error("--range needs MIN < MAX")
+    # one picture: its own range, as upstream; a sequence: smoothed so the colours do not flicker
+    colours = ColorRange(fixed, smoothing=0.0 if frames.single or frames.kind == "folder" else 0.9)
     unit = "m" if engine.kind == "metric" else "disparity"
     sinks = []
     if save is not None:
@@ -287,7 +330,14 @@ def run_main(
         sinks.append(WindowSink(fmt, cmap))
     console.info(engine.describe())
     summary = run(
-        frames, engine, sinks, input_size=input_size, max_frames=max_frames, on_frame=_progress_printer(frames)
+        frames,
+        engine,
+        sinks,
+        input_size=input_size,
+        max_frames=max_frames,
+        on_frame=_progress_printer(frames),
+        color_range=colours,
+        on_tick=(lambda snapshot: click.echo(json.dumps({"live": snapshot}))) if as_json else None,
     )
     summary.update(
         {
@@ -304,6 +354,19 @@ def run_main(
         console.info(f"saved to {save}")
     if as_json:
         click.echo(json.dumps(summary))
+
+
+def _pair(text: str | None, separator: str, kind, option: str):
+    """'1280x720' -> (1280, 720); '0,8' -> (0.0, 8.0); None stays None."""
+    if text is None:
+        return None
+    parts = text.lower().split(separator)
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return kind(parts[0]), kind(parts[1])
+    except ValueError:
+        raise Dav2Error(f"{option} expects two numbers separated by '{separator}', not {text!r}") from None
 
 
 def _progress_printer(source):
@@ -422,3 +485,167 @@ def bench_compare(results):
     from dav2.benchmarks.report import compare
 
     click.echo(compare([Path(p) for p in results]))
+
+
+# --- dav2-eval -------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+def eval_main():
+    """Evaluate an exported model: DA-2K pairwise accuracy, or dense metrics against measured depth.
+
+    Both compare two artifacts with each other (e.g. INT8 against FP32) with --reference.
+    """
+
+
+def _print_result(result: dict, as_json: bool, lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
+    if as_json:
+        click.echo(json.dumps(result))
+
+
+@eval_main.command("da2k")
+@click.option("--annotations", required=True, type=click.Path(exists=True, dir_okay=False), help="DA-2K JSON file.")
+@click.option(
+    "--images", required=True, type=click.Path(exists=True, file_okay=False), help="Folder the paths are relative to."
+)
+@click.option(
+    "--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Artifact (.onnx/.xml/.engine/.pth)."
+)
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Second artifact: report how often both order a pair the same way.",
+)
+@click.option(
+    "--input-size", type=int, default=None, help="Short side for dynamic models. [default: the artifact's own]"
+)
+@click.option("--json", "as_json", is_flag=True, help="Also print the result as one JSON line.")
+@user_errors
+def eval_da2k(annotations, images, model, reference, input_size, as_json):
+    """DA-2K: the share of point pairs whose depth order the model gets right, overall and per scene type.
+
+    \b
+    Example:
+      dav2-eval da2k --annotations DA-2K/annotations.json --images DA-2K/images --model m.onnx
+    """
+    from dav2.evaluation.da2k import da2k_accuracy, da2k_agreement, load_annotations
+    from dav2.evaluation.predict import ModelPredictor
+
+    pairs = load_annotations(annotations)
+    predictor = ModelPredictor(model, images, input_size)
+    if reference is None:
+        result = da2k_accuracy(pairs, predictor, predictor.kind)
+        title = "DA-2K accuracy"
+    else:
+        other = ModelPredictor(reference, images, input_size)
+        result = da2k_agreement(pairs, predictor, predictor.kind, other, other.kind)
+        title = f"DA-2K agreement with {Path(reference).name}"
+    lines = [f"{title}: {result['accuracy']:.4f} over {result['pairs']} pairs ({Path(model).name})"]
+    lines += [f"  {name}: {s['accuracy']:.4f} ({s['pairs']} pairs)" for name, s in result["scenes"].items()]
+    _print_result(result, as_json, lines)
+
+
+@eval_main.command("dense")
+@click.option("--images", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of images.")
+@click.option(
+    "--depth",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder of measured depth, one file per image (paired in sorted order).",
+)
+@click.option(
+    "--depth-format",
+    type=click.Choice(["png-mm", "png-kitti", "png-tum", "sun", "nyu-raw"]),
+    default="png-mm",
+    help="Encoding of the depth files (see README).",
+)
+@click.option(
+    "--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Artifact (.onnx/.xml/.engine/.pth)."
+)
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Without --depth: compare with this artifact instead of measured depth.",
+)
+@click.option(
+    "--alignment",
+    type=click.Choice(["least-squares", "median"]),
+    default="least-squares",
+    help="Relative models: scale-and-shift (least squares) or median scale, in disparity space.",
+)
+@click.option("--min-depth", type=float, default=1e-3, help="Ground truth below this (metres) is masked.")
+@click.option("--max-depth", type=float, default=80.0, help="Ground truth above this (metres) is masked.")
+@click.option(
+    "--input-size", type=int, default=None, help="Short side for dynamic models. [default: the artifact's own]"
+)
+@click.option("--json", "as_json", is_flag=True, help="Also print the result as one JSON line.")
+@user_errors
+def eval_dense(images, depth, depth_format, model, reference, alignment, min_depth, max_depth, input_size, as_json):
+    """AbsRel, δ1-δ3 and RMSE against measured depth (or AbsRel, δ1, max difference against --reference).
+
+    \b
+    Examples:
+      dav2-eval dense --images nyu/rgb --depth nyu/depth --model m.onnx
+      dav2-eval dense --images kitti/rgb --depth kitti/depth --depth-format png-kitti --model metric.xml
+      dav2-eval dense --images photos/ --model int8.xml --reference fp32.onnx
+    """
+    from dav2.evaluation.dense_run import evaluate_against_depth, evaluate_against_reference
+
+    if depth is None and reference is None:
+        raise Dav2Error("give --depth (measured depth) or --reference (a second artifact)")
+    if depth is not None:
+        result = evaluate_against_depth(images, depth, depth_format, model, alignment, min_depth, max_depth, input_size)
+        r = result
+        lines = [
+            f"{Path(model).name} on {r['images']} image(s) ({r['alignment']}): AbsRel {r['abs_rel']:.4f}, "
+            f"δ1 {r['delta1']:.4f}, δ2 {r['delta2']:.4f}, δ3 {r['delta3']:.4f}, RMSE {r['rmse']:.3f} m"
+        ]
+    else:
+        result = evaluate_against_reference(images, model, reference, input_size)
+        lines = [
+            f"{Path(model).name} against {Path(reference).name} on {result['images']} image(s): "
+            f"AbsRel {result['abs_rel']:.4f}, δ1 {result['delta1']:.4f}, max abs diff {result['max_abs_diff']:.3g}"
+        ]
+    lines += [f"  {name}: AbsRel {m['abs_rel']:.4f}, δ1 {m['delta1']:.4f}" for name, m in result["per_image"].items()]
+    _print_result(result, as_json, lines)
+
+
+# --- dav2-app --------------------------------------------------------------------------------
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option(
+    "--models", type=click.Path(file_okay=False), default="models", help="Folder searched for exported models."
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also offer this checkpoint, exported to ONNX on first use.",
+)
+@click.option("--encoder", type=click.Choice(ENCODERS), default="vits", help="Encoder of --checkpoint.")
+@click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 to share on the network).")
+@click.option("--port", type=int, default=7860, help="Port to listen on.")
+@user_errors
+def app_main(models, checkpoint, encoder, host, port):
+    """A web app: upload images or a video, pick a model, get colour/grey/16-bit/.npy depth back.
+
+    \b
+    Example:
+      dav2-app --models models/          # then open http://127.0.0.1:7860
+    """
+    try:
+        import gradio  # noqa: F401
+    except ImportError as exc:
+        raise Dav2Error("dav2-app needs Gradio: pip install 'dav2[app]'") from exc
+    from dav2.app import DepthService, build_app
+
+    service = DepthService(Path(models), checkpoint, encoder)
+    if not service.choices():
+        raise Dav2Error(f"no exported models in {models}; export one (dav2-export) or pass --checkpoint")
+    console.info(f"models: {', '.join(Path(c).name for c in service.choices())}")
+    build_app(service).launch(server_name=host, server_port=port)

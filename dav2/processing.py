@@ -234,3 +234,32 @@ def decode_png16(data: bytes) -> tuple[np.ndarray, dict]:
         raise ValueError("this PNG has no dav2 scale chunk: it was not written by dav2 --format png16")
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     return (info["offset"] + info["scale"] * pixels.astype(np.float64)).astype(np.float32), info
+
+
+class ColorRange:
+    """The depth range used to colour a stream of frames.
+
+    Upstream colours each picture between its own min and max, which makes video flicker: one
+    near object entering the frame re-colours everything. For videos and live sources the
+    range follows the frames' min/max through an exponential moving average (`smoothing` is
+    the weight of the past), and `fixed` pins it. For single images (`smoothing=0`) it is the
+    picture's own range, as upstream.
+    """
+
+    def __init__(self, fixed: tuple[float, float] | None = None, smoothing: float = 0.0):
+        if fixed is not None and not fixed[0] < fixed[1]:
+            raise ValueError(f"colour range {fixed} must have min < max")
+        self.fixed = fixed
+        self.smoothing = smoothing
+        self.current: tuple[float, float] | None = None
+
+    def update(self, depth: np.ndarray) -> tuple[float, float]:
+        if self.fixed is not None:
+            return self.fixed
+        low, high = float(depth.min()), float(depth.max())
+        if self.current is None or self.smoothing <= 0:
+            self.current = (low, high)
+        else:
+            a = self.smoothing
+            self.current = (a * self.current[0] + (1 - a) * low, a * self.current[1] + (1 - a) * high)
+        return self.current

@@ -1,17 +1,155 @@
-"""The run loop: source -> preprocess -> backend -> postprocess -> sinks, timed per stage.
+"""The run loop: capture -> preprocess | inference | postprocess -> sinks, in three threads.
 
-Sequential and explicit, like the ONNX Runtime / OpenVINO samples: one frame at a time,
-every stage timed with perf_counter, nothing dropped.
+Capture and preprocessing, inference, and output (postprocessing, colouring, writing,
+the window) run as separate stages joined by bounded queues, so each one works while the
+others do: on a two-core CPU the pre/post-processing of neighbouring frames hides behind
+inference.
+
+- Files (videos, folders, images) go through bounded FIFO queues: nothing is dropped, and
+  the reader waits when inference is behind.
+- Live sources (cameras, streams) go through one-frame mailboxes instead: a newer frame
+  replaces one that inference has not taken yet (counted as dropped), so live latency stays
+  at about one capture plus one inference and does not grow.
+
+Each frame carries its own stage times and its capture time; the output stage records them
+(FpsMeter), including the end-to-end latency from capture to written/displayed depth.
+The window (when --show is given) stays in the main thread, as GUI toolkits require.
 """
 
+import queue
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from dav2 import processing
 from dav2.runtime.backends.base import Backend
 from dav2.runtime.fps import FpsMeter
 from dav2.runtime.sinks import WindowSink
-from dav2.runtime.sources import Source
+from dav2.runtime.sources import Frame, Source
+
+QUEUE_SIZE = 4
+POLL_S = 0.05
+STOP = None  # end-of-stream marker passed down the stages
+
+
+@dataclass
+class Job:
+    """One frame on its way through the stages."""
+
+    frame: Frame
+    captured: float  # perf_counter() when the frame was read
+    tensor: np.ndarray
+    times: dict[str, float] = field(default_factory=dict)
+    network_depth: np.ndarray | None = None
+
+
+class LatestSlot:
+    """A one-item mailbox: put() replaces an item nobody has taken yet (live sources)."""
+
+    def __init__(self):
+        self._item = None
+        self._full = False
+        self._condition = threading.Condition()
+        self.dropped = 0
+
+    def put(self, item, timeout: float | None = None) -> None:
+        with self._condition:
+            if self._full and self._item is not STOP:
+                self.dropped += 1
+            if not (self._full and self._item is STOP):  # the end marker is never overwritten
+                self._item = item
+            self._full = True
+            self._condition.notify()
+
+    def get(self, timeout: float | None = None):
+        with self._condition:
+            if not self._condition.wait_for(lambda: self._full, timeout):
+                raise queue.Empty
+            item, self._item, self._full = self._item, None, False
+            return item
+
+
+def new_channel(live: bool):
+    return LatestSlot() if live else queue.Queue(maxsize=QUEUE_SIZE)
+
+
+def put_until_stopped(channel, item, stop: threading.Event) -> bool:
+    """Put, waiting while the channel is full; give up (False) when the run is stopping."""
+    while not stop.is_set():
+        try:
+            channel.put(item, timeout=POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def get_until_stopped(channel, stop: threading.Event):
+    while not stop.is_set():
+        try:
+            return channel.get(timeout=POLL_S)
+        except queue.Empty:
+            continue
+    return STOP
+
+
+class Stage(threading.Thread):
+    """A daemon thread that remembers the exception that ended it."""
+
+    def __init__(self, name: str, work: Callable[[], None]):
+        super().__init__(name=name, daemon=True)
+        self.work = work
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except BaseException as exc:  # re-raised in the main thread
+            self.error = exc
+
+
+def capture_stage(source, input_size, fixed_hw, outbox, stop: threading.Event, max_frames) -> Callable[[], None]:
+    def work() -> None:
+        try:
+            frames = iter(source)
+            count = 0
+            while not stop.is_set() and (max_frames is None or count < max_frames):
+                t0 = time.perf_counter()
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                t1 = time.perf_counter()
+                tensor = processing.preprocess(frame.image, input_size, fixed_hw)
+                t2 = time.perf_counter()
+                job = Job(frame, t1, tensor, {"read": (t1 - t0) * 1000, "preprocess": (t2 - t1) * 1000})
+                if not put_until_stopped(outbox, job, stop):
+                    break
+                count += 1
+        finally:
+            put_until_stopped(outbox, STOP, threading.Event())
+
+    return work
+
+
+def inference_stage(backend: Backend, inbox, outbox, stop: threading.Event) -> Callable[[], None]:
+    def work() -> None:
+        try:
+            while True:
+                job = get_until_stopped(inbox, stop)
+                if job is STOP:
+                    break
+                start = time.perf_counter()
+                job.network_depth = backend.infer(job.tensor)
+                job.times["inference"] = (time.perf_counter() - start) * 1000
+                if not put_until_stopped(outbox, job, stop):
+                    break
+        finally:
+            put_until_stopped(outbox, STOP, threading.Event())
+
+    return work
 
 
 def run(
@@ -21,51 +159,70 @@ def run(
     input_size: int | None = None,
     max_frames: int | None = None,
     on_frame: Callable[[int], None] | None = None,
+    color_range: processing.ColorRange | None = None,
+    on_tick: Callable[[dict], None] | None = None,
+    tick_s: float = 1.0,
 ) -> dict:
-    """Process every frame of `source`; return the FPS summary. Sinks are closed either way."""
+    """Process `source` through `backend` into `sinks`; return the FPS summary.
+
+    Sinks are closed either way; Ctrl-C, q/Esc in the window or `max_frames` end the run
+    with the frames done so far kept. `on_tick` gets a live snapshot every `tick_s` seconds.
+    """
     input_size = input_size or backend.default_input_size
-    fixed_hw = backend.fixed_hw
+    color_range = color_range or processing.ColorRange()
     meter = FpsMeter()
     windows = [sink for sink in sinks if isinstance(sink, WindowSink)]
+    stop = threading.Event()
+    to_inference, to_output = new_channel(source.live), new_channel(source.live)
+    stages = [
+        Stage("capture", capture_stage(source, input_size, backend.fixed_hw, to_inference, stop, max_frames)),
+        Stage("inference", inference_stage(backend, to_inference, to_output, stop)),
+    ]
     success = False
+    next_tick = time.perf_counter() + tick_s
     try:
         meter.start()
-        frames = iter(source)
-        while max_frames is None or meter.frames < max_frames:
-            t0 = time.perf_counter()
-            frame = next(frames, None)
-            if frame is None:
+        for stage in stages:
+            stage.start()
+        while True:
+            job = get_until_stopped(to_output, stop)
+            if job is STOP:
                 break
-            t1 = time.perf_counter()
-            tensor = processing.preprocess(frame.image, input_size, fixed_hw)
-            t2 = time.perf_counter()
-            network_depth = backend.infer(tensor)
             t3 = time.perf_counter()
-            depth = processing.postprocess(network_depth, frame.image.shape[:2])
+            depth = processing.postprocess(job.network_depth, job.frame.image.shape[:2])
+            value_range = color_range.update(depth)
             t4 = time.perf_counter()
             for window in windows:
                 window.overlay = meter.live_text()
             for sink in sinks:
-                sink.write(frame, depth)
+                sink.write(job.frame, depth, value_range)
             t5 = time.perf_counter()
-            meter.add(
-                {
-                    "read": (t1 - t0) * 1000,
-                    "preprocess": (t2 - t1) * 1000,
-                    "inference": (t3 - t2) * 1000,
-                    "postprocess": (t4 - t3) * 1000,
-                    "write": (t5 - t4) * 1000,
-                }
-            )
+            job.times.update({"postprocess": (t4 - t3) * 1000, "write": (t5 - t4) * 1000})
+            meter.add(job.times, latency_ms=(t5 - job.captured) * 1000)
             if on_frame is not None:
                 on_frame(meter.frames)
+            if on_tick is not None and t5 >= next_tick:
+                on_tick(meter.snapshot(dropped=dropped_frames(to_inference, to_output)))
+                next_tick = t5 + tick_s
             if any(window.quit for window in windows):
                 break
         success = True
     except KeyboardInterrupt:
         success = True  # what was processed is kept; the summary still prints
     finally:
+        stop.set()
+        for stage in stages:
+            stage.join(timeout=10)
+        errors = [stage.error for stage in stages if stage.error is not None]
         for sink in sinks:
-            sink.close(success)
+            sink.close(success and not errors)
         source.close()
-    return meter.summary()
+    if errors:
+        raise errors[0]
+    summary = meter.summary()
+    summary["dropped_frames"] = dropped_frames(to_inference, to_output)
+    return summary
+
+
+def dropped_frames(*channels) -> int:
+    return sum(getattr(channel, "dropped", 0) for channel in channels)

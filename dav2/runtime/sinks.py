@@ -21,11 +21,12 @@ VIDEO_FORMATS = ("color", "gray", "side-by-side")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
 
-def render(frame: Frame, depth: np.ndarray, fmt: str, cmap: str) -> np.ndarray:
-    """The BGR picture shown or saved for the picture formats."""
+def render(frame: Frame, depth: np.ndarray, fmt: str, cmap: str, value_range: tuple[float, float] | None = None):
+    """The BGR picture shown or saved for the picture formats, coloured over `value_range`
+    (default: the depth's own min..max, as upstream)."""
     if fmt == "gray":
-        return processing.colorize(depth, "gray")
-    coloured = processing.colorize(depth, cmap)
+        return processing.colorize(depth, "gray", value_range)
+    coloured = processing.colorize(depth, cmap, value_range)
     if fmt == "side-by-side":
         return processing.side_by_side(frame.image, coloured)
     return coloured
@@ -46,7 +47,7 @@ class ImageSink:
     def path_for(self, frame: Frame) -> Path:
         return self.file if self.file is not None else self.folder / f"{frame.name}{self.extension}"
 
-    def write(self, frame: Frame, depth: np.ndarray) -> None:
+    def write(self, frame: Frame, depth: np.ndarray, value_range: tuple[float, float] | None = None) -> None:
         path = self.path_for(frame)
         if self.fmt == "npy":
             with atomic_path(path) as tmp:
@@ -55,7 +56,7 @@ class ImageSink:
         elif self.fmt == "png16":
             atomic_write_bytes(path, processing.encode_png16(depth, self.unit))
         else:
-            ok, encoded = cv2.imencode(".png", render(frame, depth, self.fmt, self.cmap))
+            ok, encoded = cv2.imencode(".png", render(frame, depth, self.fmt, self.cmap, value_range))
             if not ok:
                 raise Dav2Error(f"could not encode {path}")
             atomic_write_bytes(path, encoded.tobytes())
@@ -78,8 +79,8 @@ class VideoSink:
         self.writer = None
         self.written = 0
 
-    def write(self, frame: Frame, depth: np.ndarray) -> None:
-        picture = render(frame, depth, self.fmt, self.cmap)
+    def write(self, frame: Frame, depth: np.ndarray, value_range: tuple[float, float] | None = None) -> None:
+        picture = render(frame, depth, self.fmt, self.cmap, value_range)
         if self.writer is None:
             fourcc = cv2.VideoWriter_fourcc(*FOURCC.get(self.target.suffix.lower(), "mp4v"))
             h, w = picture.shape[:2]
@@ -114,8 +115,8 @@ class WindowSink:
         self.quit = False
         self.written = 0
 
-    def write(self, frame: Frame, depth: np.ndarray) -> None:
-        picture = render(frame, depth, self.fmt, self.cmap)
+    def write(self, frame: Frame, depth: np.ndarray, value_range: tuple[float, float] | None = None) -> None:
+        picture = render(frame, depth, self.fmt, self.cmap, value_range)
         for i, line in enumerate(self.overlay.splitlines()):
             cv2.putText(picture, line, (10, 28 + 26 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 4, cv2.LINE_AA)
             cv2.putText(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dav2 import processing
+
 
 class Backend(ABC):
     name: str = "backend"
@@ -40,6 +42,12 @@ class Backend(ABC):
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, H, W) float32 normalised RGB -> (B, H, W) float32 depth."""
+
+    def predict(self, bgr_image: np.ndarray, input_size: int | None = None) -> np.ndarray:
+        """Depth at the image's own resolution (upstream's infer_image): the shared
+        preprocessing, one forward, the shared postprocessing."""
+        tensor = processing.preprocess(bgr_image, input_size or self.default_input_size, self.fixed_hw)
+        return processing.postprocess(self.infer(tensor), bgr_image.shape[:2])
 
     def describe(self) -> str:
         shape = "dynamic" if self.fixed_hw is None else f"{self.fixed_hw[0]}x{self.fixed_hw[1]}"
