@@ -13,6 +13,8 @@ import click
 
 from dav2 import console
 from dav2.errors import Dav2Error
+from dav2.evaluation.dense import ALIGNMENTS
+from dav2.evaluation.groundtruth import FORMATS as DEPTH_FORMATS
 from dav2.models.registry import ENCODERS, KINDS
 from dav2.processing import COLORMAPS
 from dav2.runtime.backends import BACKENDS
@@ -87,7 +89,9 @@ def user_errors(command):
     "--trt",
     type=click.Choice(["fp16", "int8", "fp32"]),
     default=None,
-    help="TensorRT engine (needs TensorRT and an NVIDIA GPU). INT8 needs --calib-dir.",
+    is_flag=False,
+    flag_value="fp16",
+    help="TensorRT engine (needs TensorRT and an NVIDIA GPU); --trt alone means fp16. INT8 needs --calib-dir.",
 )
 @click.option(
     "--keep-fp32",
@@ -498,6 +502,16 @@ def eval_main():
     """
 
 
+# options both dav2-eval commands take
+EVAL_MODEL = click.option(
+    "--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Artifact (.onnx/.xml/.engine/.pth)."
+)
+EVAL_INPUT_SIZE = click.option(
+    "--input-size", type=int, default=None, help="Short side for dynamic models. [default: the artifact's own]"
+)
+EVAL_JSON = click.option("--json", "as_json", is_flag=True, help="Also print the result as one JSON line.")
+
+
 def _print_result(result: dict, as_json: bool, lines: list[str]) -> None:
     for line in lines:
         click.echo(line)
@@ -510,19 +524,15 @@ def _print_result(result: dict, as_json: bool, lines: list[str]) -> None:
 @click.option(
     "--images", required=True, type=click.Path(exists=True, file_okay=False), help="Folder the paths are relative to."
 )
-@click.option(
-    "--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Artifact (.onnx/.xml/.engine/.pth)."
-)
+@EVAL_MODEL
 @click.option(
     "--reference",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
     help="Second artifact: report how often both order a pair the same way.",
 )
-@click.option(
-    "--input-size", type=int, default=None, help="Short side for dynamic models. [default: the artifact's own]"
-)
-@click.option("--json", "as_json", is_flag=True, help="Also print the result as one JSON line.")
+@EVAL_INPUT_SIZE
+@EVAL_JSON
 @user_errors
 def eval_da2k(annotations, images, model, reference, input_size, as_json):
     """DA-2K: the share of point pairs whose depth order the model gets right, overall and per scene type.
@@ -558,13 +568,11 @@ def eval_da2k(annotations, images, model, reference, input_size, as_json):
 )
 @click.option(
     "--depth-format",
-    type=click.Choice(["png-mm", "png-kitti", "png-tum", "sun", "nyu-raw"]),
+    type=click.Choice(DEPTH_FORMATS),
     default="png-mm",
     help="Encoding of the depth files (see README).",
 )
-@click.option(
-    "--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Artifact (.onnx/.xml/.engine/.pth)."
-)
+@EVAL_MODEL
 @click.option(
     "--reference",
     type=click.Path(exists=True, dir_okay=False),
@@ -573,16 +581,14 @@ def eval_da2k(annotations, images, model, reference, input_size, as_json):
 )
 @click.option(
     "--alignment",
-    type=click.Choice(["least-squares", "median"]),
+    type=click.Choice(ALIGNMENTS),
     default="least-squares",
     help="Relative models: scale-and-shift (least squares) or median scale, in disparity space.",
 )
 @click.option("--min-depth", type=float, default=1e-3, help="Ground truth below this (metres) is masked.")
 @click.option("--max-depth", type=float, default=80.0, help="Ground truth above this (metres) is masked.")
-@click.option(
-    "--input-size", type=int, default=None, help="Short side for dynamic models. [default: the artifact's own]"
-)
-@click.option("--json", "as_json", is_flag=True, help="Also print the result as one JSON line.")
+@EVAL_INPUT_SIZE
+@EVAL_JSON
 @user_errors
 def eval_dense(images, depth, depth_format, model, reference, alignment, min_depth, max_depth, input_size, as_json):
     """AbsRel, δ1-δ3 and RMSE against measured depth (or AbsRel, δ1, max difference against --reference).

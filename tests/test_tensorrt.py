@@ -146,8 +146,9 @@ def test_cache_names(tmp_path):
 
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed here")
-def test_export_without_tensorrt_names_what_is_missing(tmp_path):
-    result = CliRunner().invoke(export_main, ["--trt", "fp16", "--output", str(tmp_path)])
+@pytest.mark.parametrize("args", [["--trt"], ["--trt", "fp16"]])  # --trt alone means FP16
+def test_export_without_tensorrt_names_what_is_missing(tmp_path, args):
+    result = CliRunner().invoke(export_main, [*args, "--output", str(tmp_path)])
     assert result.exit_code == 1
     assert "TensorRT is not installed" in result.output and "dav2[tensorrt]" in result.output
     assert list(tmp_path.iterdir()) == []
