@@ -113,7 +113,7 @@ def accuracy_columns(spec: dict, infer) -> dict | None:
     inputs = sorted(work.glob(f"input_{spec['size']}_*.npy"))
     if not inputs:
         return None
-    per_image, references = [], []
+    per_image = []
     for path in inputs:
         tensor = np.load(path)
         depth = infer(tensor)[0]
@@ -122,7 +122,6 @@ def accuracy_columns(spec: dict, infer) -> dict | None:
             np.save(ref_path, depth)
         if not ref_path.is_file():
             return None
-        references.append(ref_path)
         per_image.append(accuracy.compare(depth, np.load(ref_path), spec.get("kind", "relative")))
     return accuracy.summarize(per_image)
 

@@ -1,6 +1,6 @@
 """ONNX Runtime INT8: dynamic quantization (the default) or static QDQ from the calibration set.
 
-Measured on vits at 518, 2 CPU threads, against the FP32 graph (644 ms; README "INT8"):
+Measured on vits at 518, 2 CPU threads, against the FP32 graph (644 ms; README "Accuracy and speed on a CPU"):
 - dynamic, MatMul weights INT8 per tensor, activations quantized per call: 468 ms,
   AbsRel 0.004, δ1 0.999. Faster and accurate; needs no calibration images.
 - static QDQ, MatMul only, per-channel weights, calibrated (MinMax): 814 ms, AbsRel 0.023.
