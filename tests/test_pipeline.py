@@ -153,3 +153,30 @@ def test_camera_that_cannot_be_opened_names_itself():
 
     with pytest.raises(Dav2Error, match="could not open camera"):
         CaptureSource("/dev/video97", "camera", "/dev/video97")
+
+
+class InterruptingSink:
+    """Writes nothing; raises KeyboardInterrupt (Ctrl-C) at the third frame."""
+
+    def __init__(self):
+        self.written = 0
+
+    def write(self, frame, depth, value_range=None):
+        self.written += 1
+        if self.written == 3:
+            raise KeyboardInterrupt
+
+    def close(self, success=True):
+        self.closed = success
+
+
+@requires_shared
+def test_ctrl_c_ends_promptly_with_full_queues(dynamic_onnx):
+    class FileLike(BurstSource):
+        kind, live = "folder", False
+
+    sink = InterruptingSink()
+    start = time.perf_counter()
+    summary = run(FileLike(200), SlowBackend(open_backend(dynamic_onnx)), [sink])  # the input queue fills
+    assert time.perf_counter() - start < 5  # the stages stop on the event, not on a join timeout
+    assert sink.written == 3 and sink.closed and summary["frames"] == 2

@@ -129,7 +129,8 @@ def capture_stage(source, input_size, fixed_hw, outbox, stop: threading.Event, m
                     break
                 count += 1
         finally:
-            put_until_stopped(outbox, STOP, threading.Event())
+            if not stop.is_set():  # when stopping, the next stage ends on the event itself
+                put_until_stopped(outbox, STOP, stop)
 
     return work
 
@@ -147,7 +148,8 @@ def inference_stage(backend: Backend, inbox, outbox, stop: threading.Event) -> C
                 if not put_until_stopped(outbox, job, stop):
                     break
         finally:
-            put_until_stopped(outbox, STOP, threading.Event())
+            if not stop.is_set():  # when stopping, the next stage ends on the event itself
+                put_until_stopped(outbox, STOP, stop)
 
     return work
 
