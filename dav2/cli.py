@@ -463,12 +463,9 @@ def bench_main(ctx, save, cache_dir, **options):
 
     if any(size < 14 for size in options["sizes"]) or not options["sizes"]:
         raise Dav2Error("--sizes must be at least 14")
-    sizes = []
-    for size in options.pop("sizes"):
-        rounded = round(size / 14) * 14
-        if rounded != size:
-            console.warn(f"size {size} is not a multiple of 14; using {rounded}")
-        sizes.append(rounded)
+    from dav2.export.pipeline import checked_size
+
+    sizes = [checked_size("sizes", size) for size in options.pop("sizes")]
     command = " ".join(["dav2-bench", *sys.argv[1:]])
     settings = BenchSettings(sizes=sizes, cache_dir=Path(cache_dir), command=command, **options)
     document = run_bench(settings)

@@ -37,12 +37,11 @@ def require_openvino():
 
 
 def openvino_runner(path: Path, inference_precision: str | None) -> Runner:
-    """A function that runs the IR at `path` on the CPU with the given precision hint."""
-    ov = require_openvino()
-    config = {"INFERENCE_PRECISION_HINT": inference_precision} if inference_precision else {}
-    compiled = ov.Core().compile_model(str(path), "CPU", config)
-    request = compiled.create_infer_request()
-    return lambda tensor: np.array(request.infer({0: tensor})[0])
+    """A function that runs the IR at `path` on the CPU with the given precision hint
+    (the openvino runtime backend, before the artifact has its metadata)."""
+    from dav2.runtime.backends.openvino import OpenVinoBackend
+
+    return OpenVinoBackend(path, {"inference_precision": inference_precision}).infer
 
 
 def export_openvino(

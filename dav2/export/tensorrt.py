@@ -233,8 +233,6 @@ def export_tensorrt(
         raise Dav2Error(f"TensorRT precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "int8" and calibration is None:
         raise Dav2Error("TensorRT INT8 needs calibration images: add --calib-dir DIR")
-    require_tensorrt()
-    require_gpu()
     path = work_dir / f"{artifact_stem(model, options, precision)}.engine"
     shapes = f"{profile.opt[2]}x{profile.opt[3]}"
     with console.step(f"building the TensorRT {precision.upper()} engine (opt {shapes}; minutes on first build)"):
