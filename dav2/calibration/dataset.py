@@ -22,7 +22,7 @@ import numpy as np
 
 from dav2 import processing
 from dav2.errors import Dav2Error
-from dav2.runtime.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_image
+from dav2.media import is_video, read_image, scan_folder
 
 DEFAULT_COUNT = 32
 DEFAULT_HOLDOUT = 4
@@ -68,22 +68,21 @@ class CalibrationSet:
     def _candidates(self, wanted: int) -> list[Picture]:
         if self.source.is_dir():
             return self._folder_pictures()
-        if self.source.is_file() and self.source.suffix.lower() in VIDEO_EXTENSIONS:
+        if self.source.is_file() and is_video(self.source):
             return self._video_pictures(wanted)
         if not self.source.exists():
             raise Dav2Error(f"calibration source not found: {self.source}")
         raise Dav2Error(f"calibration source {self.source} is neither a folder of images nor a video")
 
     def _folder_pictures(self) -> list[Picture]:
-        files = sorted(p for p in self.source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        scan = scan_folder(self.source)
         pictures = []
-        for path in files:
+        for path in scan.files:
             data = path.read_bytes()
             # decode once to leave out files that are not images after all
             if not data or cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None:
                 continue
-            name = path.relative_to(self.source).as_posix()
-            pictures.append(Picture(name, hashlib.sha256(data).hexdigest()))
+            pictures.append(Picture(scan.relative(path), hashlib.sha256(data).hexdigest()))
         return pictures
 
     def _video_pictures(self, wanted: int) -> list[Picture]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dav2.errors import Dav2Error
+from dav2.vocabulary import ModelKind
 
 Predict = Callable[[str], np.ndarray]
 
@@ -56,7 +57,7 @@ def value_at(depth: np.ndarray, point: tuple[int, int], image: str) -> float:
 def nearer_first(depth: np.ndarray, near: tuple, far: tuple, kind: str, image: str) -> bool:
     """Does this depth map put `near` in front of `far`?"""
     a, b = value_at(depth, near, image), value_at(depth, far, image)
-    return a > b if kind == "relative" else a < b
+    return a > b if kind == ModelKind.RELATIVE else a < b
 
 
 def da2k_accuracy(annotations: dict[str, list[dict]], predict: Predict, kind: str) -> dict:

@@ -10,6 +10,7 @@ a measurement, or outside [min_depth, max_depth], are masked.
 import numpy as np
 
 from dav2.errors import Dav2Error
+from dav2.vocabulary import ModelKind
 
 ALIGNMENTS = ("least-squares", "median")
 
@@ -55,7 +56,7 @@ def evaluate_dense(
     mask = valid & np.isfinite(gt_depth) & (gt_depth > min_depth) & (gt_depth < max_depth)
     if mask.sum() < 10:
         raise Dav2Error("the ground truth has fewer than 10 valid pixels in range")
-    if kind == "relative":
+    if kind == ModelKind.RELATIVE:
         disparity = align_disparity(pred, gt_depth, mask, alignment)
         pred_depth = 1.0 / np.maximum(disparity, 1.0 / max_depth)
     else:

@@ -7,14 +7,15 @@ from dav2.errors import Dav2Error
 from dav2.evaluation.dense import evaluate_dense, mean_metrics
 from dav2.evaluation.groundtruth import read_depth
 from dav2.evaluation.predict import ModelPredictor
-from dav2.runtime.sources import IMAGE_EXTENSIONS
+from dav2.media import IMAGE_EXTENSIONS, scan_folder
+from dav2.vocabulary import ModelKind
 
 DEPTH_EXTENSIONS = {".png", ".pgm", ".tif", ".tiff"}
 
 
 def list_files(folder: str | Path, extensions: set[str]) -> list[str]:
-    root = Path(folder)
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in extensions)
+    """Names below `folder`, in dav2.media's one order: images and depth files pair up by it."""
+    return scan_folder(folder, extensions).names()
 
 
 def evaluate_against_depth(
@@ -37,13 +38,14 @@ def evaluate_against_depth(
             f"{len(image_names)} images but {len(depth_names)} depth files: they are paired in sorted order, "
             "so the folders must hold one depth file per image"
         )
-    predictor = ModelPredictor(model, images, input_size)
     per_image = {}
-    for image_name, depth_name in zip(image_names, depth_names):
-        gt, valid = read_depth(Path(depth) / depth_name, depth_format)
-        pred = predictor(image_name, gt.shape)
-        per_image[image_name] = evaluate_dense(pred, gt, valid, predictor.kind, alignment, min_depth, max_depth)
-    how = f"{alignment} alignment in disparity space" if predictor.kind == "relative" else "metric, no alignment"
+    with ModelPredictor(model, images, input_size) as predictor:
+        for image_name, depth_name in zip(image_names, depth_names):
+            gt, valid = read_depth(Path(depth) / depth_name, depth_format)
+            pred = predictor(image_name, gt.shape)
+            per_image[image_name] = evaluate_dense(pred, gt, valid, predictor.kind, alignment, min_depth, max_depth)
+    relative = predictor.kind == ModelKind.RELATIVE
+    how = f"{alignment} alignment in disparity space" if relative else "metric, no alignment"
     return {**mean_metrics(list(per_image.values())), "alignment": how, "per_image": per_image}
 
 
@@ -52,9 +54,8 @@ def evaluate_against_reference(images: str, model: str, reference: str, input_si
     image_names = list_files(images, IMAGE_EXTENSIONS)
     if not image_names:
         raise Dav2Error(f"no images in {images}")
-    predictor = ModelPredictor(model, images, input_size)
-    other = ModelPredictor(reference, images, input_size)
-    if predictor.kind != other.kind:
-        raise Dav2Error(f"cannot compare a {predictor.kind} model with a {other.kind} one")
-    per_image = {name: accuracy.compare(predictor(name), other(name), predictor.kind) for name in image_names}
+    with ModelPredictor(model, images, input_size) as predictor, ModelPredictor(reference, images, input_size) as other:
+        if predictor.kind != other.kind:
+            raise Dav2Error(f"cannot compare a {predictor.kind} model with a {other.kind} one")
+        per_image = {name: accuracy.compare(predictor(name), other(name), predictor.kind) for name in image_names}
     return {**accuracy.summarize(list(per_image.values())), "per_image": per_image}

@@ -5,7 +5,8 @@
   "0", "/dev/video0"         a camera
   "rtsp://...", "http://..." a network stream (reopened when it drops)
   "... ! appsink"            a GStreamer pipeline (e.g. a Jetson CSI camera, see README)
-  a folder                   every image below it, recursively, in sorted order
+  a folder                   every image below it, recursively, in sorted order, hidden
+                             files left out (dav2.media.scan_folder)
   a video file               its frames in order
   anything else              one image file
 Images are decoded with cv2.imread(IMREAD_COLOR), as upstream does: grey, RGBA and 16-bit
@@ -22,10 +23,9 @@ import numpy as np
 
 from dav2 import console, processing
 from dav2.errors import Dav2Error
+from dav2.media import IMAGE_EXTENSIONS, is_video, read_image, scan_folder
 from dav2.sample import SAMPLE_NAME, render_sample
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 STREAM_TIMEOUT_MS = 5000
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
 
@@ -38,6 +38,9 @@ class Frame:
 
 
 class Source:
+    """Frames in order. Sources that hold a device or a file (captures) release it in
+    `close()`; `with open_source(...) as source:` does that, and so does `pipeline.run`."""
+
     kind = "source"
     live = False  # a camera or stream: frames arrive in real time
     fps: float | None = None
@@ -49,6 +52,12 @@ class Source:
     def close(self) -> None:
         pass
 
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
 
 class SampleSource(Source):
     kind = "sample"
@@ -57,14 +66,6 @@ class SampleSource(Source):
     def __iter__(self) -> Iterator[Frame]:
         image, _ = render_sample()
         yield Frame(image, SAMPLE_NAME, 0)
-
-
-def read_image(path: Path) -> np.ndarray | None:
-    """BGR uint8 image, or None when the file cannot be decoded (empty, corrupt, not an image)."""
-    data = np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths
-    if data.size == 0:
-        return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
 class ImageSource(Source):
@@ -86,11 +87,10 @@ class FolderSource(Source):
 
     def __init__(self, root: Path):
         self.root = root
-        files = sorted(p for p in root.rglob("*") if p.is_file())
-        self.images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-        others = len(files) - len(self.images)
-        if others:
-            console.warn(f"skipping {others} file(s) in {root} that are not images")
+        scan = scan_folder(root, IMAGE_EXTENSIONS)
+        self.images = scan.files
+        if scan.others:
+            console.warn(f"skipping {len(scan.others)} file(s) in {root} that are not images")
         if not self.images:
             raise Dav2Error(f"no images found in {root}")
 
@@ -248,6 +248,6 @@ def open_source(
         return FolderSource(path)
     if not path.exists():
         raise Dav2Error(f"source not found: {spec}")
-    if path.suffix.lower() in VIDEO_EXTENSIONS:
+    if is_video(path):
         return CaptureSource(str(path), "video", str(path))
     return ImageSource(path)
