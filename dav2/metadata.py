@@ -1,40 +1,242 @@
-"""The metadata sidecar every artifact carries: `<artifact stem>.json` beside it (DESIGN rule 2).
+"""The metadata sidecar every artifact carries (DESIGN rule 2), as one typed record.
 
-It holds everything a backend needs to run the artifact with no other flags (encoder,
-relative/metric, max_depth, input shape, mean/std, precision) and what is needed to trust it
-(source checkpoint hash, tool versions, the parity check made at export).
+`ArtifactMetadata` is the only way a sidecar is written or read. It holds what a backend needs
+to run the artifact with no other flags (encoder, relative/metric, max_depth, input shape,
+mean/std, precision, tensor names) and what is needed to trust it (source checkpoint hash,
+tool versions, the parity check or accuracy report made at export, the calibration set).
+
+The sidecar's name is the artifact's full file name plus `.json` (`m.onnx.json`,
+`m.xml.json`, `m.engine.json`), so two artifacts in one folder can never share one.
+`from_json` checks the schema version, the required fields and their types, and raises one
+Dav2Error naming the file and the problem.
 """
 
+import dataclasses
 import json
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dav2.errors import Dav2Error
 from dav2.files import atomic_write_text
+from dav2.vocabulary import (
+    DEFAULT_INPUT_SIZE,
+    DYNAMIC_MAX_SIDE,
+    DYNAMIC_MIN_SIDE,
+    ENCODERS,
+    INPUT_NAME,
+    MEAN,
+    OUTPUT_NAME,
+    PATCH_SIZE,
+    STD,
+    ArtifactFormat,
+    ModelKind,
+    Precision,
+    output_meaning,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: `<stem>.json` loose dicts (before sidecars were named per artifact)
 
 
-def metadata_path(artifact: str | Path) -> Path:
+def sidecar_path(artifact: str | Path) -> Path:
+    """`models/m.onnx` -> `models/m.onnx.json`: one sidecar per artifact file."""
     artifact = Path(artifact)
-    return artifact.with_suffix(".json")
+    return artifact.with_name(artifact.name + ".json")
 
 
-def write_metadata(artifact: str | Path, metadata: dict) -> Path:
-    path = metadata_path(artifact)
-    atomic_write_text(path, json.dumps({"schema": SCHEMA_VERSION, **metadata}, indent=2, sort_keys=True) + "\n")
-    return path
+@dataclass
+class TensorRTRecord:
+    """Where an engine can run (engines load only in the TensorRT version and GPU that built them)."""
+
+    version: str
+    gpu: str
+    compute_capability: str
+    profile: dict[str, list[int]]  # min/opt/max (B, 3, H, W)
+    precision: str
+    cuda_driver: str | None = None
+    keep_fp32: list[str] = field(default_factory=list)
+    workspace_gb: float = 4.0
 
 
-def read_metadata(artifact: str | Path) -> dict | None:
-    """The artifact's sidecar, or None when it has none (a model exported by another tool)."""
-    path = metadata_path(artifact)
-    if not path.is_file():
+@dataclass
+class OpenVinoRecord:
+    """How an IR is compiled: the inference precision hint ("f32" makes FP32 mean FP32)."""
+
+    inference_precision: str | None = None
+    keep_head: bool | None = None
+
+
+@dataclass
+class ArtifactMetadata:
+    artifact: str  # the artifact's file name
+    format: ArtifactFormat
+    encoder: str | None  # None: a graph exported by another tool
+    kind: ModelKind
+    precision: Precision | None  # None: unknown (a graph exported by another tool)
+    dynamic: bool
+    input_shape: list[int] | None  # (1, 3, H, W) for static artifacts, None for dynamic
+    max_depth: float | None = None
+    traced_hw: list[int] = field(default_factory=lambda: [DEFAULT_INPUT_SIZE, DEFAULT_INPUT_SIZE])
+    dynamic_range: dict[str, int] | None = None  # multiple_of / min / max side for dynamic graphs
+    input_name: str = INPUT_NAME
+    output_name: str = OUTPUT_NAME
+    mean: list[float] = field(default_factory=lambda: list(MEAN))
+    std: list[float] = field(default_factory=lambda: list(STD))
+    weights_file: str | None = None  # the artifact's companion weights (.bin, ONNX external data)
+    exporter: str | None = None
+    opset: int | None = None
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+    licence: str | None = None
+    check_image: str | None = None
+    tools: dict[str, str] = field(default_factory=dict)
+    parity: dict[str, Any] | None = None  # FP32/FP16: max abs difference to PyTorch
+    accuracy: dict[str, Any] | None = None  # reduced precision: AbsRel/δ1 on held-out images
+    calibration: dict[str, Any] | None = None  # INT8: the calibration set's identity
+    quantization: dict[str, Any] | None = None
+    tensorrt: TensorRTRecord | None = None
+    openvino: OpenVinoRecord | None = None
+    from_sidecar: bool = field(default=True, compare=False)  # False: guessed from the graph alone
+    schema: int = SCHEMA_VERSION
+
+    # --- what backends ask -----------------------------------------------------------------
+
+    @property
+    def fixed_hw(self) -> tuple[int, int] | None:
+        """(H, W) the artifact requires, or None when it takes any multiple of 14."""
+        if self.dynamic or self.input_shape is None:
+            return None
+        return int(self.input_shape[2]), int(self.input_shape[3])
+
+    @property
+    def default_input_size(self) -> int:
+        """The short side fed to a dynamic artifact when the user names none."""
+        return int(min(self.traced_hw))
+
+    @property
+    def output_meaning(self) -> str:
+        return output_meaning(self.kind)
+
+    @property
+    def shape_label(self) -> str:
+        return "dynamic" if self.fixed_hw is None else f"{self.fixed_hw[0]}x{self.fixed_hw[1]}"
+
+    # --- reading and writing ---------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("from_sidecar")
+        data["output"] = self.output_meaning  # for people reading the file
+        return data
+
+    def write(self, artifact: str | Path) -> Path:
+        """Write the sidecar beside `artifact` (atomically); return its path."""
+        if Path(artifact).name != self.artifact:
+            raise ValueError(f"metadata for {self.artifact} written beside {Path(artifact).name}")
+        path = sidecar_path(artifact)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "metadata") -> "ArtifactMetadata":
+        """Parse and validate a sidecar's text; one Dav2Error names what is wrong."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise Dav2Error(f"{source} is not valid JSON ({exc})") from None
+        try:
+            return _from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise Dav2Error(f"{source} is not valid dav2 metadata ({detail}); re-export the artifact") from None
+
+    @classmethod
+    def read(cls, artifact: str | Path) -> "ArtifactMetadata | None":
+        """The artifact's sidecar, or None when it has none (a model exported by another tool)."""
+        path = sidecar_path(artifact)
+        if not path.is_file():
+            return None
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Dav2Error(f"cannot read metadata file {path} ({exc})") from None
+        metadata = cls.from_json(text, f"metadata file {path}")
+        if metadata.artifact != Path(artifact).name:
+            raise Dav2Error(
+                f"metadata file {path} describes {metadata.artifact}, not {Path(artifact).name}; "
+                "an artifact and its sidecar must be renamed together"
+            )
+        return metadata
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+def _from_dict(data: Any) -> ArtifactMetadata:
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a JSON object, found {type(data).__name__}")
+    schema = data.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise ValueError(f"schema version {schema!r}, this dav2 reads {SCHEMA_VERSION}")
+    known = {f.name for f in dataclasses.fields(ArtifactMetadata)} - {"from_sidecar"}
+    values = {name: data[name] for name in known if name in data}
+    for name in ("artifact", "format", "encoder", "kind", "precision", "dynamic", "input_shape"):
+        if name not in data:
+            raise KeyError(name)
+    values["format"] = ArtifactFormat(_text(data, "format"))
+    values["kind"] = ModelKind(_text(data, "kind"))
+    values["precision"] = None if data["precision"] is None else Precision(_text(data, "precision"))
+    _text(data, "artifact")
+    if data["encoder"] is not None and data["encoder"] not in ENCODERS:
+        raise ValueError(f"unknown encoder {data['encoder']!r}")
+    if not isinstance(data["dynamic"], bool):
+        raise TypeError("'dynamic' must be true or false")
+    values["input_shape"] = _input_shape(data["input_shape"], data["dynamic"])
+    values["traced_hw"] = _sides(data.get("traced_hw", [DEFAULT_INPUT_SIZE] * 2), "traced_hw", 2)
+    if data.get("max_depth") is not None:
+        values["max_depth"] = _positive(data["max_depth"], "max_depth")
+    if values["kind"] == ModelKind.METRIC and values.get("max_depth") is None:
+        raise ValueError("a metric model needs max_depth")
+    for name in ("mean", "std"):
+        if name in data and (not isinstance(data[name], list) or len(data[name]) != 3):
+            raise ValueError(f"'{name}' must be three numbers")
+    if data.get("tensorrt") is not None:
+        values["tensorrt"] = TensorRTRecord(**data["tensorrt"])
+        _sides(values["tensorrt"].profile["max"], "tensorrt.profile.max", 4)
+    if data.get("openvino") is not None:
+        values["openvino"] = OpenVinoRecord(**data["openvino"])
+    return ArtifactMetadata(**values)
+
+
+def _text(data: dict, name: str) -> str:
+    if not isinstance(data[name], str):
+        raise TypeError(f"'{name}' must be text")
+    return data[name]
+
+
+def _positive(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"'{name}' must be a positive number, not {value!r}")
+    return float(value)
+
+
+def _sides(value: Any, name: str, length: int) -> list[int]:
+    if not isinstance(value, list) or len(value) != length:
+        raise ValueError(f"'{name}' must be a list of {length} whole numbers")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= DYNAMIC_MAX_SIDE for v in value):
+        raise ValueError(f"'{name}' {value} holds sizes outside 1..{DYNAMIC_MAX_SIDE}")
+    return value
+
+
+def _input_shape(value: Any, dynamic: bool) -> list[int] | None:
+    if dynamic:
         return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise Dav2Error(f"metadata file {path} is not valid JSON ({exc})") from exc
-
-
-def output_meaning(kind: str) -> str:
-    return "metres (smaller = nearer)" if kind == "metric" else "disparity (relative, larger = nearer)"
+    shape = _sides(value, "input_shape", 4)
+    batch, channels, height, width = shape
+    if channels != 3:
+        raise ValueError(f"'input_shape' {shape} must have 3 colour channels")
+    for side in (height, width):
+        if side % PATCH_SIZE or side < DYNAMIC_MIN_SIDE:
+            raise ValueError(f"'input_shape' {shape}: sides must be multiples of {PATCH_SIZE}, at least 28")
+    return shape

@@ -15,8 +15,10 @@ from pathlib import Path
 import dav2
 from dav2.benchmarks.discovery import Case, Machine
 from dav2.files import atomic_write_text
+from dav2.metadata import ArtifactMetadata
+from dav2.vocabulary import BackendName
 
-TARGET_SUFFIX = {"onnxruntime": ".onnx", "openvino": ".xml", "tensorrt": ".engine"}
+TARGET_SUFFIX = {BackendName.ONNXRUNTIME: ".onnx", BackendName.OPENVINO: ".xml", BackendName.TENSORRT: ".engine"}
 BUILD_RECORD = "build.json"
 
 
@@ -71,7 +73,13 @@ def build_artifact(
         record = json.loads((folder / BUILD_RECORD).read_text())
         return artifact, record["build_seconds"], True
     request = ExportRequest(
-        encoder=encoder, checkpoint=checkpoint, height=case.size, width=case.size, output=folder, holdout=holdout
+        encoder=encoder,
+        checkpoint=checkpoint,
+        height=case.size,
+        width=case.size,
+        static=True,
+        output=folder,
+        holdout=holdout,
     )
     if case.backend == "onnxruntime":
         request.onnx = case.precision
@@ -90,8 +98,9 @@ def build_artifact(
 
 
 def artifact_mb(artifact: Path) -> float:
-    """Size on disk of the artifact and its companions (an IR's .bin), in MB."""
+    """Size on disk of the artifact and its weights file (an IR's .bin, ONNX external data), in MB."""
+    metadata = ArtifactMetadata.read(artifact)
     files = [artifact]
-    if artifact.suffix == ".xml":
-        files.append(artifact.with_suffix(".bin"))
+    if metadata is not None and metadata.weights_file:
+        files.append(artifact.with_name(metadata.weights_file))
     return sum(f.stat().st_size for f in files if f.is_file()) / 1e6

@@ -27,7 +27,7 @@ import numpy as np
 
 from dav2 import accuracy, processing
 from dav2.benchmarks.stats import fps, latency_stats, runs_for
-from dav2.runtime.sources import read_image
+from dav2.media import read_image
 from dav2.sample import render_sample
 
 
@@ -95,12 +95,13 @@ def measure_split(backend, infer, image: np.ndarray, tensor: np.ndarray, size: i
 
 def measure_throughput(spec: dict, backend, tensor: np.ndarray) -> tuple[float | None, str]:
     if spec["backend"] == "openvino":
-        queue_backend = open_case_backend(spec, hint="THROUGHPUT")
         frames = [tensor] * 8
-        queue_backend.infer_many(frames[:2])  # warm-up
-        start = time.perf_counter()
-        queue_backend.infer_many(frames)
-        return len(frames) / (time.perf_counter() - start), "AsyncInferQueue, THROUGHPUT hint, 8 frames"
+        with open_case_backend(spec, hint="THROUGHPUT") as queue_backend:
+            queue_backend.infer_many(frames[:2])  # warm-up
+            start = time.perf_counter()
+            queue_backend.infer_many(frames)
+            seconds = time.perf_counter() - start
+        return len(frames) / seconds, "AsyncInferQueue, THROUGHPUT hint, 8 frames"
     if spec["backend"] == "torch" and spec["precision"] == "fp32":
         batch = np.repeat(tensor, 4, axis=0)
         times = time_runs(backend.infer, batch, {**spec, "min_runs": 2, "max_runs": 10, "warmup": 1})
@@ -150,22 +151,24 @@ def peak_device_mb(spec: dict) -> float | None:
 def run_case(spec: dict) -> dict:
     image = load_image(spec)
     tensor = np.load(Path(spec["work_dir"]) / f"timing_{spec['size']}.npy")
-    backend = open_case_backend(spec)
-    infer = torch_fp16(backend) if spec["backend"] == "torch" and spec["precision"] == "fp16" else backend.infer
-    times = time_runs(infer, tensor, spec)
-    latency = latency_stats(times)
-    split = measure_split(backend, infer, image, tensor, spec["size"])
-    throughput, mode = measure_throughput(spec, backend, tensor)
+    with open_case_backend(spec) as backend:
+        infer = torch_fp16(backend) if spec["backend"] == "torch" and spec["precision"] == "fp16" else backend.infer
+        times = time_runs(infer, tensor, spec)
+        latency = latency_stats(times)
+        split = measure_split(backend, infer, image, tensor, spec["size"])
+        throughput, mode = measure_throughput(spec, backend, tensor)
+        measured_accuracy = accuracy_columns(spec, infer)
+        detail = backend.describe()
     return {
         "latency_ms": latency,
         "fps": fps(latency["median"]),
         "throughput_fps": throughput,
         "throughput_mode": mode,
         "split_ms": split,
-        "accuracy": accuracy_columns(spec, infer),
+        "accuracy": measured_accuracy,
         "peak_host_mb": peak_host_mb(),
         "peak_device_mb": peak_device_mb(spec),
-        "backend_detail": backend.describe(),
+        "backend_detail": detail,
     }
 
 

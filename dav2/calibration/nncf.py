@@ -7,18 +7,15 @@ vits at 518, quantizing the head accounts for about half of the INT8 error (AbsR
 0.016) and a fifth of the speed-up.
 """
 
+from dav2 import optional
 from dav2.calibration.dataset import CalibrationSet
-from dav2.errors import Dav2Error
 
 HEAD_PATTERN = r".*depth_head.*"
 
 
 def quantize_openvino(ov_model, calibration: CalibrationSet, keep_head: bool = False):
     """An INT8 copy of `ov_model` (openvino.Model), calibrated on `calibration`."""
-    try:
-        import nncf
-    except ImportError as exc:
-        raise Dav2Error("OpenVINO INT8 needs NNCF: pip install 'dav2[openvino]'") from exc
+    nncf = optional.require("nncf", "OpenVINO INT8")
     dataset = nncf.Dataset(list(calibration.tensors()))
     ignored = nncf.IgnoredScope(patterns=[HEAD_PATTERN], validate=False) if keep_head else None
     return nncf.quantize(

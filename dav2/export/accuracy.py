@@ -15,26 +15,26 @@ import torch
 from dav2 import accuracy, console, processing
 from dav2.errors import Dav2Error
 from dav2.models.dpt import DepthAnythingV2
+from dav2.vocabulary import ModelKind
 
 
 def accuracy_report(artifact: Path, model: DepthAnythingV2, images: list[tuple[str, np.ndarray]]) -> dict:
     """Compare `artifact` (with its metadata sidecar beside it) with `model` on `images`."""
     from dav2.runtime.backends import open_backend
 
-    backend = open_backend(artifact)
-    kind = "metric" if model.metric else "relative"
+    kind = ModelKind.METRIC if model.metric else ModelKind.RELATIVE
     per_image = []
-    for _name, image in images:
-        fixed = backend.fixed_hw
-        tensor = processing.preprocess(image, input_size=backend.default_input_size, fixed_hw=fixed)
-        with torch.no_grad():
-            expected = model(torch.from_numpy(tensor)).numpy()
-        actual = backend.infer(tensor)
-        if not np.isfinite(actual).all():
-            raise Dav2Error(f"{artifact.name} produced NaN or infinite values; nothing written")
-        per_image.append(accuracy.compare(actual[0], expected[0], kind))
+    with open_backend(artifact) as backend:
+        for _name, image in images:
+            tensor = processing.preprocess(image, input_size=backend.default_input_size, fixed_hw=backend.fixed_hw)
+            with torch.no_grad():
+                expected = model(torch.from_numpy(tensor)).numpy()
+            actual = backend.infer(tensor)
+            if not np.isfinite(actual).all():
+                raise Dav2Error(f"{artifact.name} produced NaN or infinite values; nothing written")
+            per_image.append(accuracy.compare(actual[0], expected[0], kind))
     summary = accuracy.summarize(per_image)
-    alignment = "after scale-and-shift alignment" if kind == "relative" else "no alignment (metric)"
+    alignment = "after scale-and-shift alignment" if kind == ModelKind.RELATIVE else "no alignment (metric)"
     return {**summary, "against": "PyTorch FP32 (CPU)", "alignment": alignment, "held_out": [n for n, _ in images]}
 
 

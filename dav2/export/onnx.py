@@ -16,7 +16,6 @@ one.
 
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,44 +24,28 @@ import torch
 import dav2
 from dav2 import console, processing
 from dav2.errors import Dav2Error
-from dav2.metadata import output_meaning
+from dav2.export.context import DYNAMIC_RANGE, EXPORTERS, OPSET, Built, ExportContext, ExportRequest, GraphOptions
+from dav2.export.target import ExportTarget
 from dav2.models.dpt import DepthAnythingV2
 from dav2.models.registry import checkpoint_info
+from dav2.vocabulary import INPUT_NAME, OUTPUT_NAME, ArtifactFormat, Precision
 
-OPSET = 17
-EXPORTERS = ("torchscript", "dynamo")
+__all__ = ["DYNAMIC_RANGE", "GraphOptions", "OnnxTarget", "export_fp32_onnx"]
+
 # max |artifact - torch| / max(1, max |torch|) for artifacts that claim FP32 or FP16 parity:
 # FP32 graphs agree to ~1e-5 (upstream's own CPU rounding is ~6e-5 on values of order 5);
 # FP16 ONNX measured 1.3e-3 on vits (seeded weights). INT8 artifacts get the accuracy report.
-PARITY_TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2}
-DYNAMIC_RANGE = {"multiple_of": 14, "min": 28, "max": 7168}
+PARITY_TOLERANCE = {Precision.FP32: 1e-3, Precision.FP16: 1e-2}
+EXTERNAL_DATA_SUFFIX = ".data"
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-@dataclass
-class GraphOptions:
-    """The input shape of the exported graph and the exporter that writes it."""
-
-    height: int = 518
-    width: int = 518
-    dynamic: bool = False
-    exporter: str = "torchscript"
-
-    @property
-    def shape_label(self) -> str:
-        return "dynamic" if self.dynamic else f"{self.height}x{self.width}"
-
-
-def model_kind(model: DepthAnythingV2) -> tuple[str, float | None]:
-    return ("metric", model.max_depth) if model.metric else ("relative", None)
-
-
-def artifact_stem(model: DepthAnythingV2, options: GraphOptions, precision: str = "fp32") -> str:
-    """depth_anything_v2_vits_518x518, ..._metric_hypersim_vitl_dynamic_fp16, ..._int8."""
-    kind, max_depth = model_kind(model)
-    base = Path(checkpoint_info(model.encoder, kind, max_depth).filename).stem
-    suffix = "" if precision == "fp32" else f"_{precision}"
+def artifact_stem(model: DepthAnythingV2, options: GraphOptions, precision: str = Precision.FP32) -> str:
+    """depth_anything_v2_vits_dynamic, ..._metric_hypersim_vitl_518x518_fp16, ..._int8."""
+    kind = "metric" if model.metric else "relative"
+    base = Path(checkpoint_info(model.encoder, kind, model.max_depth if model.metric else None).filename).stem
+    suffix = "" if precision == Precision.FP32 else f"_{precision}"
     return f"{base}_{options.shape_label}{suffix}"
 
 
@@ -83,29 +66,32 @@ def export_graph(model: DepthAnythingV2, path: Path, options: GraphOptions) -> N
             (example,),
             dynamo=True,
             opset_version=max(OPSET, 18),
-            input_names=["image"],
-            output_names=["depth"],
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
             dynamic_shapes=dynamic_shapes,
         )
         program.save(str(path))
         return
     dynamic_axes = None
     if options.dynamic:
-        dynamic_axes = {"image": {0: "batch", 2: "height", 3: "width"}, "depth": {0: "batch", 1: "height", 2: "width"}}
+        dynamic_axes = {
+            INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+            OUTPUT_NAME: {0: "batch", 1: "height", 2: "width"},
+        }
     torch.onnx.export(
         model,
         (example,),
         str(path),
         dynamo=False,
         opset_version=OPSET,
-        input_names=["image"],
-        output_names=["depth"],
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
         dynamic_axes=dynamic_axes,
         do_constant_folding=True,
     )
 
 
-def convert_to_fp16(source: Path, target: Path) -> None:
+def convert_to_fp16(source: Path, target: Path, external_data: bool) -> None:
     """FP16 weights and activations, FP32 input and output (so runtimes feed the same tensors)."""
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
@@ -115,7 +101,58 @@ def convert_to_fp16(source: Path, target: Path) -> None:
     # that has no FP16 kernels; those few small ops stay FP32
     block = list(DEFAULT_OP_BLOCK_LIST) + ["Range", "Floor", "Equal", "Clip", "Where", "ReduceSum"]
     model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True, op_block_list=block)
-    onnx.save(model, str(target))
+    save_onnx(model, target, external_data)
+
+
+def external_data_path(artifact: Path) -> Path:
+    """`m.onnx` -> `m.onnx.data`: the one file holding an artifact's external weights."""
+    return artifact.with_name(artifact.name + EXTERNAL_DATA_SUFFIX)
+
+
+def save_onnx(model, path: Path, external_data: bool) -> None:
+    """Write an onnx.ModelProto; weights go to `<path>.data` when asked or above protobuf's 2 GB.
+
+    Everything the artifact needs is then `path` plus at most one data file named after it,
+    so two exports into one folder never share or overwrite weight files, and the pair can
+    be moved together.
+    """
+    import onnx
+
+    external = external_data or model.ByteSize() >= onnx.checker.MAXIMUM_PROTOBUF
+    if external:
+        onnx.save_model(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=external_data_path(path).name,
+            size_threshold=1024,
+        )
+    else:
+        onnx.save_model(model, str(path))
+
+
+def gather_external_data(path: Path, external_data: bool) -> None:
+    """Rewrite a freshly exported graph so its weights sit in at most one file, `<path>.data`.
+
+    torch.onnx writes a graph over 2 GB (ViT-G) as hundreds of loose tensor files named after
+    parameters; they are read back and saved as one, then the loose files are removed. The
+    export writes into a folder of its own, so every other file there is one of them.
+    """
+    import onnx
+
+    loose = [p for p in path.parent.iterdir() if p != path]
+    if not loose and not external_data:
+        return
+    model = onnx.load(str(path), load_external_data=True)
+    for file in loose:
+        file.unlink()
+    save_onnx(model, path, external_data)
+
+
+def weights_file(path: Path) -> str | None:
+    data = external_data_path(path)
+    return data.name if data.is_file() else None
 
 
 def check_sizes(image_hw: tuple[int, int], options: GraphOptions) -> list[tuple[int, int]]:
@@ -132,7 +169,7 @@ def onnxruntime_runner(path: Path) -> Runner:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda tensor: session.run(None, {"image": tensor})[0]
+    return lambda tensor: session.run(None, {INPUT_NAME: tensor})[0]
 
 
 def parity_check(run: Runner, model: DepthAnythingV2, image: np.ndarray, options: GraphOptions) -> dict[str, float]:
@@ -157,7 +194,7 @@ def require_parity(diffs: dict[str, float], precision: str, what: str) -> dict:
     """Print the parity numbers; fail when they exceed the tolerance. Returns the metadata entry."""
     for size, value in diffs.items():
         console.info(f"  max abs difference at {size}: {value:.2e} (relative to the output's scale)")
-    tolerance = PARITY_TOLERANCE[precision]
+    tolerance = PARITY_TOLERANCE[Precision(precision)]
     diff = max(diffs.values())
     if not diff <= tolerance:
         raise Dav2Error(f"the {what} differs from PyTorch by {diff:.2e} (tolerance {tolerance:.0e}); nothing written")
@@ -170,56 +207,20 @@ def export_fp32_onnx(
     """Export and check the FP32 graph into `work_dir`; return its path and its parity entry."""
     if options.exporter not in EXPORTERS:
         raise Dav2Error(f"unknown exporter {options.exporter!r}; choose one of {', '.join(EXPORTERS)}")
-    kind, _ = model_kind(model)
+    kind = "metric" if model.metric else "relative"
     path = work_dir / f"{artifact_stem(model, options)}.onnx"
     shape = "dynamic batch/H/W" if options.dynamic else options.shape_label
     with console.step(
         f"exporting {model.encoder} {kind} to ONNX ({shape}, {options.exporter} exporter, opset {OPSET})"
     ):
         export_graph(model, path, options)
+        gather_external_data(path, options.external_data)
     with console.step("checking the ONNX graph against PyTorch in ONNX Runtime"):
         diffs = parity_check(onnxruntime_runner(path), model, image, options)
-    return path, require_parity(diffs, "fp32", "exported graph")
+    return path, require_parity(diffs, Precision.FP32, "exported graph")
 
 
-def export_fp16_onnx(
-    fp32_path: Path, work_dir: Path, model: DepthAnythingV2, options: GraphOptions, image: np.ndarray
-) -> tuple[Path, dict]:
-    """FP16 copy of the checked FP32 graph, checked again."""
-    path = work_dir / f"{artifact_stem(model, options, 'fp16')}.onnx"
-    with console.step("converting to FP16 (FP32 input/output)"):
-        convert_to_fp16(fp32_path, path)
-    with console.step("checking the FP16 graph against PyTorch in ONNX Runtime"):
-        diffs = parity_check(onnxruntime_runner(path), model, image, options)
-    return path, require_parity(diffs, "fp16", "FP16 graph")
-
-
-def describe_artifact(model: DepthAnythingV2, options: GraphOptions, path: Path, fmt: str, precision: str) -> dict:
-    """The metadata fields every artifact carries (DESIGN rule 2)."""
-    kind, max_depth = model_kind(model)
-    return {
-        "artifact": path.name,
-        "format": fmt,
-        "encoder": model.encoder,
-        "kind": kind,
-        "max_depth": max_depth,
-        "output": output_meaning(kind),
-        "input_name": "image",
-        "output_name": "depth",
-        "input_shape": ["batch", 3, "height", "width"] if options.dynamic else [1, 3, options.height, options.width],
-        "dynamic": options.dynamic,
-        "dynamic_range": DYNAMIC_RANGE if options.dynamic else None,
-        "traced_hw": [options.height, options.width],
-        "mean": list(processing.MEAN),
-        "std": list(processing.STD),
-        "precision": precision,
-        "calibration": None,
-        "exporter": options.exporter,
-        "opset": OPSET,
-    }
-
-
-def tool_versions() -> dict:
+def tool_versions() -> dict[str, str]:
     import onnx
     import onnxruntime
 
@@ -230,3 +231,36 @@ def tool_versions() -> dict:
         "onnxruntime": onnxruntime.__version__,
         "python": platform.python_version(),
     }
+
+
+class OnnxTarget(ExportTarget):
+    """The FP32 graph itself, or an FP16 copy of it (FP32 input and output), both parity-checked."""
+
+    name = "ONNX"
+    suffix = ".onnx"
+
+    def __init__(self, precision: str):
+        super().__init__(precision)
+        if self.precision == Precision.INT8:
+            raise ValueError("ONNX INT8 is OnnxInt8Target")
+
+    def preflight(self, request: ExportRequest) -> None:
+        """onnx and onnxruntime come with the export extra, checked with torch by the CLI."""
+
+    def build(self, context: ExportContext) -> Built:
+        if self.precision == Precision.FP32:
+            path = context.fp32_onnx  # published as it is, after every other target used it
+            parity = context.parity
+        else:
+            folder = context.folder("onnx-fp16")
+            path = folder / f"{artifact_stem(context.model, context.options, self.precision)}.onnx"
+            with console.step("converting to FP16 (FP32 input/output)"):
+                convert_to_fp16(context.fp32_onnx, path, context.options.external_data)
+            with console.step("checking the FP16 graph against PyTorch in ONNX Runtime"):
+                diffs = parity_check(onnxruntime_runner(path), context.model, context.image, context.options)
+            parity = require_parity(diffs, self.precision, "FP16 graph")
+        metadata = context.describe(path, ArtifactFormat.ONNX, self.precision)
+        metadata.parity = parity
+        metadata.weights_file = weights_file(path)
+        companions = [path.with_name(metadata.weights_file)] if metadata.weights_file else []
+        return Built(path, metadata, companions)

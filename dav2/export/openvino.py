@@ -12,73 +12,62 @@ device's own reduced precision (BF16 or FP16) in place; the accuracy report meas
 """
 
 import platform
-from pathlib import Path
-
-import numpy as np
 
 import dav2
-from dav2 import console
-from dav2.calibration.dataset import CalibrationSet
-from dav2.errors import Dav2Error
-from dav2.export.onnx import GraphOptions, Runner, artifact_stem, parity_check, require_parity
-from dav2.models.dpt import DepthAnythingV2
+from dav2 import console, optional
+from dav2.export.context import Built, ExportContext, ExportRequest
+from dav2.export.onnx import artifact_stem, parity_check, require_parity
+from dav2.export.target import ExportTarget
+from dav2.metadata import OpenVinoRecord
+from dav2.vocabulary import ArtifactFormat, Precision
 
-PRECISIONS = ("fp32", "fp16", "int8")
 # what the artifact asks the runtime for (None: the device's default)
-INFERENCE_PRECISION = {"fp32": "f32", "fp16": None, "int8": None}
+INFERENCE_PRECISION = {Precision.FP32: "f32", Precision.FP16: None, Precision.INT8: None}
 
 
-def require_openvino():
-    try:
-        import openvino
-    except ImportError as exc:
-        raise Dav2Error("OpenVINO export needs openvino: pip install 'dav2[openvino]'") from exc
-    return openvino
+class OpenVinoTarget(ExportTarget):
+    name = "OpenVINO IR"
+    suffix = ".xml"
 
+    def needs_calibration(self, request: ExportRequest) -> bool:
+        return self.precision == Precision.INT8
 
-def openvino_runner(path: Path, inference_precision: str | None) -> Runner:
-    """A function that runs the IR at `path` on the CPU with the given precision hint
-    (the openvino runtime backend, before the artifact has its metadata)."""
-    from dav2.runtime.backends.openvino import OpenVinoBackend
+    def preflight(self, request: ExportRequest) -> None:
+        optional.require("openvino", "OpenVINO export")
+        if self.precision == Precision.INT8:
+            optional.require("nncf", "OpenVINO INT8 (NNCF quantization)")
 
-    return OpenVinoBackend(path, {"inference_precision": inference_precision}).infer
+    def build(self, context: ExportContext) -> Built:
+        ov = optional.require("openvino", "OpenVINO export")
+        path = context.folder("openvino") / f"{artifact_stem(context.model, context.options, self.precision)}.xml"
+        with console.step(f"converting to OpenVINO IR ({self.precision.upper()})"):
+            ov_model = ov.convert_model(str(context.fp32_onnx))
+        keep_head = context.request.keep_head
+        if self.precision == Precision.INT8:
+            from dav2.calibration.nncf import quantize_openvino
 
+            head = ", DPT head kept in float" if keep_head else ""
+            with console.step(f"quantizing with NNCF on {len(context.calibration)} calibration images{head}"):
+                ov_model = quantize_openvino(ov_model, context.calibration, keep_head)
+        ov.save_model(ov_model, str(path), compress_to_fp16=self.precision == Precision.FP16)
+        metadata = context.describe(path, ArtifactFormat.OPENVINO, self.precision)
+        metadata.openvino = OpenVinoRecord(
+            inference_precision=INFERENCE_PRECISION[self.precision],
+            keep_head=keep_head if self.precision == Precision.INT8 else None,
+        )
+        metadata.weights_file = path.with_suffix(".bin").name
+        metadata.tools.update(
+            {"openvino": ov.__version__, "dav2": dav2.__version__, "python": platform.python_version()}
+        )
+        if self.precision == Precision.INT8:
+            metadata.calibration = context.calibration.identity()
+        if self.precision == Precision.FP32:
+            # FP32 promises parity with PyTorch, like the ONNX graph it came from
+            from dav2.runtime.backends.openvino import OpenVinoBackend
 
-def export_openvino(
-    fp32_onnx: Path,
-    work_dir: Path,
-    model: DepthAnythingV2,
-    options: GraphOptions,
-    precision: str,
-    image: np.ndarray,
-    calibration: CalibrationSet | None = None,
-    keep_head: bool = False,
-) -> tuple[Path, dict]:
-    """Write `<stem>.xml/.bin` into `work_dir`; return the .xml and its format-specific metadata."""
-    if precision not in PRECISIONS:
-        raise Dav2Error(f"OpenVINO precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    ov = require_openvino()
-    path = work_dir / f"{artifact_stem(model, options, precision)}.xml"
-    with console.step(f"converting to OpenVINO IR ({precision.upper()})"):
-        ov_model = ov.convert_model(str(fp32_onnx))
-    if precision == "int8":
-        if calibration is None:
-            raise Dav2Error("OpenVINO INT8 needs calibration images: add --calib-dir DIR")
-        from dav2.calibration.nncf import quantize_openvino
-
-        head = ", DPT head kept in float" if keep_head else ""
-        with console.step(f"quantizing with NNCF on {len(calibration)} calibration images{head}"):
-            ov_model = quantize_openvino(ov_model, calibration, keep_head)
-    ov.save_model(ov_model, str(path), compress_to_fp16=precision == "fp16")
-    extra = {
-        "inference_precision": INFERENCE_PRECISION[precision],
-        "weights": path.with_suffix(".bin").name,
-        "keep_head": keep_head if precision == "int8" else None,
-        "tools": {"openvino": ov.__version__, "dav2": dav2.__version__, "python": platform.python_version()},
-    }
-    if precision == "fp32":
-        # FP32 promises parity with PyTorch, like the ONNX graph it came from
-        with console.step("checking the IR against PyTorch in OpenVINO (f32)"):
-            diffs = parity_check(openvino_runner(path, "f32"), model, image, options)
-        extra["parity"] = require_parity(diffs, "fp32", "OpenVINO IR")
-    return path, extra
+            # the runtime backend, as dav2-run will run it; the sidecar does not exist yet
+            with console.step("checking the IR against PyTorch in OpenVINO (f32)"):
+                with OpenVinoBackend(path, None, inference_precision="f32") as backend:
+                    diffs = parity_check(backend.infer, context.model, context.image, context.options)
+            metadata.parity = require_parity(diffs, Precision.FP32, "OpenVINO IR")
+        return Built(path, metadata, [path.with_suffix(".bin")])

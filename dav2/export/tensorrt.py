@@ -20,12 +20,14 @@ from pathlib import Path
 from dav2 import console
 from dav2.calibration.dataset import CalibrationSet
 from dav2.errors import Dav2Error
-from dav2.export.onnx import DYNAMIC_RANGE, GraphOptions, artifact_stem
+from dav2.export.context import DYNAMIC_RANGE, Built, ExportContext, ExportRequest, GraphOptions, graph_options
+from dav2.export.onnx import artifact_stem
+from dav2.export.target import ExportTarget
 from dav2.files import atomic_write_bytes
-from dav2.models.dpt import DepthAnythingV2
-from dav2.runtime.backends.tensorrt import parse_version, require_gpu, require_tensorrt
+from dav2.metadata import TensorRTRecord
+from dav2.runtime.backends.tensorrt import _logger, parse_version, require_gpu, require_tensorrt
+from dav2.vocabulary import INPUT_NAME, ArtifactFormat, Precision
 
-PRECISIONS = ("fp16", "int8", "fp32")
 DEFAULT_WORKSPACE_GB = 4.0
 
 # --keep-fp32 groups: which network layers each name pins to FP32
@@ -120,23 +122,20 @@ def timing_cache_path(folder: Path, gpu: dict, tensorrt_version: str) -> Path:
     return folder / f"tensorrt-{tensorrt_version}-{slug}.timing-cache"
 
 
-def engine_metadata(
+def engine_record(
     profile: Profile, precision: str, keep_fp32: list[str], tensorrt_version: str, gpu: dict, workspace_gb: float
-) -> dict:
+) -> TensorRTRecord:
     """What the engine's sidecar records beyond the common fields: where it can run."""
-    return {
-        "tensorrt": {
-            "version": tensorrt_version,
-            "gpu": gpu["gpu"],
-            "compute_capability": gpu["compute_capability"],
-            "cuda_driver": gpu.get("cuda_driver"),
-            "profile": profile.as_dict(),
-            "precision": precision,
-            "keep_fp32": keep_fp32,
-            "workspace_gb": workspace_gb,
-        },
-        "tools": {"tensorrt": tensorrt_version},
-    }
+    return TensorRTRecord(
+        version=tensorrt_version,
+        gpu=gpu["gpu"],
+        compute_capability=gpu["compute_capability"],
+        cuda_driver=gpu.get("cuda_driver"),
+        profile=profile.as_dict(),
+        precision=str(precision),
+        keep_fp32=list(keep_fp32),
+        workspace_gb=workspace_gb,
+    )
 
 
 def _parse_onnx(trt, builder, logger, onnx_path: Path):
@@ -172,15 +171,16 @@ def build_engine(
     workspace_gb: float,
     cache_folder: Path,
     calibration: CalibrationSet | None = None,
-) -> dict:
-    """Build and write the engine; return its TensorRT metadata entry."""
+) -> TensorRTRecord:
+    """Build and write the engine; return its TensorRT metadata record."""
     trt = require_tensorrt()
     gpu = require_gpu()
     import pycuda.driver as cuda
 
-    context = cuda.Device(0).make_context()
+    context = cuda.Device(0).retain_primary_context()
+    context.push()
     try:
-        logger = trt.Logger(trt.Logger.WARNING)
+        logger = _logger(trt)
         builder = trt.Builder(logger)
         network, _parser = _parse_onnx(trt, builder, logger, onnx_path)
         config = builder.create_builder_config()
@@ -188,7 +188,7 @@ def build_engine(
         if precision in ("fp16", "int8"):
             config.set_flag(trt.BuilderFlag.FP16)
         trt_profile = builder.create_optimization_profile()
-        trt_profile.set_shape("image", profile.min, profile.opt, profile.max)
+        trt_profile.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
         config.add_optimization_profile(trt_profile)
         if precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
@@ -211,30 +211,50 @@ def build_engine(
             raise Dav2Error("TensorRT failed to build the engine (see its messages above)")
         atomic_write_bytes(engine_path, bytes(serialized))
         atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
+        # builder objects die while the context is current
+        del serialized, config, network, _parser, builder
     finally:
-        context.pop()
-    return engine_metadata(profile, precision, keep_fp32, trt.__version__, gpu, workspace_gb)
+        cuda.Context.pop()
+        context.detach()
+    return engine_record(profile, precision, keep_fp32, trt.__version__, gpu, workspace_gb)
 
 
-def export_tensorrt(
-    fp32_onnx: Path,
-    work_dir: Path,
-    cache_folder: Path,
-    model: DepthAnythingV2,
-    options: GraphOptions,
-    precision: str,
-    profile: Profile,
-    keep_fp32: list[str],
-    workspace_gb: float = DEFAULT_WORKSPACE_GB,
-    calibration: CalibrationSet | None = None,
-) -> tuple[Path, dict]:
-    """Write `<stem>.engine` into `work_dir`; return it and its format-specific metadata."""
-    if precision not in PRECISIONS:
-        raise Dav2Error(f"TensorRT precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    if precision == "int8" and calibration is None:
-        raise Dav2Error("TensorRT INT8 needs calibration images: add --calib-dir DIR")
-    path = work_dir / f"{artifact_stem(model, options, precision)}.engine"
-    shapes = f"{profile.opt[2]}x{profile.opt[3]}"
-    with console.step(f"building the TensorRT {precision.upper()} engine (opt {shapes}; minutes on first build)"):
-        extra = build_engine(fp32_onnx, path, profile, precision, keep_fp32, workspace_gb, cache_folder, calibration)
-    return path, extra
+class TensorRTTarget(ExportTarget):
+    """An engine for the GPU of this machine, built from the checked FP32 ONNX graph."""
+
+    name = "TensorRT engine"
+    suffix = ".engine"
+
+    def needs_calibration(self, request: ExportRequest) -> bool:
+        return self.precision == Precision.INT8
+
+    def preflight(self, request: ExportRequest) -> None:
+        self.profile = optimization_profile(
+            graph_options(request), request.profile, request.min_shape, request.opt_shape, request.max_shape
+        )
+        require_tensorrt()
+        require_gpu()
+
+    def build(self, context: ExportContext) -> Built:
+        request = context.request
+        path = context.folder("tensorrt") / f"{artifact_stem(context.model, context.options, self.precision)}.engine"
+        shapes = f"{self.profile.opt[2]}x{self.profile.opt[3]}"
+        calibration = context.calibration if self.precision == Precision.INT8 else None
+        with console.step(
+            f"building the TensorRT {self.precision.upper()} engine (opt {shapes}; minutes on first build)"
+        ):
+            record = build_engine(
+                context.fp32_onnx,
+                path,
+                self.profile,
+                self.precision,
+                request.keep_fp32,
+                request.workspace_gb,
+                Path(request.output),
+                calibration,
+            )
+        metadata = context.describe(path, ArtifactFormat.TENSORRT, self.precision)
+        metadata.tensorrt = record
+        metadata.tools["tensorrt"] = record.version
+        metadata.calibration = calibration.identity() if calibration else None
+        return Built(path, metadata)

@@ -13,7 +13,8 @@ import torch
 
 from dav2.errors import Dav2Error
 from dav2.models.dpt import DepthAnythingV2
-from dav2.models.registry import CheckpointInfo, checkpoint_info, encoder_from_embed_dim
+from dav2.models.registry import CheckpointInfo, checkpoint_info
+from dav2.vocabulary import DEFAULT_MAX_DEPTH, encoder_from_embed_dim
 
 CHECKPOINT_ENV = "DAV2_CHECKPOINT"
 
@@ -103,7 +104,7 @@ def load_model(
     info = checkpoint_info(encoder, kind, max_depth)
     path = resolve_checkpoint(info, checkpoint)
     state_dict = read_state_dict(path)
-    model = build_model(state_dict, encoder, kind == "metric", info.max_depth or 20.0, source=str(path))
+    model = build_model(state_dict, encoder, kind == "metric", info.max_depth or DEFAULT_MAX_DEPTH, source=str(path))
     return model, path
 
 

@@ -18,18 +18,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-PATCH_SIZE = 14
+from dav2.vocabulary import PATCH_SIZE, EncoderSpec
+
 PRETRAIN_GRID = 37  # 518 / 14: the positional embedding is trained for a 37x37 patch grid
 INTERPOLATE_OFFSET = 0.1  # upstream's work-around offset (dino issue #8)
 CUBIC_A = -0.75  # PyTorch's (and OpenCV's) bicubic coefficient
-
-ENCODER_SHAPES = {
-    # embed_dim, depth, num_heads, ffn
-    "vits": (384, 12, 6, "mlp"),
-    "vitb": (768, 12, 12, "mlp"),
-    "vitl": (1024, 24, 16, "mlp"),
-    "vitg": (1536, 40, 24, "swiglu"),
-}
 
 
 class PatchEmbed(nn.Module):
@@ -149,9 +142,9 @@ def size_tensor(n) -> torch.Tensor:
 
 
 class DinoVisionTransformer(nn.Module):
-    def __init__(self, encoder: str):
+    def __init__(self, spec: EncoderSpec):
         super().__init__()
-        embed_dim, depth, num_heads, ffn = ENCODER_SHAPES[encoder]
+        embed_dim, depth, num_heads, ffn = spec.embed_dim, spec.depth, spec.num_heads, spec.ffn
         self.embed_dim = embed_dim
         self.patch_embed = PatchEmbed(embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))

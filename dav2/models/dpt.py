@@ -10,22 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dav2.models.dinov2 import PATCH_SIZE, DinoVisionTransformer
-
-INTERMEDIATE_LAYERS = {
-    "vits": [2, 5, 8, 11],
-    "vitb": [2, 5, 8, 11],
-    "vitl": [4, 11, 17, 23],
-    "vitg": [9, 19, 29, 39],
-}
-
-HEAD_CONFIGS = {
-    # features, out_channels
-    "vits": (64, [48, 96, 192, 384]),
-    "vitb": (128, [96, 192, 384, 768]),
-    "vitl": (256, [256, 512, 1024, 1024]),
-    "vitg": (384, [1536, 1536, 1536, 1536]),
-}
+from dav2.models.dinov2 import DinoVisionTransformer
+from dav2.vocabulary import DEFAULT_INPUT_SIZE, DEFAULT_MAX_DEPTH, PATCH_SIZE, EncoderSpec, encoder_spec
 
 
 class ResidualConvUnit(nn.Module):
@@ -120,18 +106,19 @@ class DPTHead(nn.Module):
 class DepthAnythingV2(nn.Module):
     """forward(x: B,3,H,W normalised RGB, H and W multiples of 14) -> B,H,W depth."""
 
-    def __init__(self, encoder: str = "vits", metric: bool = False, max_depth: float = 20.0):
+    def __init__(self, encoder: str | EncoderSpec = "vits", metric: bool = False, max_depth: float = DEFAULT_MAX_DEPTH):
         super().__init__()
-        features, out_channels = HEAD_CONFIGS[encoder]
-        self.encoder = encoder
+        spec = encoder if isinstance(encoder, EncoderSpec) else encoder_spec(encoder)
+        self.spec = spec
+        self.encoder = spec.name
         self.metric = metric
         self.max_depth = max_depth
-        self.pretrained = DinoVisionTransformer(encoder)
-        self.depth_head = DPTHead(self.pretrained.embed_dim, features, out_channels, metric)
+        self.pretrained = DinoVisionTransformer(spec)
+        self.depth_head = DPTHead(spec.embed_dim, spec.features, list(spec.out_channels), metric)
 
     def forward(self, x):
         patch_h, patch_w = x.shape[-2] // PATCH_SIZE, x.shape[-1] // PATCH_SIZE
-        features = self.pretrained.get_intermediate_layers(x, INTERMEDIATE_LAYERS[self.encoder])
+        features = self.pretrained.get_intermediate_layers(x, self.spec.tapped_layers)
         depth = self.depth_head(features, patch_h, patch_w)
         if self.metric:
             depth = depth * self.max_depth
@@ -140,7 +127,7 @@ class DepthAnythingV2(nn.Module):
         return depth.squeeze(1)
 
     @torch.no_grad()
-    def infer_image(self, bgr_image, input_size: int = 518):
+    def infer_image(self, bgr_image, input_size: int = DEFAULT_INPUT_SIZE):
         """Upstream's infer_image: BGR uint8 image -> float32 depth at the image's resolution."""
         from dav2 import processing
 

@@ -1,24 +1,20 @@
-"""What is known about the official Depth Anything V2 checkpoints: names, hub repos, licences.
+"""What is known about the official Depth Anything V2 checkpoints: file names, hub repos, licences.
 
 The relative models come from depth-anything/Depth-Anything-V2-{Small,Base,Large}; the metric
 ones were fine-tuned on Hypersim (indoor, max_depth 20 m) and Virtual KITTI 2 (outdoor,
 max_depth 80 m). ViT-G weights were announced but never published: exporting vitg needs
---checkpoint.
+--checkpoint. The encoders themselves are described once, in dav2.vocabulary.ENCODER_SPECS.
 """
 
 from dataclasses import dataclass
 
-ENCODERS = ("vits", "vitb", "vitl", "vitg")
-KINDS = ("relative", "metric")
-METRIC_DATASETS = {20.0: "hypersim", 80.0: "vkitti"}
-_SIZE_NAMES = {"vits": "Small", "vitb": "Base", "vitl": "Large", "vitg": "Giant"}
-_EMBED_DIMS = {384: "vits", 768: "vitb", 1024: "vitl", 1536: "vitg"}
+from dav2.vocabulary import DEFAULT_MAX_DEPTH, METRIC_MAX_DEPTHS, ModelKind, encoder_spec
 
 
 @dataclass(frozen=True)
 class CheckpointInfo:
     encoder: str
-    kind: str
+    kind: ModelKind
     max_depth: float | None
     filename: str
     hub_repo: str | None  # None: not published
@@ -31,34 +27,14 @@ class CheckpointInfo:
 
 def checkpoint_info(encoder: str, kind: str = "relative", max_depth: float | None = None) -> CheckpointInfo:
     """The official checkpoint for this encoder/kind (metric: max_depth 20 = Hypersim, 80 = VKITTI2)."""
-    if encoder not in ENCODERS:
-        raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
-    licence = "Apache-2.0" if encoder == "vits" else "CC-BY-NC-4.0"
-    size = _SIZE_NAMES[encoder]
-    published = encoder != "vitg"
-    if kind == "relative":
-        return CheckpointInfo(
-            encoder,
-            kind,
-            None,
-            f"depth_anything_v2_{encoder}.pth",
-            f"depth-anything/Depth-Anything-V2-{size}" if published else None,
-            licence,
-        )
-    if kind != "metric":
-        raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
-    max_depth = 20.0 if max_depth is None else float(max_depth)
-    dataset = METRIC_DATASETS.get(max_depth, "hypersim" if max_depth <= 40 else "vkitti")
+    spec = encoder_spec(encoder)
+    kind = ModelKind(kind)
+    if kind == ModelKind.RELATIVE:
+        hub = f"depth-anything/Depth-Anything-V2-{spec.size_name}" if spec.published else None
+        return CheckpointInfo(spec.name, kind, None, f"depth_anything_v2_{spec.name}.pth", hub, spec.licence)
+    max_depth = DEFAULT_MAX_DEPTH if max_depth is None else float(max_depth)
+    dataset = METRIC_MAX_DEPTHS.get(max_depth, "hypersim" if max_depth <= 40 else "vkitti")
     hub_name = {"hypersim": "Hypersim", "vkitti": "VKITTI"}[dataset]
-    return CheckpointInfo(
-        encoder,
-        kind,
-        max_depth,
-        f"depth_anything_v2_metric_{dataset}_{encoder}.pth",
-        f"depth-anything/Depth-Anything-V2-Metric-{hub_name}-{size}" if published else None,
-        licence,
-    )
-
-
-def encoder_from_embed_dim(embed_dim: int) -> str | None:
-    return _EMBED_DIMS.get(embed_dim)
+    hub = f"depth-anything/Depth-Anything-V2-Metric-{hub_name}-{spec.size_name}" if spec.published else None
+    filename = f"depth_anything_v2_metric_{dataset}_{spec.name}.pth"
+    return CheckpointInfo(spec.name, kind, max_depth, filename, hub, spec.licence)

@@ -1,20 +1,31 @@
-"""Opening the right backend for an artifact."""
+"""Opening the right backend for an artifact.
+
+The artifact's format (from its sidecar, else its file ending) picks the backend; the sidecar
+(`<artifact>.json`, a typed ArtifactMetadata) tells the backend everything else. Each backend
+module imports its own library, so only the one that is used must be installed.
+"""
 
 from pathlib import Path
 
 from dav2.errors import Dav2Error
-from dav2.metadata import read_metadata
+from dav2.metadata import ArtifactMetadata
 from dav2.runtime.backends.base import Backend
+from dav2.vocabulary import FORMAT_BACKEND, SUFFIX_FORMAT, BackendName
 
-BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt", "torch")
-EXTENSIONS = {
-    ".onnx": "onnxruntime",
-    ".xml": "openvino",
-    ".engine": "tensorrt",
-    ".plan": "tensorrt",
-    ".pth": "torch",
-    ".pt": "torch",
-}
+BACKENDS = ("auto", *BackendName.values())
+# file ending -> backend name, for listing runnable files
+EXTENSIONS = {suffix: FORMAT_BACKEND[fmt].value for suffix, fmt in SUFFIX_FORMAT.items()}
+
+
+def backend_for(path: Path, metadata: ArtifactMetadata | None) -> BackendName:
+    """The backend that runs `path`: its recorded format, else its file ending."""
+    if metadata is not None:
+        return FORMAT_BACKEND[metadata.format]
+    fmt = SUFFIX_FORMAT.get(path.suffix.lower())
+    if fmt is None:
+        endings = ", ".join(SUFFIX_FORMAT)
+        raise Dav2Error(f"cannot tell which backend runs {path.name}; expected one of {endings}")
+    return FORMAT_BACKEND[fmt]
 
 
 def open_backend(
@@ -26,30 +37,29 @@ def open_backend(
     device: str = "cpu",
     hint: str = "LATENCY",
 ) -> Backend:
-    """The backend for `model`: chosen from its extension unless `backend` names one."""
+    """The backend for `model`: chosen from its metadata or extension unless `backend` names one.
+
+    `kind` and `max_depth` matter for PyTorch checkpoints only (artifacts record them). The
+    caller owns the backend: use it as a context manager or call close().
+    """
     path = Path(model)
     if not path.is_file():
         raise Dav2Error(f"model file not found: {path}")
-    suffix = path.suffix.lower()
-    if backend == "auto":
-        backend = EXTENSIONS.get(suffix, "")
-        if not backend:
-            raise Dav2Error(f"cannot tell which backend runs {path.name}; expected .onnx, .xml, .engine or .pth")
-    if backend == "onnxruntime":
+    metadata = ArtifactMetadata.read(path)
+    name = backend_for(path, metadata) if backend == "auto" else BackendName(backend)
+    if name == BackendName.ONNXRUNTIME:
         from dav2.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, read_metadata(path), threads=threads)
-    if backend == "openvino":
+        return OnnxRuntimeBackend(path, metadata, threads=threads)
+    if name == BackendName.OPENVINO:
         from dav2.runtime.backends.openvino import OpenVinoBackend
 
         ov_device = "CPU" if device == "cpu" else device
-        return OpenVinoBackend(path, read_metadata(path), device=ov_device, hint=hint, threads=threads)
-    if backend == "tensorrt":
+        return OpenVinoBackend(path, metadata, device=ov_device, hint=hint, threads=threads)
+    if name == BackendName.TENSORRT:
         from dav2.runtime.backends.tensorrt import TensorRTBackend
 
-        return TensorRTBackend(path, read_metadata(path))
-    if backend == "torch":
-        from dav2.runtime.backends.torch import TorchBackend
+        return TensorRTBackend(path, metadata)
+    from dav2.runtime.backends.torch import TorchBackend
 
-        return TorchBackend(path, kind=kind, max_depth=max_depth, device=device, threads=threads)
-    raise Dav2Error(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return TorchBackend(path, kind=kind, max_depth=max_depth, device=device, threads=threads)

@@ -1,8 +1,12 @@
 """The one interface every backend implements (DESIGN rule 4).
 
-A backend is opened on an artifact and needs nothing else: its metadata sidecar says what
-the network expects. `infer` takes a preprocessed batch and returns depth at network
-resolution; `last_timing` says how long the call spent where (milliseconds).
+A backend is opened on an artifact and needs nothing else: its typed metadata says what the
+network expects. `infer` takes a preprocessed batch and returns depth at network resolution;
+`last_timing` says how long the call spent where (milliseconds).
+
+Backends hold native resources (inference sessions, compiled models, CUDA contexts and
+buffers), so each is a context manager: `with open_backend(path) as backend: ...`, or call
+`close()` when done. `close()` is idempotent.
 """
 
 from abc import ABC, abstractmethod
@@ -11,33 +15,44 @@ from pathlib import Path
 import numpy as np
 
 from dav2 import processing
+from dav2.metadata import ArtifactMetadata
 
 
 class Backend(ABC):
     name: str = "backend"
 
-    def __init__(self, path: Path, metadata: dict):
+    def __init__(self, path: Path, metadata: ArtifactMetadata):
         self.path = path
         self.metadata = metadata
         self.last_timing: dict[str, float] = {}
 
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the backend's native resources; safe to call twice."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # --- what the artifact expects --------------------------------------------------------
+
     @property
     def fixed_hw(self) -> tuple[int, int] | None:
         """(H, W) the artifact requires, or None when it takes any multiple of 14."""
-        if self.metadata.get("dynamic"):
-            return None
-        shape = self.metadata.get("input_shape")
-        return (int(shape[2]), int(shape[3])) if shape else None
+        return self.metadata.fixed_hw
 
     @property
     def default_input_size(self) -> int:
         """Short side used for dynamic artifacts when --input-size is not given."""
-        traced = self.metadata.get("traced_hw") or [518, 518]
-        return int(min(traced))
+        return self.metadata.default_input_size
 
     @property
     def kind(self) -> str:
-        return self.metadata.get("kind", "relative")
+        return self.metadata.kind
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -50,7 +65,6 @@ class Backend(ABC):
         return processing.postprocess(self.infer(tensor), bgr_image.shape[:2])
 
     def describe(self) -> str:
-        shape = "dynamic" if self.fixed_hw is None else f"{self.fixed_hw[0]}x{self.fixed_hw[1]}"
-        encoder = self.metadata.get("encoder", "?")
-        precision = self.metadata.get("precision", "?")
-        return f"{self.name} | {self.path.name} | {encoder} {self.kind} {precision} {shape}"
+        encoder = self.metadata.encoder or "?"
+        precision = self.metadata.precision or "?"
+        return f"{self.name} | {self.path.name} | {encoder} {self.kind} {precision} {self.metadata.shape_label}"

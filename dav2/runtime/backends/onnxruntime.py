@@ -5,34 +5,45 @@ from pathlib import Path
 
 import numpy as np
 
+from dav2 import optional
 from dav2.errors import Dav2Error
+from dav2.metadata import ArtifactMetadata
 from dav2.runtime.backends.base import Backend
+from dav2.vocabulary import ArtifactFormat, ModelKind
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-def metadata_from_graph(session) -> dict:
+def metadata_from_graph(path: Path, session) -> ArtifactMetadata:
     """Best-effort metadata for an ONNX file that came without a dav2 sidecar."""
-    shape = session.get_inputs()[0].shape
+    graph_input = session.get_inputs()[0]
+    shape = graph_input.shape
     dynamic = not all(isinstance(d, int) for d in shape[2:])
-    return {
-        "format": "onnx",
-        "kind": "relative",
-        "input_name": session.get_inputs()[0].name,
-        "input_shape": None if dynamic else [1, 3, shape[2], shape[3]],
-        "dynamic": dynamic,
-        "precision": "unknown",
-    }
+    return ArtifactMetadata(
+        artifact=path.name,
+        format=ArtifactFormat.ONNX,
+        encoder=None,
+        kind=ModelKind.RELATIVE,
+        precision=None,
+        dynamic=dynamic,
+        input_shape=None if dynamic else [1, 3, shape[2], shape[3]],
+        input_name=graph_input.name,
+        output_name=session.get_outputs()[0].name,
+        from_sidecar=False,
+    )
 
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, path: Path, metadata: dict | None, providers: list[str] | None = None, threads: int = 0):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise Dav2Error("the onnxruntime backend needs onnxruntime: pip install onnxruntime") from exc
+    def __init__(
+        self,
+        path: Path,
+        metadata: ArtifactMetadata | None,
+        providers: list[str] | None = None,
+        threads: int = 0,
+    ):
+        ort = optional.require("onnxruntime", "the onnxruntime backend")
         available = ort.get_available_providers()
         chosen = providers or [p for p in PREFERRED_PROVIDERS if p in available]
         options = ort.SessionOptions()
@@ -43,10 +54,8 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:
             reason = str(exc).splitlines()[0][:200]
             raise Dav2Error(f"{path} is not a loadable ONNX model ({reason})") from exc
-        if metadata is None:
-            metadata = metadata_from_graph(self.session)
-        super().__init__(path, metadata)
-        self.input_name = self.session.get_inputs()[0].name
+        super().__init__(path, metadata or metadata_from_graph(path, self.session))
+        self.input_name = self.metadata.input_name
         self.providers = self.session.get_providers()
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -54,6 +63,10 @@ class OnnxRuntimeBackend(Backend):
         depth = self.session.run(None, {self.input_name: batch})[0]
         self.last_timing = {"infer_ms": (time.perf_counter() - start) * 1000.0}
         return depth
+
+    def close(self) -> None:
+        # ONNX Runtime frees the session (and its memory arena) when the last reference goes
+        self.session = None
 
     def describe(self) -> str:
         return f"{super().describe()} | {self.providers[0]}"

@@ -13,35 +13,49 @@ from pathlib import Path
 
 import numpy as np
 
+from dav2 import optional
 from dav2.errors import Dav2Error
+from dav2.metadata import ArtifactMetadata, OpenVinoRecord
 from dav2.runtime.backends.base import Backend
+from dav2.vocabulary import INPUT_NAME, OUTPUT_NAME, ArtifactFormat, ModelKind
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 HINTS = ("LATENCY", "THROUGHPUT")
 
 
-def metadata_from_model(model) -> dict:
+def metadata_from_model(path: Path, model) -> ArtifactMetadata:
     """Best-effort metadata for an IR that came without a dav2 sidecar."""
     shape = model.inputs[0].get_partial_shape()
     dynamic = shape.is_dynamic
-    return {
-        "format": "openvino",
-        "kind": "relative",
-        "input_shape": None if dynamic else [int(d) for d in shape.to_shape()],
-        "dynamic": dynamic,
-        "precision": "unknown",
-        "inference_precision": None,
-    }
+    return ArtifactMetadata(
+        artifact=path.name,
+        format=ArtifactFormat.OPENVINO,
+        encoder=None,
+        kind=ModelKind.RELATIVE,
+        precision=None,
+        dynamic=dynamic,
+        input_shape=None if dynamic else [int(d) for d in shape.to_shape()],
+        input_name=model.inputs[0].any_name if model.inputs[0].get_names() else INPUT_NAME,
+        output_name=model.outputs[0].any_name if model.outputs[0].get_names() else OUTPUT_NAME,
+        from_sidecar=False,
+    )
 
 
 class OpenVinoBackend(Backend):
     name = "openvino"
 
-    def __init__(self, path: Path, metadata: dict | None, device: str = "CPU", hint: str = "LATENCY", threads: int = 0):
-        try:
-            import openvino as ov
-        except ImportError as exc:
-            raise Dav2Error("the openvino backend needs OpenVINO: pip install 'dav2[openvino]'") from exc
+    def __init__(
+        self,
+        path: Path,
+        metadata: ArtifactMetadata | None,
+        device: str = "CPU",
+        hint: str = "LATENCY",
+        threads: int = 0,
+        inference_precision: str | None = None,
+    ):
+        """`inference_precision` overrides the artifact's recorded hint (the export's parity
+        check runs a new IR before its sidecar exists)."""
+        ov = optional.require("openvino", "the openvino backend")
         core = ov.Core()
         device = device.upper()
         base_device = device.split(":")[0].split(".")[0]
@@ -58,11 +72,9 @@ class OpenVinoBackend(Backend):
         except Exception as exc:
             reason = str(exc).splitlines()[0][:200]
             raise Dav2Error(f"{path} is not a loadable OpenVINO IR ({reason})") from exc
-        if metadata is None:
-            metadata = metadata_from_model(model)
-        super().__init__(path, metadata)
+        super().__init__(path, metadata or metadata_from_model(path, model))
         config = {"PERFORMANCE_HINT": hint.upper()}
-        precision = metadata.get("inference_precision")
+        precision = inference_precision or (self.metadata.openvino or OpenVinoRecord()).inference_precision
         if precision and base_device in ("CPU", "GPU"):
             config["INFERENCE_PRECISION_HINT"] = precision
         if threads and base_device == "CPU":
@@ -97,6 +109,10 @@ class OpenVinoBackend(Backend):
         queue.wait_all()
         self.last_timing = {"infer_ms": (time.perf_counter() - start) * 1000.0 / max(count, 1)}
         return [results[i] for i in range(count)]
+
+    def close(self) -> None:
+        self.request = None
+        self.compiled = None
 
     def describe(self) -> str:
         precision = self.compiled.get_property("INFERENCE_PRECISION_HINT") if self.device.startswith("CPU") else None

@@ -1,10 +1,14 @@
 """TensorRT backend: a serialized engine, pycuda buffers, one CUDA stream.
 
-Follows the TensorRT 10 Python samples: deserialize the engine, allocate page-locked host
+Follows the TensorRT Python samples: deserialize the engine, allocate page-locked host
 buffers and device buffers, bind them by tensor name (`set_tensor_address`), copy in, run
 `execute_async_v3` and copy out on one stream. Dynamic engines get their input shape set per
-call (`set_input_shape`) and buffers sized for the profile's maximum. TensorRT 8.6 (JetPack
-5/6) has the same calls.
+call (`set_input_shape`, whose result is checked) and buffers sized for the profile's maximum.
+
+CUDA lifetime: the backend works in GPU 0's primary context (`retain_primary_context`, the
+context the CUDA runtime and other libraries share), pushes it around every call, so any
+thread may call `infer`, and `close()` frees the execution context, the engine, the buffers
+and the stream while that context is current, then pops and detaches it.
 
 An engine only runs with the TensorRT version and the GPU it was built for. Its metadata
 records both, and opening it elsewhere fails with that explanation instead of the
@@ -17,14 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dav2 import optional
 from dav2.errors import Dav2Error
+from dav2.metadata import ArtifactMetadata, TensorRTRecord, sidecar_path
 from dav2.runtime.backends.base import Backend
 
 MINIMUM_VERSION = (8, 6)
-INSTALL_HINT = (
-    "pip install 'dav2[tensorrt]' on an x86-64 Linux machine with an NVIDIA GPU; "
-    "on a Jetson it comes with JetPack (sudo apt install python3-libnvinfer)"
-)
 
 
 def parse_version(version: str) -> tuple[int, ...]:
@@ -39,25 +41,21 @@ def check_tensorrt_version(version: str) -> None:
     """TensorRT 8.6 or newer: older releases lack the name-based tensor API used here."""
     if parse_version(version)[:2] < MINIMUM_VERSION:
         wanted = ".".join(map(str, MINIMUM_VERSION))
-        raise Dav2Error(f"TensorRT {version} is too old: dav2 needs {wanted} or newer ({INSTALL_HINT})")
+        raise Dav2Error(
+            f"TensorRT {version} is too old: dav2 needs {wanted} or newer ({optional.install_hint('tensorrt')})"
+        )
 
 
 def require_tensorrt():
     """The tensorrt module, or one clear error saying how to get it."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise Dav2Error(f"TensorRT is not installed: {INSTALL_HINT}") from exc
+    trt = optional.require("tensorrt", "TensorRT export and inference")
     check_tensorrt_version(trt.__version__)
     return trt
 
 
 def require_gpu() -> dict:
     """Initialise CUDA through pycuda and describe GPU 0, or fail with what is missing."""
-    try:
-        import pycuda.driver as cuda
-    except ImportError as exc:
-        raise Dav2Error(f"TensorRT needs pycuda for GPU memory and streams: {INSTALL_HINT}") from exc
+    cuda = optional.require("pycuda.driver", "TensorRT (GPU memory and streams)")
     try:
         cuda.init()
         count = cuda.Device.count()
@@ -75,56 +73,69 @@ def require_gpu() -> dict:
     }
 
 
-def check_engine_compatible(metadata: dict, tensorrt_version: str, gpu: dict) -> None:
+def check_engine_compatible(record: TensorRTRecord | None, tensorrt_version: str, gpu: dict) -> None:
     """Fail with an explanation when the engine was built for another TensorRT or GPU."""
-    built = metadata.get("tensorrt") or {}
-    built_version = built.get("version")
-    if built_version and built_version != tensorrt_version:
+    if record is None:
+        raise Dav2Error("the engine's metadata has no TensorRT record; rebuild it with dav2-export --trt")
+    if record.version != tensorrt_version:
         raise Dav2Error(
-            f"this engine was built with TensorRT {built_version}, but TensorRT {tensorrt_version} is installed; "
+            f"this engine was built with TensorRT {record.version}, but TensorRT {tensorrt_version} is installed; "
             "engines only load in the version that built them: rebuild it here with dav2-export --trt"
         )
-    built_cc = built.get("compute_capability")
-    if built_cc and built_cc != gpu["compute_capability"]:
+    if record.compute_capability != gpu["compute_capability"]:
         raise Dav2Error(
-            f"this engine was built for {built.get('gpu')} (compute capability {built_cc}), but this GPU is "
-            f"{gpu['gpu']} ({gpu['compute_capability']}); rebuild it here with dav2-export --trt"
+            f"this engine was built for {record.gpu} (compute capability {record.compute_capability}), but this "
+            f"GPU is {gpu['gpu']} ({gpu['compute_capability']}); rebuild it here with dav2-export --trt"
+        )
+
+
+def check_in_profile(shape: tuple[int, ...], record: TensorRTRecord) -> None:
+    """An input outside the engine's optimization profile is one clear error naming the profile."""
+    low, high = record.profile["min"], record.profile["max"]
+    if len(shape) != 4 or any(not lo <= s <= hi for s, lo, hi in zip(shape, low, high)):
+        raise Dav2Error(
+            f"input {tuple(shape)} is outside this engine's shape profile "
+            f"(min {tuple(low)}, max {tuple(high)}); choose another --input-size or rebuild with --profile"
         )
 
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, path: Path, metadata: dict | None):
+    def __init__(self, path: Path, metadata: ArtifactMetadata | None):
         if metadata is None:
             raise Dav2Error(
-                f"{path.name} has no dav2 metadata ({path.with_suffix('.json').name}); export it with dav2-export --trt"
+                f"{path.name} has no dav2 metadata ({sidecar_path(path).name}); export it with dav2-export --trt"
             )
         trt = require_tensorrt()
         gpu = require_gpu()
-        check_engine_compatible(metadata, trt.__version__, gpu)
+        check_engine_compatible(metadata.tensorrt, trt.__version__, gpu)
         import pycuda.driver as cuda
 
         super().__init__(path, metadata)
         self._cuda = cuda
-        self.cuda_context = cuda.Device(0).make_context()
+        self.record = metadata.tensorrt
+        self.engine = self.context = self.stream = None
+        self.cuda_context = cuda.Device(0).retain_primary_context()
+        self.cuda_context.push()
         try:
             self._open(trt, cuda)
+        except BaseException:
+            self._release()
+            raise
         finally:
-            self.cuda_context.pop()
+            cuda.Context.pop()
 
     def _open(self, trt, cuda) -> None:
-        logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(logger)
+        runtime = trt.Runtime(_logger(trt))
         self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise Dav2Error(f"TensorRT could not deserialize {self.path.name} (built for another version or GPU?)")
         self.context = self.engine.create_execution_context()
-        self.input_name = self.metadata.get("input_name", "image")
-        self.output_name = self.metadata.get("output_name", "depth")
+        self.input_name = self.metadata.input_name
+        self.output_name = self.metadata.output_name
         self.stream = cuda.Stream()
-        max_input = tuple(self.metadata["tensorrt"]["profile"]["max"]) if self.metadata.get("dynamic") else None
-        input_shape = max_input or tuple(self.metadata["input_shape"])
+        input_shape = tuple(self.record.profile["max"])
         batch, _, height, width = input_shape
         # buffers sized for the largest input the engine accepts; each call uses a prefix
         self.host_input = cuda.pagelocked_empty(int(np.prod(input_shape)), np.float32)
@@ -133,41 +144,74 @@ class TensorRTBackend(Backend):
         self.device_output = cuda.mem_alloc(self.host_output.nbytes)
         self.context.set_tensor_address(self.input_name, int(self.device_input))
         self.context.set_tensor_address(self.output_name, int(self.device_output))
-        self.start, self.copied_in, self.computed, self.copied_out = (cuda.Event() for _ in range(4))
+        self.events = [cuda.Event() for _ in range(4)]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        if self.context is None:
+            raise Dav2Error("the TensorRT backend is closed")
         cuda = self._cuda
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.size > self.host_input.size:
-            raise Dav2Error(f"input {batch.shape} is larger than the engine's profile allows")
+        check_in_profile(batch.shape, self.record)
         b, _, h, w = batch.shape
+        start, copied_in, computed, copied_out = self.events
         self.cuda_context.push()
         try:
             started = time.perf_counter()
-            self.context.set_input_shape(self.input_name, batch.shape)
+            if not self.context.set_input_shape(self.input_name, batch.shape):
+                raise Dav2Error(f"TensorRT refused the input shape {batch.shape} for {self.path.name}")
             self.host_input[: batch.size] = batch.ravel()
             out_size = b * h * w
-            self.start.record(self.stream)
+            start.record(self.stream)
             cuda.memcpy_htod_async(self.device_input, self.host_input[: batch.size], self.stream)
-            self.copied_in.record(self.stream)
+            copied_in.record(self.stream)
             if not self.context.execute_async_v3(self.stream.handle):
                 raise Dav2Error("TensorRT execution failed")
-            self.computed.record(self.stream)
+            computed.record(self.stream)
             cuda.memcpy_dtoh_async(self.host_output[:out_size], self.device_output, self.stream)
-            self.copied_out.record(self.stream)
+            copied_out.record(self.stream)
             self.stream.synchronize()
             depth = self.host_output[:out_size].reshape(b, h, w).copy()
         finally:
-            self.cuda_context.pop()
+            cuda.Context.pop()
         self.last_timing = {
-            "h2d_ms": self.copied_in.time_since(self.start),
-            "infer_ms": self.computed.time_since(self.copied_in),
-            "d2h_ms": self.copied_out.time_since(self.computed),
+            "h2d_ms": copied_in.time_since(start),
+            "infer_ms": computed.time_since(copied_in),
+            "d2h_ms": copied_out.time_since(computed),
             "call_ms": (time.perf_counter() - started) * 1000.0,
         }
         return depth
 
     def close(self) -> None:
-        if getattr(self, "cuda_context", None) is not None:
+        """Free execution context -> engine -> buffers/stream/events inside the CUDA context."""
+        if getattr(self, "cuda_context", None) is None:
+            return
+        self.cuda_context.push()
+        try:
+            self._release()
+        finally:
+            self._cuda.Context.pop()
             self.cuda_context.detach()
             self.cuda_context = None
+
+    def _release(self) -> None:
+        self.context = None  # the execution context before the engine it came from
+        self.engine = None
+        for name in ("device_input", "device_output"):
+            buffer = getattr(self, name, None)
+            if buffer is not None:
+                buffer.free()
+                setattr(self, name, None)
+        self.host_input = self.host_output = None
+        self.events = []
+        self.stream = None
+
+
+_LOGGER = None
+
+
+def _logger(trt):
+    """One TensorRT logger for the process, as TensorRT asks."""
+    global _LOGGER
+    if _LOGGER is None:
+        _LOGGER = trt.Logger(trt.Logger.WARNING)
+    return _LOGGER

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dav2 import optional
 from dav2.errors import Dav2Error
+from dav2.metadata import ArtifactMetadata
 from dav2.runtime.backends.base import Backend
+from dav2.vocabulary import DEFAULT_MAX_DEPTH, ArtifactFormat, ModelKind, Precision
 
 
 class TorchBackend(Backend):
@@ -20,12 +23,9 @@ class TorchBackend(Backend):
     def __init__(
         self, path: Path, kind: str = "relative", max_depth: float | None = None, device: str = "cpu", threads: int = 0
     ):
-        try:
-            import torch
+        torch = optional.require("torch", "the torch backend")
+        from dav2.models.checkpoint import build_model, detect_encoder, read_state_dict
 
-            from dav2.models.checkpoint import build_model, detect_encoder, read_state_dict
-        except ImportError as exc:
-            raise Dav2Error("the torch backend needs PyTorch: pip install 'dav2[export]'") from exc
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise Dav2Error("--device cuda was asked for, but PyTorch sees no CUDA GPU")
         if threads:
@@ -34,19 +34,23 @@ class TorchBackend(Backend):
         encoder = detect_encoder(state_dict)
         if encoder is None:
             raise Dav2Error(f"{path} is not a Depth Anything V2 checkpoint")
-        max_depth = float(max_depth or 20.0)
-        self.model = build_model(state_dict, encoder, kind == "metric", max_depth, source=str(path)).to(device)
+        kind = ModelKind(kind)
+        max_depth = float(max_depth or DEFAULT_MAX_DEPTH)
+        metric = kind == ModelKind.METRIC
+        self.model = build_model(state_dict, encoder, metric, max_depth, source=str(path)).to(device)
         self.device = device
         self._torch = torch
-        metadata = {
-            "format": "pytorch",
-            "encoder": encoder,
-            "kind": kind,
-            "max_depth": max_depth if kind == "metric" else None,
-            "dynamic": True,
-            "traced_hw": [518, 518],
-            "precision": "fp32",
-        }
+        metadata = ArtifactMetadata(
+            artifact=path.name,
+            format=ArtifactFormat.PYTORCH,
+            encoder=encoder,
+            kind=kind,
+            precision=Precision.FP32,
+            dynamic=True,
+            input_shape=None,
+            max_depth=max_depth if metric else None,
+            from_sidecar=False,
+        )
         super().__init__(path, metadata)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -67,3 +71,6 @@ class TorchBackend(Backend):
             "d2h_ms": (end - computed) * 1000.0,
         }
         return result
+
+    def close(self) -> None:
+        self.model = None

@@ -1,0 +1,101 @@
+"""dav2-bench: latency, throughput, memory and accuracy of every backend x precision x size."""
+
+import sys
+from pathlib import Path
+
+import click
+
+from dav2 import console
+from dav2.cli.common import (
+    CONTEXT,
+    ENCODER_AND_CHECKPOINT,
+    THREADS_OPTION,
+    csv_option,
+    require_export_tools,
+    user_errors,
+)
+from dav2.errors import Dav2Error
+from dav2.vocabulary import BackendName, Precision
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings=CONTEXT,
+)
+@ENCODER_AND_CHECKPOINT
+@click.option("--sizes", default="518", callback=csv_option(int), help="Comma-separated square input sizes.")
+@click.option(
+    "--backends",
+    default="torch,onnxruntime,openvino,tensorrt",
+    callback=csv_option(str, BackendName.values()),
+    help="Backends to try (what is not installed is skipped with the reason; torch FP32 always runs as the baseline).",
+)
+@click.option(
+    "--precisions", default="fp32,fp16,int8", callback=csv_option(str, Precision.values()), help="Precisions to try."
+)
+@click.option(
+    "--images",
+    type=click.Path(exists=True),
+    default=None,
+    help="Real photos (folder or video): held-out ones for accuracy and timing, the rest for INT8 calibration. "
+    "[default: the sample scene; INT8 for OpenVINO/TensorRT skipped]",
+)
+@click.option("--eval-images", type=int, default=4, help="Held-out images for the accuracy columns.")
+@click.option("--calib-count", type=int, default=32, help="INT8 calibration images.")
+@click.option("--seconds", type=float, default=5.0, help="Timed seconds per case (within --min-runs/--max-runs).")
+@click.option("--min-runs", type=int, default=5, help="Fewest timed runs per case.")
+@click.option("--max-runs", type=int, default=200, help="Most timed runs per case.")
+@click.option("--warmup", type=int, default=3, help="Untimed runs before timing.")
+@THREADS_OPTION
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=str(Path.home() / ".cache" / "dav2" / "bench"),
+    help="Where built artifacts are kept and reused.",
+)
+@click.option("--label", default=None, help="Machine name in tables. [default: GPU name, else CPU model and cores]")
+@click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for the JSON, Markdown (and PNG).")
+@click.pass_context
+@user_errors
+def bench_main(ctx, save, cache_dir, **options):
+    """Latency, throughput, memory and accuracy of every backend x precision x size this machine can run.
+
+    \b
+    Examples:
+      dav2-bench --encoder vits
+      dav2-bench --encoder vits --sizes 308,364,518 --backends openvino,onnxruntime --precisions fp32,int8
+      dav2-bench --encoder vits --checkpoint my.pth --images photos/ --save benchmarks/results/
+      dav2-bench compare benchmarks/results/*.json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from dav2.benchmarks.report import save as save_results
+    from dav2.benchmarks.report import to_markdown
+    from dav2.benchmarks.runner import BenchSettings, run_bench
+
+    if not options["sizes"]:
+        raise Dav2Error("--sizes needs at least one size")
+    require_export_tools("dav2-bench")
+    from dav2.export.context import checked_size
+
+    sizes = [checked_size("sizes", size) for size in options.pop("sizes")]
+    command = " ".join(["dav2-bench", *sys.argv[1:]])
+    settings = BenchSettings(sizes=sizes, cache_dir=Path(cache_dir), command=command, **options)
+    document = run_bench(settings)
+    markdown = to_markdown(document)
+    if save:
+        for path in save_results(document, Path(save)):
+            console.info(f"saved {path}")
+    click.echo(markdown)
+    if not document["complete"]:
+        sys.exit(130)
+
+
+@bench_main.command("compare")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@user_errors
+def bench_compare(results):
+    """Merge result files from several machines into one Markdown table."""
+    from dav2.benchmarks.report import compare
+
+    click.echo(compare([Path(p) for p in results]))

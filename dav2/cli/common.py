@@ -1,0 +1,148 @@
+"""What every dav2 command shares: error handling, option groups declared once, small parsers.
+
+Errors a user can cause arrive as Dav2Error and end in one `error: ...` line on standard
+error with exit status 1 (click's own usage errors keep click's convention: exit 2 with a
+usage line). Standard output is kept for results and the --json line.
+"""
+
+import functools
+import sys
+from collections.abc import Callable
+
+import click
+
+from dav2 import optional
+from dav2.errors import Dav2Error
+from dav2.vocabulary import ENCODERS, ModelKind
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn Dav2Error into one 'error: ...' line and exit 1, instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except Dav2Error as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def require_export_tools(command: str) -> None:
+    """Commands that build artifacts need PyTorch and onnx: one line naming the extra if not."""
+    optional.require("torch", command)
+    optional.require("onnx", command)
+
+
+def option_group(*decorators: Callable) -> Callable:
+    """Several click options applied as one decorator, in the order written."""
+
+    def apply(function: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+# --- the option groups ------------------------------------------------------------------------
+
+ENCODER_OPTION = click.option(
+    "--encoder",
+    type=click.Choice(ENCODERS),
+    default="vits",
+    help="ViT size: Small (24.8M parameters, Apache-2.0), Base, Large, Giant (CC-BY-NC-4.0).",
+)
+CHECKPOINT_OPTION = click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Local .pth file. Default: $DAV2_CHECKPOINT, else download the official file from Hugging Face.",
+)
+ENCODER_AND_CHECKPOINT = option_group(ENCODER_OPTION, CHECKPOINT_OPTION)
+
+KIND_OPTION = click.option(
+    "--kind",
+    type=click.Choice(ModelKind.values()),
+    default=ModelKind.RELATIVE.value,
+    help="relative: disparity (larger = nearer); metric: metres.",
+)
+
+MODEL_OPTION = click.option(
+    "--model",
+    required=True,
+    type=click.Path(),
+    help="Artifact to run: .onnx (ONNX Runtime), .xml (OpenVINO), .engine (TensorRT) or .pth (PyTorch reference).",
+)
+INPUT_SIZE_OPTION = click.option(
+    "--input-size",
+    type=int,
+    default=None,
+    help="Short side fed to dynamic models, as upstream's input_size. [default: the artifact's own, else 518]",
+)
+THREADS_OPTION = click.option("--threads", type=int, default=0, help="Inference threads (0: the library's default).")
+
+CALIBRATION = option_group(
+    click.option(
+        "--calib-dir",
+        type=click.Path(exists=True),
+        default=None,
+        help="INT8 calibration: a folder of real images (searched recursively) or a video.",
+    ),
+    click.option("--calib-count", type=click.IntRange(1, 10000), default=32, help="Calibration images to use."),
+    click.option("--calib-seed", type=int, default=0, help="Seed for shuffling the calibration images."),
+    click.option(
+        "--holdout",
+        type=click.IntRange(0, 1000),
+        default=4,
+        help="Images of --calib-dir kept out of calibration for the accuracy report.",
+    ),
+)
+MAX_ABS_REL_OPTION = click.option(
+    "--max-abs-rel",
+    type=click.FloatRange(0, 1e6, min_open=True),
+    default=None,
+    help="Fail the export (nothing written) when a reduced-precision artifact's AbsRel vs PyTorch FP32 exceeds this.",
+)
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Also print the result as one JSON line (the last).")
+
+
+# --- parsers ---------------------------------------------------------------------------------
+
+
+def parse_pair(text: str | None, separator: str, kind: type, option: str):
+    """'1280x720' -> (1280, 720); '0,8' -> (0.0, 8.0); None stays None."""
+    if text is None:
+        return None
+    parts = text.lower().split(separator)
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return kind(parts[0]), kind(parts[1])
+    except ValueError:
+        raise Dav2Error(f"{option} expects two numbers separated by '{separator}', not {text!r}") from None
+
+
+def csv_option(kind: type, choices: tuple[str, ...] | None = None) -> Callable:
+    """A click callback: 'a,b,c' -> [kind(a), kind(b), kind(c)], checked against `choices`."""
+
+    def parse(ctx, param, value):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        if choices:
+            bad = [v for v in items if v not in choices]
+            if bad:
+                raise click.BadParameter(f"{', '.join(bad)} (choose from {', '.join(choices)})")
+        try:
+            return [kind(v) for v in items]
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+
+    return parse

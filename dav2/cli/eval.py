@@ -1,0 +1,133 @@
+"""dav2-eval: DA-2K pairwise accuracy, or dense metrics against measured depth or a second artifact."""
+
+import json
+from pathlib import Path
+
+import click
+
+from dav2.cli.common import CONTEXT, INPUT_SIZE_OPTION, JSON_OPTION, user_errors
+from dav2.errors import Dav2Error
+from dav2.evaluation.dense import ALIGNMENTS
+from dav2.evaluation.groundtruth import FORMATS as DEPTH_FORMATS
+
+
+@click.group(context_settings=CONTEXT)
+def eval_main():
+    """Evaluate an exported model: DA-2K pairwise accuracy, or dense metrics against measured depth.
+
+    Both compare two artifacts with each other (e.g. INT8 against FP32) with --reference.
+    """
+
+
+# the model option both dav2-eval commands take (the artifact must exist)
+EVAL_MODEL = click.option(
+    "--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Artifact (.onnx/.xml/.engine/.pth)."
+)
+
+
+def _print_result(result: dict, as_json: bool, lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line)
+    if as_json:
+        click.echo(json.dumps(result))
+
+
+@eval_main.command("da2k")
+@click.option("--annotations", required=True, type=click.Path(exists=True, dir_okay=False), help="DA-2K JSON file.")
+@click.option(
+    "--images", required=True, type=click.Path(exists=True, file_okay=False), help="Folder the paths are relative to."
+)
+@EVAL_MODEL
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Second artifact: report how often both order a pair the same way.",
+)
+@INPUT_SIZE_OPTION
+@JSON_OPTION
+@user_errors
+def eval_da2k(annotations, images, model, reference, input_size, as_json):
+    """DA-2K: the share of point pairs whose depth order the model gets right, overall and per scene type.
+
+    \b
+    Example:
+      dav2-eval da2k --annotations DA-2K/annotations.json --images DA-2K/images --model m.onnx
+    """
+    from dav2.evaluation.da2k import da2k_accuracy, da2k_agreement, load_annotations
+    from dav2.evaluation.predict import ModelPredictor
+
+    pairs = load_annotations(annotations)
+    predictor = ModelPredictor(model, images, input_size)
+    if reference is None:
+        result = da2k_accuracy(pairs, predictor, predictor.kind)
+        title = "DA-2K accuracy"
+    else:
+        other = ModelPredictor(reference, images, input_size)
+        result = da2k_agreement(pairs, predictor, predictor.kind, other, other.kind)
+        title = f"DA-2K agreement with {Path(reference).name}"
+    lines = [f"{title}: {result['accuracy']:.4f} over {result['pairs']} pairs ({Path(model).name})"]
+    lines += [f"  {name}: {s['accuracy']:.4f} ({s['pairs']} pairs)" for name, s in result["scenes"].items()]
+    _print_result(result, as_json, lines)
+
+
+@eval_main.command("dense")
+@click.option("--images", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of images.")
+@click.option(
+    "--depth",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder of measured depth, one file per image (paired in sorted order).",
+)
+@click.option(
+    "--depth-format",
+    type=click.Choice(DEPTH_FORMATS),
+    default="png-mm",
+    help="Encoding of the depth files (see README).",
+)
+@EVAL_MODEL
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Without --depth: compare with this artifact instead of measured depth.",
+)
+@click.option(
+    "--alignment",
+    type=click.Choice(ALIGNMENTS),
+    default="least-squares",
+    help="Relative models: scale-and-shift (least squares) or median scale, in disparity space.",
+)
+@click.option("--min-depth", type=float, default=1e-3, help="Ground truth below this (metres) is masked.")
+@click.option("--max-depth", type=float, default=80.0, help="Ground truth above this (metres) is masked.")
+@INPUT_SIZE_OPTION
+@JSON_OPTION
+@user_errors
+def eval_dense(images, depth, depth_format, model, reference, alignment, min_depth, max_depth, input_size, as_json):
+    """AbsRel, δ1-δ3 and RMSE against measured depth (or AbsRel, δ1, max difference against --reference).
+
+    \b
+    Examples:
+      dav2-eval dense --images nyu/rgb --depth nyu/depth --model m.onnx
+      dav2-eval dense --images kitti/rgb --depth kitti/depth --depth-format png-kitti --model metric.xml
+      dav2-eval dense --images photos/ --model int8.xml --reference fp32.onnx
+    """
+    from dav2.evaluation.dense_run import evaluate_against_depth, evaluate_against_reference
+
+    if depth is None and reference is None:
+        raise Dav2Error("give --depth (measured depth) or --reference (a second artifact)")
+    if depth is not None:
+        result = evaluate_against_depth(images, depth, depth_format, model, alignment, min_depth, max_depth, input_size)
+        r = result
+        lines = [
+            f"{Path(model).name} on {r['images']} image(s) ({r['alignment']}): AbsRel {r['abs_rel']:.4f}, "
+            f"δ1 {r['delta1']:.4f}, δ2 {r['delta2']:.4f}, δ3 {r['delta3']:.4f}, RMSE {r['rmse']:.3f} m"
+        ]
+    else:
+        result = evaluate_against_reference(images, model, reference, input_size)
+        lines = [
+            f"{Path(model).name} against {Path(reference).name} on {result['images']} image(s): "
+            f"AbsRel {result['abs_rel']:.4f}, δ1 {result['delta1']:.4f}, max abs diff {result['max_abs_diff']:.3g}"
+        ]
+    lines += [f"  {name}: AbsRel {m['abs_rel']:.4f}, δ1 {m['delta1']:.4f}" for name, m in result["per_image"].items()]
+    _print_result(result, as_json, lines)

@@ -1,0 +1,163 @@
+"""dav2-export: a checkpoint -> ONNX, OpenVINO IR or TensorRT engine, checked against PyTorch."""
+
+from pathlib import Path
+
+import click
+
+from dav2.cli.common import (
+    CALIBRATION,
+    CONTEXT,
+    ENCODER_AND_CHECKPOINT,
+    KIND_OPTION,
+    MAX_ABS_REL_OPTION,
+    require_export_tools,
+    user_errors,
+)
+from dav2.errors import Dav2Error
+from dav2.vocabulary import ModelKind, Precision
+
+
+@click.command(context_settings=CONTEXT)
+@ENCODER_AND_CHECKPOINT
+@KIND_OPTION
+@click.option(
+    "--max-depth",
+    type=click.FloatRange(0, 1e4, min_open=True),
+    default=None,
+    help="Metric models only: 20 (Hypersim, indoor) or 80 (Virtual KITTI 2, outdoor). [default: 20]",
+)
+@click.option("--onnx", "to_onnx", is_flag=True, help="Export ONNX (the default target when none is named).")
+@click.option("--fp16", is_flag=True, help="ONNX in FP16 (input and output stay FP32).")
+@click.option("--int8", is_flag=True, help="ONNX in INT8 for ONNX Runtime on CPUs (see --ort-int8).")
+@click.option(
+    "--ort-int8",
+    type=click.Choice(["dynamic", "static"]),
+    default="dynamic",
+    help="dynamic: INT8 MatMul weights, activations quantized per call (measured faster and accurate); "
+    "static: QDQ calibrated on --calib-dir (slower on the CPU, for QDQ-fusing runtimes).",
+)
+@click.option(
+    "--openvino",
+    type=click.Choice(Precision.values()),
+    default=None,
+    help="OpenVINO IR (.xml/.bin). INT8 is NNCF post-training quantization and needs --calib-dir.",
+)
+@click.option(
+    "--keep-head", is_flag=True, help="OpenVINO INT8: leave the DPT head unquantized (more accurate, slower)."
+)
+@click.option(
+    "--trt",
+    type=click.Choice(["fp16", "int8", "fp32"]),
+    default=None,
+    is_flag=False,
+    flag_value="fp16",
+    help="TensorRT engine (needs TensorRT and an NVIDIA GPU); --trt alone means fp16. INT8 needs --calib-dir.",
+)
+@click.option(
+    "--keep-fp32",
+    default="",
+    help="TensorRT: comma-separated layer groups kept in FP32: layernorm, softmax, head.",
+)
+@click.option(
+    "--workspace", type=click.FloatRange(0, 1024, min_open=True), default=4.0, help="TensorRT workspace limit, GiB."
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["range", "camera", "batch"]),
+    default=None,
+    help="TensorRT shape profile for dynamic engines: range (1x196x196..1x1036x1036), camera (4:3/16:9 at "
+    "364-518), batch (1-8 x 518x518). [default: range]",
+)
+@click.option("--min-shape", default=None, help="TensorRT dynamic: smallest BATCHxHEIGHTxWIDTH, e.g. 1x308x308.")
+@click.option("--opt-shape", default=None, help="TensorRT dynamic: shape to tune for, e.g. 1x518x518.")
+@click.option("--max-shape", default=None, help="TensorRT dynamic: largest BATCHxHEIGHTxWIDTH, e.g. 1x728x1288.")
+@CALIBRATION
+@MAX_ABS_REL_OPTION
+@click.option(
+    "--height",
+    type=int,
+    default=None,
+    help="Fixed input height (a multiple of 14; makes a static graph). [default: dynamic, traced at 518]",
+)
+@click.option(
+    "--width",
+    type=int,
+    default=None,
+    help="Fixed input width (a multiple of 14; makes a static graph). [default: dynamic, traced at 518]",
+)
+@click.option(
+    "--dynamic",
+    is_flag=True,
+    help="Dynamic batch, height and width (the default); with --height/--width they set the traced size.",
+)
+@click.option("--static", is_flag=True, help="A fixed input of --height x --width (518x518 when not given).")
+@click.option(
+    "--external-data",
+    is_flag=True,
+    help="ONNX weights in one '<artifact>.data' file beside the graph (always so above ONNX's 2 GB limit).",
+)
+@click.option(
+    "--exporter",
+    type=click.Choice(["torchscript", "dynamo"]),
+    default="torchscript",
+    help="torch.onnx exporter; both are checked for parity, torchscript measured as fast and exports faster.",
+)
+@click.option(
+    "--check-image",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Image for the parity check (and the accuracy report without --calib-dir). "
+    "[default: the built-in sample scene]",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False),
+    default="models",
+    help="Folder for the artifacts, their <artifact>.json metadata and TensorRT caches.",
+)
+@user_errors
+def export_main(kind, max_depth, to_onnx, fp16, int8, keep_fp32, workspace, output, height, width, **rest):
+    """Export a Depth Anything V2 checkpoint to ONNX, OpenVINO IR or a TensorRT engine, checked against PyTorch.
+
+    Artifacts are dynamic by default: any photo keeps its aspect ratio, exactly as upstream's
+    infer_image (TensorRT engines get a shape profile). --height/--width (or --static) make a
+    fixed input size instead; images of another aspect ratio are then stretched to it.
+
+    FP32 artifacts must match PyTorch (the export fails otherwise); FP16 and INT8 artifacts
+    print an accuracy report (AbsRel, δ1, max abs difference) on held-out images.
+
+    \b
+    Examples:
+      dav2-export --encoder vits --onnx
+      dav2-export --encoder vits --trt fp16
+      dav2-export --encoder vits --trt int8 --calib-dir photos/
+      dav2-export --encoder vits --openvino fp16
+      dav2-export --encoder vits --openvino int8 --calib-dir photos/ --max-abs-rel 0.05
+      dav2-export --encoder vits --onnx --int8
+      dav2-export --encoder vits --onnx --height 518 --width 924      # fixed 16:9 camera input
+      dav2-export --encoder vitl --kind metric --max-depth 80 --checkpoint m.pth
+
+    Offline, pass the checkpoint with --checkpoint or DAV2_CHECKPOINT=PATH.
+    """
+    if kind == ModelKind.RELATIVE and max_depth is not None:
+        raise Dav2Error("--max-depth applies to --kind metric only")
+    if fp16 and int8:
+        raise Dav2Error("--fp16 and --int8 are two ONNX precisions; choose one")
+    require_export_tools("dav2-export")
+    from dav2.export.context import checked_size
+    from dav2.export.pipeline import ExportRequest, export_artifacts
+
+    onnx = Precision.FP16 if fp16 else Precision.INT8 if int8 else Precision.FP32 if to_onnx else None
+    request = ExportRequest(
+        kind=kind,
+        max_depth=max_depth,
+        onnx=onnx,
+        keep_fp32=[g.strip() for g in keep_fp32.split(",") if g.strip()],
+        workspace_gb=workspace,
+        output=Path(output),
+        height=checked_size("height", height),
+        width=checked_size("width", width),
+        **rest,
+    )
+    for artifact in export_artifacts(request):
+        click.echo(str(artifact))

@@ -1,0 +1,110 @@
+"""The typed sidecar: one per artifact file, validated on load, one clear error when wrong."""
+
+import json
+
+import pytest
+
+from dav2.errors import Dav2Error
+from dav2.metadata import SCHEMA_VERSION, ArtifactMetadata, OpenVinoRecord, TensorRTRecord, sidecar_path
+from dav2.vocabulary import ArtifactFormat, ModelKind, Precision
+
+
+def record(name: str = "m.onnx", **changes) -> ArtifactMetadata:
+    values = dict(
+        artifact=name,
+        format=ArtifactFormat.ONNX,
+        encoder="vits",
+        kind=ModelKind.RELATIVE,
+        precision=Precision.FP32,
+        dynamic=False,
+        input_shape=[1, 3, 518, 784],
+    )
+    values.update(changes)
+    return ArtifactMetadata(**values)
+
+
+def test_sidecar_is_named_after_the_full_file_name():
+    assert sidecar_path("models/m.onnx").name == "m.onnx.json"
+    assert sidecar_path("models/m.xml").name == "m.xml.json"
+    # the same stem in two formats: two sidecars
+    assert sidecar_path("m.onnx") != sidecar_path("m.xml") != sidecar_path("m.engine")
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    artifact = tmp_path / "m.engine"
+    profile = {"min": [1, 3, 196, 196], "opt": [1, 3, 518, 518], "max": [1, 3, 1036, 1036]}
+    written = record(
+        "m.engine",
+        format=ArtifactFormat.TENSORRT,
+        kind=ModelKind.METRIC,
+        max_depth=20.0,
+        dynamic=True,
+        input_shape=None,
+        tensorrt=TensorRTRecord("10.3.0", "RTX 4090", "8.9", profile, "fp16"),
+        accuracy={"abs_rel": 0.001},
+    )
+    written.write(artifact)
+    artifact.write_bytes(b"engine")
+    read = ArtifactMetadata.read(artifact)
+    assert read == written
+    assert read.tensorrt.profile["max"] == [1, 3, 1036, 1036]
+    assert read.fixed_hw is None and read.kind == "metric"
+    on_disk = json.loads(sidecar_path(artifact).read_text())
+    assert on_disk["schema"] == SCHEMA_VERSION and on_disk["output"].startswith("metres")
+
+
+def test_static_and_dynamic_shapes():
+    assert record().fixed_hw == (518, 784) and record().shape_label == "518x784"
+    dynamic = record(dynamic=True, input_shape=None, traced_hw=[364, 364])
+    assert dynamic.fixed_hw is None and dynamic.default_input_size == 364
+
+
+def test_two_formats_in_one_folder_keep_their_own_facts(tmp_path):
+    record("m.onnx").write(tmp_path / "m.onnx")
+    ov = record("m.xml", format=ArtifactFormat.OPENVINO, openvino=OpenVinoRecord("f32"))
+    ov.write(tmp_path / "m.xml")
+    assert ArtifactMetadata.read(tmp_path / "m.onnx").format == "onnx"
+    assert ArtifactMetadata.read(tmp_path / "m.xml").openvino.inference_precision == "f32"
+
+
+def test_a_missing_sidecar_is_none(tmp_path):
+    assert ArtifactMetadata.read(tmp_path / "m.onnx") is None
+
+
+def valid_dict() -> dict:
+    return record().to_dict()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: [d], "expected a JSON object, found list"),
+        (lambda d: {**d, "schema": 1}, "schema version 1"),
+        (lambda d: {k: v for k, v in d.items() if k != "kind"}, "missing field 'kind'"),
+        (lambda d: {**d, "format": "caffe"}, "'caffe' is not a valid ArtifactFormat"),
+        (lambda d: {**d, "encoder": "vitx"}, "unknown encoder 'vitx'"),
+        (lambda d: {**d, "precision": "fp8"}, "'fp8' is not a valid Precision"),
+        (lambda d: {**d, "input_shape": [1, 3, 100000, 518]}, "outside 1..7168"),
+        (lambda d: {**d, "input_shape": [1, 3, 500, 518]}, "multiples of 14"),
+        (lambda d: {**d, "input_shape": [1, 1, 518, 518]}, "3 colour channels"),
+        (lambda d: {**d, "input_shape": "518x518"}, "list of 4 whole numbers"),
+        (lambda d: {**d, "dynamic": "yes"}, "'dynamic' must be true or false"),
+        (lambda d: {**d, "kind": "metric", "max_depth": None}, "a metric model needs max_depth"),
+        (lambda d: {**d, "kind": "metric", "max_depth": -5}, "'max_depth' must be a positive number"),
+        (lambda d: {**d, "tensorrt": {"version": "10.3"}}, "missing"),
+    ],
+)
+def test_bad_sidecars_are_one_clear_error(change, message):
+    with pytest.raises(Dav2Error, match="not valid dav2 metadata") as caught:
+        ArtifactMetadata.from_json(json.dumps(change(valid_dict())), "m.onnx.json")
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_invalid_json_and_a_sidecar_of_another_artifact(tmp_path):
+    with pytest.raises(Dav2Error, match="not valid JSON"):
+        ArtifactMetadata.from_json("{", "m.onnx.json")
+    record("other.onnx").write(tmp_path / "other.onnx")
+    sidecar_path(tmp_path / "other.onnx").rename(sidecar_path(tmp_path / "m.onnx"))
+    with pytest.raises(Dav2Error, match="describes other.onnx, not m.onnx"):
+        ArtifactMetadata.read(tmp_path / "m.onnx")
