@@ -21,9 +21,9 @@ import zlib
 import cv2
 import numpy as np
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-MULTIPLE_OF = 14
+from dav2.vocabulary import DEFAULT_INPUT_SIZE, MEAN, PATCH_SIZE, STD
+
+MULTIPLE_OF = PATCH_SIZE  # MEAN, STD and the patch size are declared in dav2.vocabulary
 COLORMAPS = ("spectral", "inferno", "gray")
 
 # ColorBrewer Spectral, 11 classes, as matplotlib's "Spectral"; upstream shows depth with its reverse.
@@ -77,7 +77,7 @@ def _constrain_to_multiple(x: float, min_val: int) -> int:
     return y
 
 
-def network_size(image_hw: tuple[int, int], input_size: int = 518) -> tuple[int, int]:
+def network_size(image_hw: tuple[int, int], input_size: int = DEFAULT_INPUT_SIZE) -> tuple[int, int]:
     """(H, W) that upstream feeds the network for an image of `image_hw` (lower-bound rule)."""
     h, w = image_hw
     scale = max(input_size / h, input_size / w)
@@ -112,7 +112,9 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def preprocess(bgr_image: np.ndarray, input_size: int = 518, fixed_hw: tuple[int, int] | None = None) -> np.ndarray:
+def preprocess(
+    bgr_image: np.ndarray, input_size: int = DEFAULT_INPUT_SIZE, fixed_hw: tuple[int, int] | None = None
+) -> np.ndarray:
     """BGR uint8 image -> (1, 3, H, W) float32 network input.
 
     Arithmetic in float64 as upstream does (its /255.0 promotes to float64), so the result
@@ -124,6 +126,14 @@ def preprocess(bgr_image: np.ndarray, input_size: int = 518, fixed_hw: tuple[int
     image = cv2.resize(image, (net_w, net_h), interpolation=cv2.INTER_CUBIC)
     image = (image - MEAN) / STD
     return np.ascontiguousarray(image.transpose(2, 0, 1)[None]).astype(np.float32)
+
+
+def aspect_change(image_hw: tuple[int, int], fixed_hw: tuple[int, int]) -> float:
+    """How much stretching an image to a static artifact's `fixed_hw` distorts it: the relative
+    change of its width/height ratio (0.0: same shape; 0.2: 20 % wider or narrower)."""
+    image_ratio = image_hw[1] / image_hw[0]
+    fixed_ratio = fixed_hw[1] / fixed_hw[0]
+    return abs(fixed_ratio / image_ratio - 1.0)
 
 
 # --- post-processing ------------------------------------------------------------------------

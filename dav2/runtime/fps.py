@@ -22,6 +22,7 @@ class FpsMeter:
         self.recent: deque[float] = deque(maxlen=window)  # end-to-end seconds per frame
         self.latency_ms: list[float] = []  # capture -> written/displayed, per frame
         self.first_frame_ms: float | None = None
+        self.first_frame_stage_ms: dict[str, float] = {}  # a one-image run has only this frame
         self.frames = 0
         self._started: float | None = None
         self._last_end: float | None = None
@@ -35,6 +36,7 @@ class FpsMeter:
         self.frames += 1
         if self.frames == 1:
             self.first_frame_ms = sum(stage_ms.values())
+            self.first_frame_stage_ms = dict(stage_ms)
             self._started = now  # statistics start after the warm-up frame
         else:
             for stage, ms in stage_ms.items():
@@ -90,6 +92,7 @@ class FpsMeter:
             "frames": self.frames,
             "timed_frames": timed,
             "first_frame_ms": round(self.first_frame_ms, 3) if self.first_frame_ms is not None else None,
+            "first_frame_stage_ms": {stage: round(ms, 3) for stage, ms in self.first_frame_stage_ms.items()},
             "wall_s": round(wall, 4),
             "end_to_end_fps": round(timed / wall, 3) if wall > 0 else None,
             "inference_fps": stages.get("inference", {}).get("fps"),

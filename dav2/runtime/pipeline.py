@@ -14,6 +14,11 @@ inference.
 Each frame carries its own stage times and its capture time; the output stage records them
 (FpsMeter), including the end-to-end latency from capture to written/displayed depth.
 The window (when --show is given) stays in the main thread, as GUI toolkits require.
+
+Ownership: `run` closes the source and the sinks it is given (it is their last user); the
+backend stays open, because callers reuse it across runs (the web app keeps models loaded),
+so whoever opened it closes it: `with open_backend(path) as backend: run(...)`.
+What to write and how to colour it is decided by dav2.runtime.session.plan_run.
 """
 
 import queue
@@ -27,11 +32,13 @@ import numpy as np
 from dav2 import processing
 from dav2.runtime.backends.base import Backend
 from dav2.runtime.fps import FpsMeter
-from dav2.runtime.sinks import WindowSink
+from dav2.runtime.session import StretchWarning
+from dav2.runtime.sinks import Sink, WindowSink
 from dav2.runtime.sources import Frame, Source
 
 QUEUE_SIZE = 4
 POLL_S = 0.05
+TICK_S = 1.0  # seconds between live snapshots (on_tick) unless run() is given tick_s
 STOP = None  # end-of-stream marker passed down the stages
 
 
@@ -111,7 +118,10 @@ class Stage(threading.Thread):
             self.error = exc
 
 
-def capture_stage(source, input_size, fixed_hw, outbox, stop: threading.Event, max_frames) -> Callable[[], None]:
+def capture_stage(source, input_size, backend, outbox, stop: threading.Event, max_frames) -> Callable[[], None]:
+    fixed_hw = backend.fixed_hw
+    stretch = StretchWarning.for_backend(backend)
+
     def work() -> None:
         try:
             frames = iter(source)
@@ -122,6 +132,8 @@ def capture_stage(source, input_size, fixed_hw, outbox, stop: threading.Event, m
                 if frame is None:
                     break
                 t1 = time.perf_counter()
+                if stretch is not None:
+                    stretch.check(frame.image.shape[:2])
                 tensor = processing.preprocess(frame.image, input_size, fixed_hw)
                 t2 = time.perf_counter()
                 job = Job(frame, t1, tensor, {"read": (t1 - t0) * 1000, "preprocess": (t2 - t1) * 1000})
@@ -157,27 +169,29 @@ def inference_stage(backend: Backend, inbox, outbox, stop: threading.Event) -> C
 def run(
     source: Source,
     backend: Backend,
-    sinks: list,
+    sinks: list[Sink],
     input_size: int | None = None,
     max_frames: int | None = None,
     on_frame: Callable[[int], None] | None = None,
     color_range: processing.ColorRange | None = None,
     on_tick: Callable[[dict], None] | None = None,
-    tick_s: float = 1.0,
+    tick_s: float | None = None,
 ) -> dict:
     """Process `source` through `backend` into `sinks`; return the FPS summary.
 
-    Sinks are closed either way; Ctrl-C, q/Esc in the window or `max_frames` end the run
-    with the frames done so far kept. `on_tick` gets a live snapshot every `tick_s` seconds.
+    The source and the sinks are closed either way; the backend is left open (its opener
+    closes it). Ctrl-C, q/Esc in the window or `max_frames` end the run with the frames done
+    so far kept. `on_tick` gets a live snapshot every `tick_s` seconds (default TICK_S).
     """
     input_size = input_size or backend.default_input_size
+    tick_s = TICK_S if tick_s is None else tick_s
     color_range = color_range or processing.ColorRange()
     meter = FpsMeter()
     windows = [sink for sink in sinks if isinstance(sink, WindowSink)]
     stop = threading.Event()
     to_inference, to_output = new_channel(source.live), new_channel(source.live)
     stages = [
-        Stage("capture", capture_stage(source, input_size, backend.fixed_hw, to_inference, stop, max_frames)),
+        Stage("capture", capture_stage(source, input_size, backend, to_inference, stop, max_frames)),
         Stage("inference", inference_stage(backend, to_inference, to_output, stop)),
     ]
     success = False

@@ -1,12 +1,14 @@
 """Where depth goes: image files (colour, grey, 16-bit PNG, .npy, side-by-side), a video, a window.
 
 Every file is written under a temporary name and renamed when complete (dav2.files), so an
-interrupted or failed run never leaves a half-written output.
+interrupted or failed run never leaves a half-written output. Which sinks a run opens is
+decided in one place, dav2.runtime.session, for dav2-run and the web app alike.
 """
 
 import os
 import sys
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -14,11 +16,23 @@ import numpy as np
 from dav2 import processing
 from dav2.errors import Dav2Error
 from dav2.files import atomic_path, atomic_write_bytes
-from dav2.runtime.sources import VIDEO_EXTENSIONS, Frame
+from dav2.media import is_video
+from dav2.runtime.sources import Frame
 
 FORMATS = ("color", "gray", "png16", "npy", "side-by-side")
 VIDEO_FORMATS = ("color", "gray", "side-by-side")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+class Sink(Protocol):
+    """What the pipeline writes to: `write` each frame's depth, `close` once at the end
+    (success=False: the run failed, so a half-made output is discarded)."""
+
+    written: int
+
+    def write(self, frame: Frame, depth: np.ndarray, value_range: tuple[float, float] | None = None) -> None: ...
+
+    def close(self, success: bool = True) -> None: ...
 
 
 def render(frame: Frame, depth: np.ndarray, fmt: str, cmap: str, value_range: tuple[float, float] | None = None):
@@ -137,12 +151,31 @@ class WindowSink:
             pass
 
 
-def open_sink(save: str, fmt: str, cmap: str, unit: str, single: bool, fps: float | None):
+class MemorySink:
+    """Keeps the last frame, its depth and colour range in memory (the web app shows them)."""
+
+    def __init__(self):
+        self.frame: Frame | None = None
+        self.depth: np.ndarray | None = None
+        self.value_range: tuple[float, float] | None = None
+        self.written = 0
+
+    def write(self, frame: Frame, depth: np.ndarray, value_range: tuple[float, float] | None = None) -> None:
+        self.frame, self.depth, self.value_range = frame, depth, value_range
+        self.written += 1
+
+    def close(self, success: bool = True) -> None:
+        pass
+
+
+def open_sink(
+    save: str | Path, fmt: str, cmap: str, unit: str, single: bool, fps: float | None
+) -> ImageSink | VideoSink:
     """ImageSink, or VideoSink when --save names a video file."""
     if fmt not in FORMATS:
         raise Dav2Error(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     target = Path(save)
-    if target.suffix.lower() in VIDEO_EXTENSIONS:
+    if is_video(target):
         return VideoSink(target, fmt, cmap, fps)
     if target.exists() and not target.is_dir() and not single:
         raise Dav2Error(f"--save {target} is a file, but this source gives many frames: name a folder")

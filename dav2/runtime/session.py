@@ -1,0 +1,172 @@
+"""The run policy: how one run colours depth and where it writes it, decided once.
+
+dav2-run, the web app and batch work all run depth the same way, so the choices that are not
+the user's to repeat live here rather than in each front end:
+
+- the colour range: a fixed MIN,MAX when given; otherwise one picture (an image, or a folder
+  of unrelated photos) is coloured over its own min..max, as upstream, and a sequence (a video,
+  a camera, a stream) over a range smoothed through time, so colours do not flicker;
+- the unit written into 16-bit PNGs: metres for metric models, disparity for relative ones;
+- the input size: at least one patch (14); ignored, with a warning, by a static artifact;
+- the sinks: the --save target (an image file, a folder or a video), any further files, and
+  the window.
+
+`plan_run(backend, source, options)` returns a `RunPlan` with the sinks opened; pass its parts
+to `dav2.runtime.pipeline.run`, which closes them. Stretching frames to a static artifact's
+shape is warned about once per run by the pipeline itself (`StretchWarning`), since only it
+sees the frames.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dav2 import console, processing
+from dav2.errors import Dav2Error
+from dav2.runtime.backends.base import Backend
+from dav2.runtime.sinks import FORMATS, Sink, WindowSink, open_sink
+from dav2.runtime.sources import Source
+from dav2.vocabulary import PATCH_SIZE, output_unit
+
+SEQUENCE_SMOOTHING = 0.9  # weight of the past in a sequence's colour range (see processing.ColorRange)
+STRETCH_TOLERANCE = 0.01  # aspect-ratio change below which stretching to a static input is not worth a word
+
+
+@dataclass(frozen=True)
+class SaveTarget:
+    """One more output of the same run: a file (one image) or a folder, in one format."""
+
+    path: str | Path
+    fmt: str = "color"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The user's choices for a run (dav2-run's options; the web app fills them in too).
+
+    Checked when made, so a wrong choice fails before a model is loaded.
+    """
+
+    save: str | Path | None = None  # --save: an image file, a folder or a video file
+    fmt: str = "color"  # --format of --save, and what the window shows
+    cmap: str = "spectral"
+    show: bool = False  # a window with the live FPS overlay
+    input_size: int | None = None  # short side for dynamic artifacts; None: the artifact's own
+    color_range: tuple[float, float] | None = None  # --range MIN,MAX; None: automatic
+    also_save: tuple[SaveTarget, ...] = ()  # further outputs (the web app writes four formats at once)
+
+    def __post_init__(self) -> None:
+        for fmt in (self.fmt, *(target.fmt for target in self.also_save)):
+            if fmt not in FORMATS:
+                raise Dav2Error(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        if self.cmap not in processing.COLORMAPS:
+            raise Dav2Error(f"unknown colour map {self.cmap!r}; choose one of {', '.join(processing.COLORMAPS)}")
+        if self.input_size is not None and self.input_size < PATCH_SIZE:
+            raise Dav2Error(f"--input-size must be at least {PATCH_SIZE}")
+        if self.color_range is not None and not self.color_range[0] < self.color_range[1]:
+            raise Dav2Error("--range needs MIN < MAX")
+
+    def saves(self) -> list[SaveTarget]:
+        first = [SaveTarget(self.save, self.fmt)] if self.save is not None else []
+        return first + list(self.also_save)
+
+
+@dataclass
+class RunPlan:
+    """What `pipeline.run` needs besides the source and the backend; the sinks are open."""
+
+    sinks: list[Sink]
+    color_range: processing.ColorRange
+    unit: str  # "m" or "disparity"
+    input_size: int  # the short side fed to a dynamic artifact (a static one ignores it)
+    warnings: list[str] = field(default_factory=list)  # already printed; kept for callers that show them
+
+    def close(self, success: bool = False) -> None:
+        """Close the sinks when the run never starts (pipeline.run closes them otherwise)."""
+        for sink in self.sinks:
+            sink.close(success)
+
+
+def plan_run(backend: Backend, source: Source, options: RunOptions) -> RunPlan:
+    """The colour range, unit, input size and opened sinks for running `backend` on `source`.
+
+    Raises Dav2Error for choices that cannot work together (a video format for a folder, a
+    file for many frames, a window without a display); sinks opened before such an error are
+    closed again, so nothing is left half-written.
+    """
+    unit = output_unit(backend.kind)
+    warnings = input_size_warnings(backend, options)
+    for message in warnings:
+        console.warn(message)
+    return RunPlan(
+        sinks=open_sinks(options, unit, source),
+        color_range=processing.ColorRange(options.color_range, smoothing=color_smoothing(source)),
+        unit=unit,
+        input_size=options.input_size or backend.default_input_size,
+        warnings=warnings,
+    )
+
+
+def input_size_warnings(backend: Backend, options: RunOptions) -> list[str]:
+    if options.input_size is None or backend.fixed_hw is None:
+        return []
+    height, width = backend.fixed_hw
+    return [
+        f"--input-size is ignored: {artifact_name(backend)} has a fixed input of {height}x{width} "
+        "(images are stretched to it)"
+    ]
+
+
+def color_smoothing(source: Source) -> float:
+    """0 for one picture or a folder of unrelated photos (each its own range, as upstream);
+    SEQUENCE_SMOOTHING for frames of one scene through time."""
+    return 0.0 if source.single or source.kind == "folder" else SEQUENCE_SMOOTHING
+
+
+def open_sinks(options: RunOptions, unit: str, source: Source) -> list[Sink]:
+    """Every output the options name, opened in order; all closed again if one fails."""
+    sinks: list[Sink] = []
+    try:
+        for target in options.saves():
+            sinks.append(open_sink(target.path, target.fmt, options.cmap, unit, source.single, source.fps))
+        if options.show:
+            sinks.append(WindowSink(options.fmt, options.cmap))
+    except BaseException:
+        for sink in sinks:
+            sink.close(False)
+        raise
+    return sinks
+
+
+def artifact_name(backend: Backend) -> str:
+    path = getattr(backend, "path", None)
+    return Path(path).name if path is not None else "the model"
+
+
+class StretchWarning:
+    """Says once per run that a static artifact stretches frames out of their shape.
+
+    A static artifact takes one H x W; preprocessing stretches every frame to it, which
+    distorts frames of another aspect ratio (and the depth with them). One warning per run,
+    at the first such frame, names the artifact, its size and the frames' size.
+    """
+
+    def __init__(self, name: str, fixed_hw: tuple[int, int], tolerance: float = STRETCH_TOLERANCE):
+        self.name, self.fixed_hw, self.tolerance = name, fixed_hw, tolerance
+        self.warned = False
+
+    @classmethod
+    def for_backend(cls, backend: Backend) -> "StretchWarning | None":
+        """None for a dynamic artifact: it keeps every frame's shape."""
+        if backend.fixed_hw is None:
+            return None
+        return cls(artifact_name(backend), tuple(backend.fixed_hw))
+
+    def check(self, image_hw: tuple[int, int]) -> None:
+        if self.warned or processing.aspect_change(image_hw, self.fixed_hw) <= self.tolerance:
+            return
+        self.warned = True
+        (fh, fw), (h, w) = self.fixed_hw, image_hw
+        console.warn(
+            f"{self.name} has a fixed {fh}x{fw} input: {h}x{w} images are stretched to it; "
+            "export a dynamic model (dav2-export --dynamic) to keep their shape"
+        )
