@@ -3,117 +3,180 @@
 Upload one image (or several) or a short video, choose an exported model found in a folder
 (or a checkpoint, exported to ONNX on first use), and get back the coloured depth, a grey
 depth, the 16-bit PNG and the raw .npy as downloads, with the inference time. A slider
-compares the image with its depth. Everything runs through the same runtime backends and the
-same pre/post-processing as dav2-run.
+compares the image with its depth.
+
+The app is a front end of the runtime, not a second one: each upload is a dav2-run run. The
+source, the run policy (dav2.runtime.session.plan_run), the threaded pipeline and the sinks
+that write the files are dav2-run's own, so the app's files are byte for byte what
+`dav2-run --save` writes for the same model and image.
+
+One model is kept loaded (switching models closes the previous one), runs are serialised
+(an edge device has one accelerator), and `serve` closes the model and removes the output
+files when the app stops.
 
 Gradio is the seed system's choice and it is kept: uploads, downloads, a comparison slider
 and a video player come with it, which a lighter server would have to rebuild.
 """
 
+import shutil
+import signal
+import sys
 import tempfile
-import time
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from dav2 import processing
+from dav2 import optional
 from dav2.errors import Dav2Error
-from dav2.runtime.backends import EXTENSIONS, open_backend
-from dav2.runtime.sources import read_image
+from dav2.media import scan_folder
+from dav2.runtime.backends import open_backend
+from dav2.runtime.backends.base import Backend
+from dav2.runtime.pipeline import run
+from dav2.runtime.session import RunOptions, SaveTarget, plan_run
+from dav2.runtime.sinks import MemorySink, Sink, render
+from dav2.runtime.sources import CaptureSource, ImageSource, Source
+from dav2.vocabulary import SUFFIX_FORMAT, ArtifactFormat
 
-EXPORT_CHOICE = "export the checkpoint to ONNX (518x518, first use only)"
+EXPORT_CHOICE = "export the checkpoint to ONNX (dynamic input, first use only)"
 MAX_VIDEO_FRAMES = 300
+CMAP = "spectral"
+# the files each image gives, by --format, named after the image
+IMAGE_FILES = {"color": "_depth_color.png", "gray": "_depth_gray.png", "png16": "_depth16.png", "npy": "_depth.npy"}
+ARTIFACT_SUFFIXES = {suffix for suffix, fmt in SUFFIX_FORMAT.items() if fmt != ArtifactFormat.PYTORCH}
 
 
 def find_models(folder: Path) -> list[str]:
     """Exported artifacts below `folder` that a runtime backend can open (not checkpoints)."""
-    if not folder.is_dir():
-        return []
-    found = [p for p in sorted(folder.rglob("*")) if p.suffix.lower() in EXTENSIONS and p.suffix not in (".pth", ".pt")]
-    return [str(p) for p in found if not any(part.startswith(".") for part in p.parts)]
+    return [str(path) for path in scan_folder(folder, ARTIFACT_SUFFIXES).files]
+
+
+@dataclass
+class ImageResult:
+    """One image's depth, as the page shows it and offers it for download."""
+
+    rgb: np.ndarray  # the image, RGB
+    color: np.ndarray  # coloured depth, RGB
+    gray: np.ndarray  # grey depth, one channel
+    files: list[str]  # the written files: colour, grey, 16-bit PNG, .npy
+    timing: str
 
 
 class DepthService:
-    """Opens each model once and turns uploads into depth files."""
+    """Runs uploads through dav2-run's runtime with one loaded model; a context manager."""
 
     def __init__(self, models_dir: Path, checkpoint: str | None = None, encoder: str = "vits"):
         self.models_dir = models_dir
         self.checkpoint = checkpoint
         self.encoder = encoder
-        self.backends = {}
         self.outputs = Path(tempfile.mkdtemp(prefix="dav2-app-"))
+        self._exported: Path | None = None  # the checkpoint's ONNX export, once made
+        self._loaded: tuple[str, Backend] | None = None  # (choice, its open backend)
+        self._lock = threading.Lock()  # one run at a time; a model is never closed mid-run
 
     def choices(self) -> list[str]:
         models = find_models(self.models_dir)
         return models + ([EXPORT_CHOICE] if self.checkpoint else [])
 
-    def backend(self, choice: str):
+    # --- models ----------------------------------------------------------------------------
+
+    def backend(self, choice: str) -> Backend:
+        """The open backend for `choice`, replacing (and closing) the model loaded before.
+        Call with the lock held."""
         if not choice:
             raise Dav2Error("choose a model first")
         if choice == EXPORT_CHOICE:
             choice = str(self.export_checkpoint())
-        if choice not in self.backends:
-            self.backends[choice] = open_backend(choice)
-        return self.backends[choice]
+        if self._loaded is None or self._loaded[0] != choice:
+            self._unload()
+            self._loaded = (choice, open_backend(choice))
+        return self._loaded[1]
+
+    def _unload(self) -> None:
+        if self._loaded is not None:
+            _, backend = self._loaded
+            self._loaded = None
+            backend.close()
 
     def export_checkpoint(self) -> Path:
+        """The checkpoint as a dynamic FP32 ONNX model in the models folder, exported once
+        (an export from an earlier session, under dav2-export's name, is reused)."""
         from dav2.export.pipeline import ExportRequest, export_artifacts
 
-        target = self.models_dir / f"depth_anything_v2_{self.encoder}_518x518.onnx"
-        if not target.is_file():
-            request = ExportRequest(
-                encoder=self.encoder, checkpoint=self.checkpoint, output=self.models_dir, onnx="fp32"
-            )
-            target = export_artifacts(request)[0]
-        return target
+        if self._exported is None:
+            earlier = self.models_dir / f"depth_anything_v2_{self.encoder}_dynamic.onnx"
+            if earlier.is_file():
+                self._exported = earlier
+            else:
+                request = ExportRequest(
+                    encoder=self.encoder, checkpoint=self.checkpoint, output=self.models_dir, onnx="fp32"
+                )
+                self._exported = export_artifacts(request)[0]
+        return self._exported
 
-    def image_outputs(self, image_path: str, choice: str) -> dict:
+    def close(self) -> None:
+        """Close the loaded model and remove the output files (Gradio serves its own copies)."""
+        with self._lock:
+            self._unload()
+        shutil.rmtree(self.outputs, ignore_errors=True)
+
+    def __enter__(self) -> "DepthService":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def _run(
+        self,
+        source: Source,
+        choice: str,
+        options: RunOptions,
+        extra_sinks: tuple[Sink, ...] = (),
+        max_frames: int | None = None,
+    ) -> tuple[dict, Backend]:
+        """One dav2-run run: the shared plan, the shared pipeline; returns (summary, backend)."""
+        with self._lock, source:
+            backend = self.backend(choice)
+            plan = plan_run(backend, source, options)
+            summary = run(
+                source,
+                backend,
+                [*plan.sinks, *extra_sinks],
+                input_size=plan.input_size,
+                max_frames=max_frames,
+                color_range=plan.color_range,
+            )
+            return summary, backend
+
+    def image_outputs(self, image_path: str, choice: str) -> ImageResult:
         """Depth for one image: pictures, download files and the time it took."""
-        image = read_image(Path(image_path))
-        if image is None:
-            raise Dav2Error(f"cannot read {Path(image_path).name} as an image")
-        backend = self.backend(choice)
-        start = time.perf_counter()
-        depth = backend.predict(image)
-        total_ms = (time.perf_counter() - start) * 1000
+        path = Path(image_path)
         folder = Path(tempfile.mkdtemp(dir=self.outputs))
-        stem = Path(image_path).stem
-        unit = "m" if backend.kind == "metric" else "disparity"
-        coloured = processing.colorize(depth, "spectral")
-        grey = processing.colorize(depth, "gray")
-        files = {
-            "color": folder / f"{stem}_depth_color.png",
-            "gray": folder / f"{stem}_depth_gray.png",
-            "png16": folder / f"{stem}_depth16.png",
-            "npy": folder / f"{stem}_depth.npy",
-        }
-        cv2.imwrite(str(files["color"]), coloured)
-        cv2.imwrite(str(files["gray"]), grey)
-        files["png16"].write_bytes(processing.encode_png16(depth, unit))
-        np.save(files["npy"], depth.astype(np.float32))
-        infer_ms = backend.last_timing.get("infer_ms", total_ms)
-        return {
-            "rgb": cv2.cvtColor(image, cv2.COLOR_BGR2RGB),
-            "color": cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB),
-            "gray": grey[:, :, 0],
-            "files": [str(p) for p in files.values()],
-            "timing": f"{Path(image_path).name}: inference {infer_ms:.1f} ms, "
-            f"with pre/post-processing {total_ms:.1f} ms ({backend.describe()})",
-        }
+        files = [SaveTarget(folder / f"{path.stem}{suffix}", fmt) for fmt, suffix in IMAGE_FILES.items()]
+        shown = MemorySink()
+        summary, backend = self._run(ImageSource(path), choice, RunOptions(cmap=CMAP, also_save=tuple(files)), (shown,))
+        colour = render(shown.frame, shown.depth, "color", CMAP, shown.value_range)
+        grey = render(shown.frame, shown.depth, "gray", CMAP, shown.value_range)
+        stages = summary["first_frame_stage_ms"]
+        return ImageResult(
+            rgb=cv2.cvtColor(shown.frame.image, cv2.COLOR_BGR2RGB),
+            color=cv2.cvtColor(colour, cv2.COLOR_BGR2RGB),
+            gray=grey[:, :, 0],
+            files=[str(target.path) for target in files],
+            timing=f"{path.name}: inference {stages['inference']:.1f} ms, {summary['first_frame_ms']:.1f} ms "
+            f"with reading, pre/post-processing and writing the files ({backend.describe()})",
+        )
 
     def video_outputs(self, video_path: str, choice: str) -> tuple[str, str]:
         """A side-by-side depth video (first MAX_VIDEO_FRAMES frames) and its timing line."""
-        from dav2.runtime.pipeline import run
-        from dav2.runtime.sinks import VideoSink
-        from dav2.runtime.sources import open_source
-
-        backend = self.backend(choice)
-        source = open_source(video_path)
         target = Path(tempfile.mkdtemp(dir=self.outputs)) / f"{Path(video_path).stem}_depth.mp4"
-        sink = VideoSink(target, "side-by-side", "spectral", source.fps)
-        colours = processing.ColorRange(smoothing=0.9)
-        summary = run(source, backend, [sink], max_frames=MAX_VIDEO_FRAMES, color_range=colours)
+        source = CaptureSource(str(video_path), "video", Path(video_path).name)
+        options = RunOptions(save=target, fmt="side-by-side", cmap=CMAP)
+        summary, _ = self._run(source, choice, options, max_frames=MAX_VIDEO_FRAMES)
         timing = (
             f"{summary['frames']} frames: inference {summary['inference_fps'] or 0:.2f} FPS, "
             f"end-to-end {summary['end_to_end_fps'] or 0:.2f} FPS"
@@ -121,8 +184,17 @@ class DepthService:
         return str(target), timing
 
 
+def serve(service: DepthService, host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Serve the app until Ctrl-C or SIGTERM; then close the model and remove the outputs."""
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a service manager stopping the app) ends it like Ctrl-C: cleanly
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with service:
+        build_app(service).launch(server_name=host, server_port=port)
+
+
 def build_app(service: DepthService):
-    import gradio as gr
+    gr = optional.require("gradio", "dav2-app")
 
     def on_image(image_path, choice):
         if not image_path:
@@ -131,7 +203,7 @@ def build_app(service: DepthService):
             out = service.image_outputs(image_path, choice)
         except Dav2Error as exc:
             raise gr.Error(str(exc)) from exc
-        return (out["rgb"], out["color"]), out["gray"], out["files"], out["timing"]
+        return (out.rgb, out.color), out.gray, out.files, out.timing
 
     def on_images(paths, choice):
         if not paths:
@@ -140,9 +212,9 @@ def build_app(service: DepthService):
         try:
             for path in paths:
                 out = service.image_outputs(path, choice)
-                gallery.append((out["color"], Path(path).name))
-                files += out["files"]
-                lines.append(out["timing"])
+                gallery.append((out.color, Path(path).name))
+                files += out.files
+                lines.append(out.timing)
         except Dav2Error as exc:
             raise gr.Error(str(exc)) from exc
         return gallery, files, "\n\n".join(lines)

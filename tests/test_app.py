@@ -1,9 +1,13 @@
-"""dav2-app, for real: the app runs on localhost and headless Chromium drives it.
+"""dav2-app: the service behind the page, and the page itself driven by headless Chromium.
 
-The browser uploads a photo from ../shared/images, presses the button, and the test fetches
-what the page links to: the .npy must be exactly what the runtime computes for that photo,
-and the 16-bit PNG must decode to it. Skips with the reason where Gradio, Selenium or
-Chromium/chromedriver cannot be had (CI installs them: see .ci/run).
+The service is a front end of the runtime: its files must be exactly what dav2-run's sinks
+write, and every model it opens must be closed (when another replaces it, and when the app
+stops). Those tests run everywhere, with a stand-in backend.
+
+The browser test uploads a photo, presses the button, and fetches what the page links to: the
+.npy must be exactly what the runtime computes for that photo, and the 16-bit PNG must decode
+to it. It skips with the reason where Gradio, Selenium or Chromium/chromedriver cannot be had
+(CI installs them: see .ci/run).
 """
 
 import io
@@ -13,26 +17,148 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, requires_shared
-from dav2 import processing
+from conftest import IMAGES
+from dav2 import app, processing
+from dav2.app import DepthService, serve
+from dav2.errors import Dav2Error
 from dav2.runtime.backends import open_backend
+from dav2.runtime.pipeline import run
+from dav2.runtime.session import RunOptions, plan_run
+from dav2.runtime.sources import ImageSource
 
-pytest.importorskip("gradio", reason="Gradio is not installed (pip install 'dav2[app]')")
-pytest.importorskip("selenium", reason="Selenium is not installed (pip install 'dav2[test]')")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 DRIVER = shutil.which("chromedriver")
-pytestmark = [
-    requires_shared,
-    pytest.mark.skipif(
-        not (CHROMIUM and DRIVER), reason="no chromium + chromedriver (apt install chromium chromium-driver)"
-    ),
-]
+needs_browser = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER), reason="no chromium + chromedriver (apt install chromium chromium-driver)"
+)
 PHOTO = IMAGES / "demo05.jpg"
+FILES = ["demo05_depth.npy", "demo05_depth16.png", "demo05_depth_color.png", "demo05_depth_gray.png"]
+
+
+# --- the service, with a stand-in backend -----------------------------------------------------
+
+
+class FakeBackend:
+    """What the runtime asks of a backend; depth is the network input's first channel."""
+
+    name, default_input_size, fixed_hw, kind = "fake", 56, None, "relative"
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.closed = False
+
+    def infer(self, batch):
+        assert not self.closed, "inference on a closed backend"
+        return batch[:, 0]
+
+    def describe(self) -> str:
+        return f"fake | {self.path.name}"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def service(tmp_path, monkeypatch):
+    opened = []
+
+    def fake_open(path):
+        opened.append(FakeBackend(path))
+        return opened[-1]
+
+    monkeypatch.setattr(app, "open_backend", fake_open)
+    models = tmp_path / "models"
+    for name in ("a.onnx", "sub/b.xml", "c.pth", ".hidden.onnx", "a.onnx.json"):
+        (models / name).parent.mkdir(parents=True, exist_ok=True)
+        (models / name).write_text("")
+    with DepthService(models) as depth_service:
+        depth_service.opened = opened
+        yield depth_service
+
+
+def files_below(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file()]
+
+
+def test_the_app_offers_exported_models_only(service):
+    assert [Path(choice).name for choice in service.choices()] == ["a.onnx", "b.xml"]
+
+
+def test_image_files_are_what_dav2_run_writes(service, tmp_path):
+    model = service.choices()[0]
+    result = service.image_outputs(str(PHOTO), model)
+    assert sorted(Path(path).name for path in result.files) == FILES
+    written = {Path(path).name: Path(path).read_bytes() for path in result.files}
+    backend = FakeBackend(model)
+    for fmt, name in [("npy", FILES[0]), ("png16", FILES[1]), ("color", FILES[2]), ("gray", FILES[3])]:
+        target = tmp_path / "run" / name  # dav2-run --source PHOTO --save target --format fmt
+        with ImageSource(PHOTO) as source:
+            plan = plan_run(backend, source, RunOptions(save=target, fmt=fmt))
+            run(source, backend, plan.sinks, plan.input_size, color_range=plan.color_range)
+        assert target.read_bytes() == written[name], fmt
+    image = cv2.imread(str(PHOTO))
+    expected = processing.postprocess(backend.infer(processing.preprocess(image, 56)), image.shape[:2])
+    np.testing.assert_array_equal(np.load(io.BytesIO(written[FILES[0]])), expected)
+    np.testing.assert_array_equal(result.rgb, image[:, :, ::-1])
+    np.testing.assert_array_equal(result.color, processing.colorize(expected, "spectral")[:, :, ::-1])
+    np.testing.assert_array_equal(result.gray, processing.normalize_to_uint8(expected))
+    assert "inference" in result.timing and "demo05.jpg" in result.timing
+
+
+def test_models_are_closed_when_replaced_and_when_the_app_stops(service):
+    first, second = service.choices()
+    service.image_outputs(str(PHOTO), first)
+    service.image_outputs(str(PHOTO), first)  # kept loaded: opened once
+    assert len(service.opened) == 1 and not service.opened[0].closed
+    service.image_outputs(str(PHOTO), second)
+    assert [backend.closed for backend in service.opened] == [True, False]
+    outputs = service.outputs
+    service.close()
+    assert all(backend.closed for backend in service.opened) and not outputs.exists()
+
+
+def test_serve_closes_the_model_when_the_server_stops(service, monkeypatch):
+    class Page:
+        def launch(self, **kwargs):
+            service.image_outputs(str(PHOTO), service.choices()[0])
+            raise KeyboardInterrupt  # Ctrl-C
+
+    monkeypatch.setattr(app, "build_app", lambda _: Page())
+    with pytest.raises(KeyboardInterrupt):
+        serve(service)
+    assert service.opened[0].closed and not service.outputs.exists()
+
+
+def test_an_unreadable_upload_is_one_error_and_leaves_no_files(service, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(Dav2Error, match="cannot read"):
+        service.image_outputs(str(broken), service.choices()[0])
+    assert files_below(service.outputs) == []
+    assert service.opened[0].closed is False  # the model stays loaded for the next upload
+
+
+def test_video_runs_through_the_runtime(service, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for index in range(5):
+        writer.write(np.full((48, 64, 3), 40 * index, np.uint8))
+    writer.release()
+    target, timing = service.video_outputs(str(clip), service.choices()[0])
+    capture = cv2.VideoCapture(target)
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    assert int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)) == 64 * 2 + 10  # image | gap | depth
+    capture.release()
+    assert timing.startswith("5 frames")
+
+
+# --- the page, in headless Chromium -----------------------------------------------------------
 
 
 def free_port() -> int:
@@ -43,6 +169,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def app_url(static_onnx, tmp_path):
+    pytest.importorskip("gradio", reason="Gradio is not installed (pip install 'dav2[app]')")
     port = free_port()
     log = open(tmp_path / "app.log", "w")
     command = [sys.executable, "-c", "from dav2.cli import app_main; app_main()"]
@@ -68,6 +195,7 @@ def app_url(static_onnx, tmp_path):
 
 @pytest.fixture
 def browser():
+    pytest.importorskip("selenium", reason="Selenium is not installed (pip install 'dav2[test]')")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -86,6 +214,7 @@ def fetch(url: str) -> bytes:
         return response.read()
 
 
+@needs_browser
 def test_upload_a_photo_and_get_its_depth_back(app_url, browser, static_onnx):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -100,7 +229,7 @@ def test_upload_a_photo_and_get_its_depth_back(app_url, browser, static_onnx):
         lambda d: [a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, "#downloads a")] or None
     )
     names = sorted(link.rsplit("/", 1)[-1] for link in links)
-    assert names == ["demo05_depth.npy", "demo05_depth16.png", "demo05_depth_color.png", "demo05_depth_gray.png"]
+    assert names == FILES
     grey_src = wait.until(
         lambda d: [e.get_attribute("src") for e in d.find_elements(By.CSS_SELECTOR, "#depth-gray img")]
     )
@@ -108,7 +237,8 @@ def test_upload_a_photo_and_get_its_depth_back(app_url, browser, static_onnx):
     assert "inference" in browser.find_element(By.ID, "timing").text
 
     image = cv2.imread(str(PHOTO))
-    expected = open_backend(static_onnx).predict(image)
+    with open_backend(static_onnx) as backend:
+        expected = backend.predict(image)
     by_name = {link.rsplit("/", 1)[-1]: link for link in links}
     depth = np.load(io.BytesIO(fetch(by_name["demo05_depth.npy"])))
     assert depth.shape == image.shape[:2]

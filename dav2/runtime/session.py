@@ -168,5 +168,5 @@ class StretchWarning:
         (fh, fw), (h, w) = self.fixed_hw, image_hw
         console.warn(
             f"{self.name} has a fixed {fh}x{fw} input: {h}x{w} images are stretched to it; "
-            "export a dynamic model (dav2-export --dynamic) to keep their shape"
+            "export without --height/--width (or --static) for a dynamic model"
         )
