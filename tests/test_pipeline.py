@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import VIDEOS, requires_shared
+from conftest import VIDEO
 from dav2 import processing
 from dav2.cli import run_main
 from dav2.errors import Dav2Error
@@ -23,8 +23,6 @@ from dav2.runtime.pipeline import STOP, LatestSlot, run
 from dav2.runtime.session import SEQUENCE_SMOOTHING, RunOptions, SaveTarget, plan_run
 from dav2.runtime.sinks import ImageSink, MemorySink, VideoSink
 from dav2.runtime.sources import CaptureSource, FolderSource, Frame, SampleSource, Source, gstreamer_available
-
-VIDEO = VIDEOS / "davis_dolphins.mp4"
 
 
 def test_latest_slot_keeps_the_newest_and_counts_drops():
@@ -80,7 +78,6 @@ class SlowBackend:
         return self.backend.infer(batch)
 
 
-@requires_shared
 def test_live_sources_drop_stale_frames_files_do_not(dynamic_onnx, tmp_path):
     with open_backend(dynamic_onnx) as opened:
         check_live_and_file_sources(SlowBackend(opened), tmp_path)
@@ -113,7 +110,6 @@ def video_frames(path: Path, indices: list[int]) -> list[np.ndarray]:
     return frames
 
 
-@requires_shared
 def test_video_json_lines_and_fixed_range(dynamic_onnx, tmp_path, monkeypatch):
     checked = [0, 29]  # the first and the last frame written
     with open_backend(dynamic_onnx) as backend:
@@ -146,7 +142,6 @@ def test_video_json_lines_and_fixed_range(dynamic_onnx, tmp_path, monkeypatch):
         assert to_fixed < 6 and to_own > 4 * to_fixed, (to_fixed, to_own)
 
 
-@requires_shared
 def test_smoothed_colours_change_less_than_per_frame_colours(dynamic_onnx):
     with open_backend(dynamic_onnx) as backend:
         depths = [backend.predict(image, 112) for image in video_frames(VIDEO, list(range(8)))]
@@ -162,7 +157,6 @@ def test_smoothed_colours_change_less_than_per_frame_colours(dynamic_onnx):
     assert sum(jumps["smooth"]) < sum(jumps["per_frame"])
 
 
-@requires_shared
 def test_camera_and_range_options_are_checked(dynamic_onnx):
     base = ["--model", str(dynamic_onnx)]
     result = CliRunner().invoke(run_main, [*base, "--source", "0", "--camera-size", "1280by720"])
@@ -171,7 +165,6 @@ def test_camera_and_range_options_are_checked(dynamic_onnx):
     assert result.exit_code == 1 and "MIN < MAX" in result.output
 
 
-@requires_shared
 def test_gstreamer_pipeline_without_gstreamer_is_one_error(dynamic_onnx):
     if gstreamer_available():
         pytest.skip("this OpenCV has GStreamer")
@@ -202,7 +195,6 @@ class InterruptingSink:
         self.closed = success
 
 
-@requires_shared
 def test_ctrl_c_ends_promptly_with_full_queues(dynamic_onnx):
     class FileLike(BurstSource):
         kind, live = "folder", False

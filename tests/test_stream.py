@@ -1,6 +1,6 @@
 """A network stream source, for real: an MJPEG-over-HTTP stream (what IP cameras serve) on loopback.
 
-The frames are JPEG-encoded frames of a real video; the server sends them once and closes,
+The frames are JPEG-encoded frames of the test video (tests/data); the server sends them once and closes,
 like a camera that goes away, so the run must end cleanly with a warning and a summary.
 """
 
@@ -12,15 +12,14 @@ import cv2
 import pytest
 from click.testing import CliRunner
 
-from conftest import VIDEOS, requires_shared
+from conftest import VIDEO
 from dav2.cli import run_main
 
-pytestmark = requires_shared
 STREAM_FRAMES = 4
 
 
 def jpeg_frames(count: int) -> list[bytes]:
-    capture = cv2.VideoCapture(str(VIDEOS / "davis_dolphins.mp4"))
+    capture = cv2.VideoCapture(str(VIDEO))
     frames = []
     for _ in range(count):
         ok, frame = capture.read()
@@ -77,7 +76,7 @@ def test_mjpeg_stream_reconnects_then_ends_cleanly(dynamic_onnx, tmp_path, conne
     saved = sorted((tmp_path / "frames").glob("*.png"))
     assert summary["frames"] == len(saved) >= 1
     assert summary["frames"] + summary["dropped_frames"] == sum(served) == STREAM_FRAMES * connections
-    assert cv2.imread(str(saved[0])).shape == (540, 960, 3)
+    assert cv2.imread(str(saved[0])).shape == (180, 320, 3)
     assert result.stderr.count("reconnecting (1/2)") == connections
     assert "stopped sending frames" in result.stderr
 
