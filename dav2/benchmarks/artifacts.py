@@ -16,7 +16,7 @@ import dav2
 from dav2.benchmarks.discovery import Case, Machine
 from dav2.files import atomic_write_text
 from dav2.metadata import ArtifactMetadata
-from dav2.vocabulary import BackendName
+from dav2.vocabulary import BackendName, Precision
 
 TARGET_SUFFIX = {BackendName.ONNXRUNTIME: ".onnx", BackendName.OPENVINO: ".xml", BackendName.TENSORRT: ".engine"}
 BUILD_RECORD = "build.json"
@@ -65,7 +65,7 @@ def build_artifact(
     """(artifact, build seconds, reused) for `case`, exporting it only when not cached."""
     from dav2.export.pipeline import ExportRequest, export_artifacts
 
-    calibrated = case.precision == "int8" and case.backend in ("openvino", "tensorrt")
+    calibrated = case.precision == Precision.INT8 and case.backend in (BackendName.OPENVINO, BackendName.TENSORRT)
     key = cache_key(case, checkpoint_sha256, encoder, machine, calibration_sha256 if calibrated else None)
     folder = cache_dir / f"{encoder}-{case.size}-{case.backend}-{case.precision}-{key}"
     artifact = find_artifact(folder, case)

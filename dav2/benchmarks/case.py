@@ -29,6 +29,7 @@ from dav2 import accuracy, processing
 from dav2.benchmarks.stats import fps, latency_stats, runs_for
 from dav2.media import read_image
 from dav2.sample import render_sample
+from dav2.vocabulary import BackendName, Precision
 
 
 def load_image(spec: dict) -> np.ndarray:
@@ -102,7 +103,7 @@ def measure_throughput(spec: dict, backend, tensor: np.ndarray) -> tuple[float |
             queue_backend.infer_many(frames)
             seconds = time.perf_counter() - start
         return len(frames) / seconds, "AsyncInferQueue, THROUGHPUT hint, 8 frames"
-    if spec["backend"] == "torch" and spec["precision"] == "fp32":
+    if spec["backend"] == BackendName.TORCH and spec["precision"] == Precision.FP32:
         batch = np.repeat(tensor, 4, axis=0)
         times = time_runs(backend.infer, batch, {**spec, "min_runs": 2, "max_runs": 10, "warmup": 1})
         return fps(float(np.median(times)), 4), "batch 4"
@@ -152,7 +153,8 @@ def run_case(spec: dict) -> dict:
     image = load_image(spec)
     tensor = np.load(Path(spec["work_dir"]) / f"timing_{spec['size']}.npy")
     with open_case_backend(spec) as backend:
-        infer = torch_fp16(backend) if spec["backend"] == "torch" and spec["precision"] == "fp16" else backend.infer
+        half_torch = spec["backend"] == BackendName.TORCH and spec["precision"] == Precision.FP16
+        infer = torch_fp16(backend) if half_torch else backend.infer
         times = time_runs(infer, tensor, spec)
         latency = latency_stats(times)
         split = measure_split(backend, infer, image, tensor, spec["size"])

@@ -8,16 +8,19 @@ import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 
-BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
-# what each backend can run at all, and the export target that makes its artifact
+from dav2.vocabulary import BackendName, Precision
+
+BACKENDS = BackendName.TORCH, BackendName.ONNXRUNTIME, BackendName.OPENVINO, BackendName.TENSORRT  # table order
+PRECISIONS = Precision.values()
+FP32, FP16, INT8 = Precision.FP32, Precision.FP16, Precision.INT8
+# what each backend can run at all
 SUPPORTED = {
-    "torch": ("fp32", "fp16"),
-    "onnxruntime": ("fp32", "fp16", "int8"),
-    "openvino": ("fp32", "fp16", "int8"),
-    "tensorrt": ("fp16", "int8", "fp32"),
+    BackendName.TORCH: (FP32, FP16),
+    BackendName.ONNXRUNTIME: (FP32, FP16, INT8),
+    BackendName.OPENVINO: (FP32, FP16, INT8),
+    BackendName.TENSORRT: (FP16, INT8, FP32),
 }
-PACKAGES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
+PACKAGES = {name: name.value for name in BackendName}  # the backend's Python package
 
 
 @dataclass(frozen=True)
@@ -102,11 +105,11 @@ def skip_reason(machine: Machine, backend: str, precision: str, have_images: boo
         return "TensorRT needs a CUDA GPU; none found"
     if backend == "tensorrt" and not machine.libraries.get("pycuda"):
         return "pycuda is not installed (pip install 'dav2[tensorrt]')"
-    if backend == "torch" and precision == "fp16" and not machine.gpus:
+    if backend == BackendName.TORCH and precision == FP16 and not machine.gpus:
         return "PyTorch FP16 is measured on CUDA only; no GPU here"
     if backend == "openvino" and not machine.openvino_devices:
         return "OpenVINO finds no device"
-    if precision == "int8" and backend in ("openvino", "tensorrt") and not have_images:
+    if precision == INT8 and backend in (BackendName.OPENVINO, BackendName.TENSORRT) and not have_images:
         return "INT8 calibration needs real images: pass --images DIR"
     return None
 

@@ -25,6 +25,7 @@ from dav2.benchmarks.discovery import BACKENDS, PRECISIONS, Case, Machine, plan
 from dav2.benchmarks.machine import machine_record
 from dav2.calibration.dataset import CalibrationSet
 from dav2.errors import Dav2Error
+from dav2.vocabulary import DEFAULT_INPUT_SIZE, BackendName, Precision
 
 SCHEMA_VERSION = 1
 CASE_TIMEOUT_S = 1800
@@ -34,9 +35,9 @@ CASE_TIMEOUT_S = 1800
 class BenchSettings:
     encoder: str = "vits"
     checkpoint: str | None = None
-    sizes: list[int] = field(default_factory=lambda: [518])
+    sizes: list[int] = field(default_factory=lambda: [DEFAULT_INPUT_SIZE])
     backends: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "openvino", "tensorrt"])
-    precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
+    precisions: list[str] = field(default_factory=lambda: list(Precision.values()))
     images: str | None = None
     eval_images: int = 4
     calib_count: int = 32
@@ -163,7 +164,7 @@ def measure(case: Case, settings, machine, checkpoint, digest, work, timing_imag
             "threads": settings.threads,
             "image": timing_image,
             "work_dir": str(work),
-            "writes_reference": case.backend == "torch" and case.precision == "fp32",
+            "writes_reference": case.backend == BackendName.TORCH and case.precision == Precision.FP32,
             "seconds": settings.seconds,
             "min_runs": settings.min_runs,
             "max_runs": settings.max_runs,
@@ -201,7 +202,7 @@ def add_speedups(rows: list[dict]) -> None:
     baseline = {
         r["size"]: r["latency_ms"]["median"]
         for r in rows
-        if r["status"] == "ok" and r["backend"] == "torch" and r["precision"] == "fp32"
+        if r["status"] == "ok" and r["backend"] == BackendName.TORCH and r["precision"] == Precision.FP32
     }
     for row in rows:
         if row["status"] == "ok" and row["size"] in baseline:

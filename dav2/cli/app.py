@@ -31,10 +31,10 @@ def app_main(models, checkpoint, encoder, host, port):
       dav2-app --models models/          # then open http://127.0.0.1:7860
     """
     optional.require("gradio", "dav2-app")
-    from dav2.app import DepthService, build_app
+    from dav2.app import DepthService, serve
 
     service = DepthService(Path(models), checkpoint, encoder)
     if not service.choices():
         raise Dav2Error(f"no exported models in {models}; export one (dav2-export) or pass --checkpoint")
     console.info(f"models: {', '.join(Path(c).name for c in service.choices())}")
-    build_app(service).launch(server_name=host, server_port=port)
+    serve(service, host, port)

@@ -54,18 +54,10 @@ def eval_da2k(annotations, images, model, reference, input_size, as_json):
     Example:
       dav2-eval da2k --annotations DA-2K/annotations.json --images DA-2K/images --model m.onnx
     """
-    from dav2.evaluation.da2k import da2k_accuracy, da2k_agreement, load_annotations
-    from dav2.evaluation.predict import ModelPredictor
+    from dav2.evaluation.da2k_run import evaluate_da2k
 
-    pairs = load_annotations(annotations)
-    predictor = ModelPredictor(model, images, input_size)
-    if reference is None:
-        result = da2k_accuracy(pairs, predictor, predictor.kind)
-        title = "DA-2K accuracy"
-    else:
-        other = ModelPredictor(reference, images, input_size)
-        result = da2k_agreement(pairs, predictor, predictor.kind, other, other.kind)
-        title = f"DA-2K agreement with {Path(reference).name}"
+    result = evaluate_da2k(annotations, images, model, reference, input_size)
+    title = "DA-2K accuracy" if reference is None else f"DA-2K agreement with {Path(reference).name}"
     lines = [f"{title}: {result['accuracy']:.4f} over {result['pairs']} pairs ({Path(model).name})"]
     lines += [f"  {name}: {s['accuracy']:.4f} ({s['pairs']} pairs)" for name, s in result["scenes"].items()]
     _print_result(result, as_json, lines)

@@ -47,10 +47,10 @@ from dav2.vocabulary import ModelKind, Precision
 )
 @click.option(
     "--trt",
-    type=click.Choice(["fp16", "int8", "fp32"]),
+    type=click.Choice(Precision.values()),
     default=None,
     is_flag=False,
-    flag_value="fp16",
+    flag_value=Precision.FP16.value,
     help="TensorRT engine (needs TensorRT and an NVIDIA GPU); --trt alone means fp16. INT8 needs --calib-dir.",
 )
 @click.option(

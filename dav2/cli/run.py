@@ -1,13 +1,11 @@
 """dav2-run: run an artifact on images, folders, videos, cameras or streams, with per-stage FPS."""
 
 import json
-from pathlib import Path
 
 import click
 
 from dav2 import console
 from dav2.cli.common import CONTEXT, INPUT_SIZE_OPTION, MODEL_OPTION, THREADS_OPTION, parse_pair, user_errors
-from dav2.errors import Dav2Error
 from dav2.processing import COLORMAPS
 from dav2.runtime.backends import BACKENDS
 from dav2.runtime.sinks import FORMATS
@@ -97,68 +95,52 @@ def run_main(
 
     \b
     Examples:
-      dav2-run --model models/depth_anything_v2_vits_518x518.onnx --save depth.png
+      dav2-run --model models/depth_anything_v2_vits_dynamic.onnx --save depth.png
       dav2-run --model m.onnx --source photos/ --save out/ --format png16
       dav2-run --model m.onnx --source clip.mp4 --save depth.mp4 --format side-by-side
       dav2-run --model m.onnx --source 0 --show
       dav2-run --model dynamic.onnx --input-size 700 --source photo.jpg --format npy --save d.npy
-      dav2-run --model depth_anything_v2_vits_518x518_fp16.engine --source 0 --show
-      dav2-run --model depth_anything_v2_vits_518x518_int8.xml --source clip.mp4 --save depth.mp4
+      dav2-run --model depth_anything_v2_vits_dynamic_fp16.engine --source 0 --show
+      dav2-run --model depth_anything_v2_vits_dynamic_int8.xml --source clip.mp4 --save depth.mp4
       dav2-run --model m.onnx --source rtsp://camera/stream --show --range 0,8
 
     Capture, inference and output run in parallel. Cameras and streams keep only the newest
     frame (stale ones are dropped, so latency does not grow); files drop nothing.
     """
-    from dav2.processing import ColorRange
     from dav2.runtime.backends import open_backend
+    from dav2.runtime.fps import format_summary
     from dav2.runtime.pipeline import run
-    from dav2.runtime.sinks import WindowSink, open_sink
+    from dav2.runtime.session import RunOptions, plan_run
     from dav2.runtime.sources import open_source
 
-    if input_size is not None and (input_size < 14):
-        raise Dav2Error("--input-size must be at least 14")
+    options = RunOptions(
+        save=save,
+        fmt=fmt,
+        cmap=cmap,
+        show=show,
+        input_size=input_size,
+        color_range=parse_pair(color_range, ",", float, "--range"),
+    )
+    camera = parse_pair(camera_size, "x", int, "--camera-size")
     if save is None and not show and not as_json:
         console.warn("neither --save nor --show given: depth is computed and timed, but not kept")
-    engine = open_backend(model, backend, threads=threads, kind=kind, max_depth=max_depth, device=device)
-    if input_size is not None and engine.fixed_hw is not None:
-        console.warn(
-            f"--input-size is ignored: {Path(model).name} has a fixed input of "
-            f"{engine.fixed_hw[0]}x{engine.fixed_hw[1]} (images are stretched to it)"
+    with (
+        open_backend(model, backend, threads=threads, kind=kind, max_depth=max_depth, device=device) as engine,
+        open_source(source, camera_size=camera, camera_fps=camera_fps, reconnects=reconnects) as frames,
+    ):
+        plan = plan_run(engine, frames, options)
+        console.info(engine.describe())
+        summary = run(
+            frames,
+            engine,
+            plan.sinks,
+            input_size=plan.input_size,
+            max_frames=max_frames,
+            on_frame=_progress_printer(frames),
+            color_range=plan.color_range,
+            on_tick=(lambda snapshot: click.echo(json.dumps({"live": snapshot}))) if as_json else None,
         )
-    camera = parse_pair(camera_size, "x", int, "--camera-size")
-    frames = open_source(source, camera_size=camera, camera_fps=camera_fps, reconnects=reconnects)
-    fixed = parse_pair(color_range, ",", float, "--range")
-    if fixed is not None and not fixed[0] < fixed[1]:
-        raise Dav2Error("--range needs MIN < MAX")
-    # one picture: its own range, as upstream; a sequence: smoothed so the colours do not flicker
-    colours = ColorRange(fixed, smoothing=0.0 if frames.single or frames.kind == "folder" else 0.9)
-    unit = "m" if engine.kind == "metric" else "disparity"
-    sinks = []
-    if save is not None:
-        sinks.append(open_sink(save, fmt, cmap, unit, frames.single, frames.fps))
-    if show:
-        sinks.append(WindowSink(fmt, cmap))
-    console.info(engine.describe())
-    summary = run(
-        frames,
-        engine,
-        sinks,
-        input_size=input_size,
-        max_frames=max_frames,
-        on_frame=_progress_printer(frames),
-        color_range=colours,
-        on_tick=(lambda snapshot: click.echo(json.dumps({"live": snapshot}))) if as_json else None,
-    )
-    summary.update(
-        {
-            "model": str(model),
-            "backend": engine.name,
-            "source": source,
-            "input_size": input_size or engine.default_input_size,
-        }
-    )
-    from dav2.runtime.fps import format_summary
-
+    summary.update({"model": str(model), "backend": engine.name, "source": source, "input_size": plan.input_size})
     console.info(format_summary(summary))
     if save is not None:
         console.info(f"saved to {save}")

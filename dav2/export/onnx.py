@@ -37,6 +37,9 @@ __all__ = ["DYNAMIC_RANGE", "GraphOptions", "OnnxTarget", "export_fp32_onnx"]
 # FP16 ONNX measured 1.3e-3 on vits (seeded weights). INT8 artifacts get the accuracy report.
 PARITY_TOLERANCE = {Precision.FP32: 1e-3, Precision.FP16: 1e-2}
 EXTERNAL_DATA_SUFFIX = ".data"
+# protobuf cannot serialise 2 GiB; weights above this go to an external data file
+PROTOBUF_SAFE_BYTES = 1_800_000_000
+DATA_ALIGNMENT = 4096
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -110,7 +113,7 @@ def external_data_path(artifact: Path) -> Path:
 
 
 def save_onnx(model, path: Path, external_data: bool) -> None:
-    """Write an onnx.ModelProto; weights go to `<path>.data` when asked or above protobuf's 2 GB.
+    """Write an onnx.ModelProto; weights go to `<path>.data` when asked or near protobuf's 2 GB.
 
     Everything the artifact needs is then `path` plus at most one data file named after it,
     so two exports into one folder never share or overwrite weight files, and the pair can
@@ -118,8 +121,7 @@ def save_onnx(model, path: Path, external_data: bool) -> None:
     """
     import onnx
 
-    external = external_data or model.ByteSize() >= onnx.checker.MAXIMUM_PROTOBUF
-    if external:
+    if external_data or _tensor_bytes(model) > PROTOBUF_SAFE_BYTES:
         onnx.save_model(
             model,
             str(path),
@@ -136,18 +138,55 @@ def gather_external_data(path: Path, external_data: bool) -> None:
     """Rewrite a freshly exported graph so its weights sit in at most one file, `<path>.data`.
 
     torch.onnx writes a graph over 2 GB (ViT-G) as hundreds of loose tensor files named after
-    parameters; they are read back and saved as one, then the loose files are removed. The
+    parameters. They are appended one by one to `<path>.data` (streamed: a 5 GB model is
+    never held twice in memory) and the graph is pointed at it; then the loose files go. The
     export writes into a folder of its own, so every other file there is one of them.
     """
     import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
     loose = [p for p in path.parent.iterdir() if p != path]
-    if not loose and not external_data:
+    if not loose:
+        if external_data:
+            save_onnx(onnx.load(str(path)), path, external_data=True)
         return
-    model = onnx.load(str(path), load_external_data=True)
+    model = onnx.load(str(path), load_external_data=False)
+    data_path = external_data_path(path)
+    with open(data_path, "wb") as out:
+        for tensor in _graph_tensors(model.graph):
+            if not uses_external_data(tensor):
+                continue
+            info = ExternalDataInfo(tensor)
+            with open(path.parent / info.location, "rb") as source:
+                source.seek(info.offset or 0)
+                data = source.read(info.length) if info.length else source.read()
+            out.write(b"\0" * (-out.tell() % DATA_ALIGNMENT))  # page-aligned, so runtimes can mmap it
+            offset = out.tell()
+            out.write(data)
+            del tensor.external_data[:]
+            for key, value in (("location", data_path.name), ("offset", offset), ("length", len(data))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, str(value)
+    onnx.save_model(model, str(path))
     for file in loose:
-        file.unlink()
-    save_onnx(model, path, external_data)
+        if file != data_path:
+            file.unlink()
+
+
+def _graph_tensors(graph):
+    """Every TensorProto of a graph: initializers and Constant/attribute tensors, subgraphs too."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            for subgraph in [attribute.g] if attribute.HasField("g") else []:
+                yield from _graph_tensors(subgraph)
+
+
+def _tensor_bytes(model) -> int:
+    return sum(len(t.raw_data) + 4 * len(t.float_data) for t in _graph_tensors(model.graph))
 
 
 def weights_file(path: Path) -> str | None:

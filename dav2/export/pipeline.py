@@ -12,6 +12,7 @@
    into place (the artifact itself last).
 """
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -131,4 +132,8 @@ def publish(built: Built, output: Path) -> Path:
     """Move an artifact's companions and sidecar into `output`, the artifact itself last:
     whoever sees the artifact also finds everything it needs."""
     files = [*built.companions, sidecar_path(built.path), built.path]
+    umask = os.umask(0)
+    os.umask(umask)
+    for file in files:  # some writers (onnx's external data) create 0600 files
+        file.chmod(0o666 & ~umask)
     return move_into_place(files, output)[-1]

@@ -26,7 +26,7 @@ from dav2.export.target import ExportTarget
 from dav2.files import atomic_write_bytes
 from dav2.metadata import TensorRTRecord
 from dav2.runtime.backends.tensorrt import _logger, parse_version, require_gpu, require_tensorrt
-from dav2.vocabulary import INPUT_NAME, ArtifactFormat, Precision
+from dav2.vocabulary import DEFAULT_INPUT_SIZE, INPUT_NAME, ArtifactFormat, Precision
 
 DEFAULT_WORKSPACE_GB = 4.0
 
@@ -37,14 +37,15 @@ KEEP_FP32_GROUPS = {
     "head": lambda name, kind: "depth_head/output_conv" in name,
 }
 
+S = DEFAULT_INPUT_SIZE
 # dynamic-shape presets: (batch, height, width) for min, opt, max
 PROFILE_PRESETS = {
     # any single image from a short side of 196 up to 1036 px (square), tuned for 518
-    "range": ((1, 196, 196), (1, 518, 518), (1, 1036, 1036)),
+    "range": ((1, 196, 196), (1, S, S), (1, 2 * S, 2 * S)),
     # landscape camera frames at input size 364-518: 4:3 (518x686) and 16:9 (518x924)
-    "camera": ((1, 364, 364), (1, 518, 686), (1, 518, 924)),
+    "camera": ((1, 364, 364), (1, S, 686), (1, S, 924)),
     # batches of up to 8 square 518 images (folders, throughput)
-    "batch": ((1, 518, 518), (4, 518, 518), (8, 518, 518)),
+    "batch": ((1, S, S), (4, S, S), (8, S, S)),
 }
 DEFAULT_PRESET = "range"
 
@@ -185,12 +186,12 @@ def build_engine(
         network, _parser = _parse_onnx(trt, builder, logger, onnx_path)
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-        if precision in ("fp16", "int8"):
+        if precision in (Precision.FP16, Precision.INT8):
             config.set_flag(trt.BuilderFlag.FP16)
         trt_profile = builder.create_optimization_profile()
         trt_profile.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
         config.add_optimization_profile(trt_profile)
-        if precision == "int8":
+        if precision == Precision.INT8:
             config.set_flag(trt.BuilderFlag.INT8)
             config.set_calibration_profile(trt_profile)
             from dav2.calibration.tensorrt import cache_path, make_calibrator

@@ -1,0 +1,76 @@
+"""`pip install dav2` without extras: every command works or names, in one line, the extra it needs.
+
+Each case runs the command in a fresh interpreter in which the optional libraries are made
+unimportable (`sys.modules[name] = None` makes `import name` raise ImportError), as on a
+machine where they were never installed.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import IMAGES
+
+EXTRAS = ("torch", "onnx", "openvino", "nncf", "gradio", "tensorrt", "pycuda")
+
+
+def run_without(missing: tuple[str, ...], command: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    code = (
+        "import sys\n"
+        f"for name in {list(missing)!r}: sys.modules[name] = None\n"
+        f"from dav2.cli import {command}\n"
+        f"{command}({[str(a) for a in args]!r})\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "command, args, needs, extra",
+    [
+        ("export_main", ["--onnx"], "dav2-export needs torch", "dav2[export]"),
+        ("export_main", ["--openvino", "fp16"], "dav2-export needs torch", "dav2[export]"),
+        ("bench_main", ["--sizes", "196"], "dav2-bench needs torch", "dav2[export]"),
+        ("app_main", ["--models", "models"], "dav2-app needs gradio", "dav2[app]"),
+    ],
+)
+def test_commands_that_need_an_extra_say_which(tmp_path, command, args, needs, extra):
+    line = one_error_line(run_without(EXTRAS, command, args, tmp_path))
+    assert needs in line and extra in line
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_the_runtime_runs_an_onnx_artifact_without_any_extra(dynamic_onnx, tmp_path):
+    out = tmp_path / "depth.npy"
+    args = ["--model", dynamic_onnx, "--format", "npy", "--save", out, "--json"]
+    done = run_without(EXTRAS, "run_main", args, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["frames"] == 1
+    assert out.stat().st_size > 0
+
+
+def test_eval_runs_without_torch(dynamic_onnx, tmp_path):
+    args = ["dense", "--images", IMAGES, "--model", dynamic_onnx, "--reference", dynamic_onnx, "--input-size", "196"]
+    done = run_without(EXTRAS, "eval_main", [*args, "--json"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["abs_rel"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_openvino_int8_without_nncf_fails_before_any_work(vits_checkpoint, tmp_path):
+    """The preflight checks NNCF: no export, no conversion, nothing written."""
+    out = tmp_path / "models"
+    args = ["--checkpoint", vits_checkpoint, "--openvino", "int8", "--calib-dir", IMAGES, "--output", out]
+    done = run_without(("nncf",), "export_main", args, tmp_path)
+    line = one_error_line(done)
+    assert "OpenVINO INT8 (NNCF quantization) needs nncf" in line and "dav2[openvino]" in line
+    assert "exporting" not in done.stderr and not out.exists()
