@@ -6,7 +6,9 @@ usage line). Standard output is kept for results and the --json line.
 """
 
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 import click
@@ -18,19 +20,42 @@ from dav2.vocabulary import ENCODERS, ModelKind
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (docker stop, systemd), raised like Ctrl-C's KeyboardInterrupt so that the same
+    clean-up runs: temporary files removed, earlier outputs kept, the run's policy on partial
+    results applied."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
 def user_errors(command: Callable) -> Callable:
-    """Turn Dav2Error into one 'error: ...' line and exit 1, instead of a traceback."""
+    """Turn Dav2Error into one 'error: ...' line and exit 1, instead of a traceback.
+
+    Ctrl-C and SIGTERM end the command the same way: clean-up runs, one line says the run was
+    interrupted, exit status 130 (SIGINT) or 143 (SIGTERM), as shells report signals.
+    """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return command(*args, **kwargs)
         except Dav2Error as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except Terminated:
+            click.echo("error: terminated (SIGTERM); nothing half-written was kept", err=True)
+            sys.exit(143)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            click.echo("error: interrupted (Ctrl-C); nothing half-written was kept", err=True)
             sys.exit(130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
