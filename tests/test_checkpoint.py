@@ -1,11 +1,95 @@
-"""Checkpoint loading: registry, strictness, untrusted files, offline download."""
+"""Checkpoint loading: official keys and shapes, the seeded stand-in weights, registry, strictness,
+untrusted files, offline download."""
 
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import torch
 
+from conftest import (
+    REFERENCE,
+    ROOT,
+    SHARED_REFERENCE,
+    load_manifest,
+    require_data,
+    requires_shared,
+    seeded,
+    seeded_weights_sha256,
+)
 from dav2.errors import Dav2Error
 from dav2.models.checkpoint import build_model, download_checkpoint, read_state_dict, resolve_checkpoint
 from dav2.models.registry import checkpoint_info
+
+MANIFESTS = [(e, k) for e in ("vits", "vitb", "vitl", "vitg") for k in ("relative", "metric")]
+
+
+@pytest.mark.parametrize("encoder,kind", MANIFESTS)
+def test_state_dict_matches_official_keys_and_shapes(encoder, kind):
+    """Built on the meta device (no memory): every key and shape, in order, as upstream's checkpoint."""
+    manifest = load_manifest(encoder, kind)
+    ours = [[key, shape] for key, shape in seeded.model_keys(encoder, kind)]
+    assert ours == manifest["keys"]
+    assert sum(int(np.prod(shape)) for _, shape in ours) == manifest["num_parameters"]
+
+
+@pytest.mark.parametrize("encoder", ["vits", "vitb", "vitl"])
+def test_seeded_weights_match_their_recorded_fingerprint(encoder):
+    """scripts/seeded_checkpoint.py regenerates upstream's seeded weights bit for bit (sha256 of every value)."""
+    recorded = json.loads(require_data(REFERENCE / "seeded_weights.json", "seeded fingerprints").read_text())
+    expected = recorded["encoders"][encoder]
+    for kind in ("relative", "metric"):
+        keys = seeded.model_keys(encoder, kind)
+        assert len(keys) == expected["tensors"]
+        assert seeded_weights_sha256(keys) == expected["sha256"]
+
+
+def load_upstream_seeding():
+    spec = importlib.util.spec_from_file_location(
+        "upstream_seeded_checkpoint", SHARED_REFERENCE / "seeded_checkpoint.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@requires_shared
+@pytest.mark.parametrize("encoder,kind", MANIFESTS)
+def test_seeding_rule_is_upstreams(encoder, kind):
+    """Against the reference's own seeded_checkpoint.py: the scale and offset of every tensor, and for vits every
+    value bit for bit (the others' values are covered by the fingerprints above)."""
+    upstream = load_upstream_seeding()
+    manifest = upstream.load_manifest(encoder, kind)
+    for key, shape in manifest["keys"]:
+        assert seeded.scale_and_offset(key, shape) == upstream._scale_offset(key, shape), key
+    if encoder == "vits":
+        ours = seeded.seeded_arrays(seeded.model_keys(encoder, kind))
+        theirs = upstream.seeded_state_dict(manifest["keys"])
+        assert list(ours) == list(theirs)
+        for key, value in theirs.items():
+            assert ours[key].dtype == value.dtype == np.float32
+            assert ours[key].tobytes() == value.tobytes(), key
+
+
+def test_script_writes_an_official_format_checkpoint(tmp_path):
+    out = tmp_path / "depth_anything_v2_metric_hypersim_vits.pth"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "seeded_checkpoint.py"), "vits", "metric", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "239 tensors, 24785089 parameters" in done.stdout
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no partial file left behind
+    state_dict = torch.load(out, weights_only=True)  # a plain state_dict: loads without pickled code
+    assert [[k, list(v.shape)] for k, v in state_dict.items()] == load_manifest("vits", "metric")["keys"]
+    model = build_model(state_dict, "vits", True, 20.0)  # strict
+    key = "depth_head.scratch.output_conv2.2.bias"
+    assert torch.equal(model.state_dict()[key], torch.from_numpy(seeded.seeded_tensor(key, [1])))
 
 
 def test_registry_names_licences_and_hub_repos():

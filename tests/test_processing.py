@@ -4,12 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import reference_cases, requires_shared
+from conftest import reference_cases
 from dav2 import processing
 
 
-@requires_shared
-@pytest.mark.parametrize("case", reference_cases(), ids=lambda c: c["name"])
+@pytest.mark.parametrize("case", reference_cases())
 def test_network_size_is_upstreams(case):
     assert list(processing.network_size(tuple(case["image_hw"]), case["input_size"])) == case["network_input_shape"][2:]
 
