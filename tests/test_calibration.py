@@ -5,12 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import IMAGES, VIDEOS
+from conftest import IMAGES, VIDEO
 from dav2 import processing
 from dav2.calibration.dataset import CalibrationSet
 from dav2.errors import Dav2Error
-
-pytestmark = pytest.mark.skipif(not IMAGES.is_dir(), reason=f"no photographs at {IMAGES}")
 
 
 def test_holdout_and_calibration_images_are_disjoint_and_seeded():
@@ -71,9 +69,8 @@ def test_small_sets_keep_one_calibration_image(tmp_path):
     assert len(calib) == 1 and len(calib.holdout) == 1
 
 
-@pytest.mark.skipif(not (VIDEOS / "davis_dolphins.mp4").is_file(), reason="no sample video")
 def test_video_frames_are_spread_over_the_clip():
-    calib = CalibrationSet(VIDEOS / "davis_dolphins.mp4", (56, 98), count=6, holdout=2)
+    calib = CalibrationSet(VIDEO, (56, 98), count=6, holdout=2)  # 48 frames
     names = sorted(p.name for p in calib.pictures + calib.holdout)
     assert len(names) == 8 and len(set(names)) == 8
     indices = [int(n.split("_")[1]) for n in names]

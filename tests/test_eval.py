@@ -1,11 +1,12 @@
 """dav2-eval: ground-truth readers, dense metrics, DA-2K scoring, run as a user runs them.
 
-../shared/depth-gt holds real measured depth in five encodings. Ground truth used as its own
-prediction must score perfectly, and known perturbations must score what arithmetic says.
+The built-in sample scene has exact depth (dav2.sample): written in each encoding it must read
+back as the same metres, used as its own prediction it must score perfectly, and known
+perturbations must score what arithmetic says. The optional ../shared/depth-gt (DAV2_SHARED)
+adds real measured depth in five encodings (tests marked `shared`).
 """
 
 import json
-import shutil
 
 import cv2
 import numpy as np
@@ -18,16 +19,73 @@ from dav2.errors import Dav2Error
 from dav2.evaluation.da2k import da2k_accuracy, da2k_agreement
 from dav2.evaluation.dense import evaluate_dense
 from dav2.evaluation.groundtruth import read_depth
+from dav2.evaluation.predict import ModelPredictor
+from dav2.sample import render_sample
 
 GT = SHARED / "depth-gt"
-pytestmark = pytest.mark.skipif(not GT.is_dir(), reason=f"no measured depth at {GT}")
 NYU = GT / "metric3d" / "nyu_demo"
 KITTI = GT / "metric3d" / "kitti_demo"
+measured_depth = pytest.mark.shared("depth-gt")
+
+
+def sample_scene(h: int = 240, w: int = 320, flip: bool = False):
+    """(BGR image, metres, valid): the sample scene, with a band of pixels marked invalid as sensors leave them."""
+    image, depth = render_sample(h, w)
+    if flip:
+        image, depth = image[:, ::-1].copy(), depth[:, ::-1].copy()
+    valid = np.ones(depth.shape, bool)
+    valid[: h // 10] = False  # no reading on the top rows
+    return image, depth.astype(np.float32), valid
+
+
+def write_encoded(path, depth, valid, fmt):
+    """The sample depth in one dataset encoding (see dav2.evaluation.groundtruth)."""
+    if fmt == "nyu-raw":
+        raw = np.where(valid, np.round(1092.5 - 351.3 / depth.astype(np.float64)), 2047).astype("<u2")
+        path.write_bytes(b"P5\n# raw Kinect\n%d %d\n65535\n" % (depth.shape[1], depth.shape[0]) + raw.tobytes())
+        return 1092.5 - raw.astype(np.float64)  # what the reader divides by
+    scale = {"png-mm": 1000.0, "png-kitti": 256.0, "png-tum": 5000.0, "sun": 1000.0}[fmt]
+    raw = np.where(valid, np.round(depth.astype(np.float64) * scale), 0).astype(np.uint32)
+    if fmt == "sun":
+        stored = ((raw << 3) | (raw >> 13)) & 0xFFFF  # the inverse of the reader's rotation
+    else:
+        stored = raw
+    assert cv2.imwrite(str(path), stored.astype(np.uint16))
+    return raw / scale
+
+
+@pytest.mark.parametrize("fmt", ["png-mm", "png-kitti", "png-tum", "sun", "nyu-raw"])
+def test_every_encoding_reads_back_the_metres_written(tmp_path, fmt):
+    _, depth, valid = sample_scene()
+    path = tmp_path / ("depth.pgm" if fmt == "nyu-raw" else "depth.png")
+    stored = write_encoded(path, depth, valid, fmt)
+    metres, read_valid = read_depth(path, fmt)
+    assert metres.dtype == np.float32 and metres.shape == depth.shape
+    assert (read_valid == valid).all()
+    assert (metres[~valid] == 0).all()
+    if fmt == "nyu-raw":
+        np.testing.assert_allclose(metres[valid], 351.3 / stored[valid], rtol=1e-6)
+        # the raw value is rounded to whole units: at most half a unit, i.e. z -> 351.3 / (351.3 / z - 0.5)
+        z = depth[valid].astype(np.float64)
+        assert (np.abs(metres[valid] - z) <= 351.3 / (351.3 / z - 0.5) - z + 1e-5).all()
+    else:
+        np.testing.assert_allclose(metres[valid], stored[valid], rtol=1e-6)
+        quantum = 1 / {"png-mm": 1000.0, "png-kitti": 256.0, "png-tum": 5000.0, "sun": 1000.0}[fmt]
+        assert np.abs(metres[valid] - depth[valid]).max() <= quantum / 2 + 1e-5
+
+
+def test_unknown_format_and_8_bit_files_are_refused(tmp_path):
+    with pytest.raises(Dav2Error, match="unknown depth format"):
+        read_depth(tmp_path / "x.png", "exr")
+    cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(Dav2Error, match="16-bit"):
+        read_depth(tmp_path / "photo.png", "png-mm")
 
 
 # -- readers ---------------------------------------------------------------------------------
 
 
+@measured_depth
 @pytest.mark.parametrize(
     "path, fmt, low, high",
     [
@@ -47,6 +105,7 @@ def test_readers_give_plausible_metres(path, fmt, low, high):
     assert metres[valid].min() > 0 and metres[valid].max() < 120
 
 
+@measured_depth
 def test_formats_follow_their_definitions():
     raw = cv2.imread(str(KITTI / "depth" / "0000000005.png"), cv2.IMREAD_UNCHANGED)
     metres, valid = read_depth(KITTI / "depth" / "0000000005.png", "png-kitti")
@@ -67,7 +126,9 @@ def test_formats_follow_their_definitions():
 
 @pytest.fixture
 def nyu_gt():
-    return read_depth(NYU / "depth" / "sync_depth_00000.png", "png-mm")
+    """Exact depth with an invalid band (the name is historical: any ground truth will do)."""
+    _, depth, valid = sample_scene(480, 640)
+    return np.where(valid, depth, 0).astype(np.float32), valid
 
 
 def test_ground_truth_as_prediction_is_perfect(nyu_gt):
@@ -102,7 +163,8 @@ def test_invalid_pixels_do_not_count(nyu_gt):
     pred = gt.copy()
     pred[~valid] = 1000.0
     assert evaluate_dense(pred, gt, valid, "metric")["abs_rel"] == 0.0
-    assert evaluate_dense(gt, gt, valid, "metric", max_depth=2.0)["valid_pixels"] < valid.sum()
+    near = evaluate_dense(gt, gt, valid, "metric", max_depth=6.0)  # the sample scene spans 3.1-12 m
+    assert near["valid_pixels"] == (valid & (gt < 6.0)).sum() < valid.sum()
 
 
 # -- DA-2K -----------------------------------------------------------------------------------
@@ -124,15 +186,15 @@ def gt_pairs(depth, valid, count, seed):
 
 @pytest.fixture
 def da2k_set(tmp_path):
-    """A small DA-2K-format set: NYU frames as 'indoor', KITTI frames as 'outdoor'."""
+    """A small DA-2K-format set of sample scenes at three sizes: upright as 'indoor', mirrored as 'outdoor'."""
     images = tmp_path / "images"
     annotations, truth = {}, {}
-    for scene, folder, fmt in (("indoor", NYU, "png-mm"), ("outdoor", KITTI, "png-kitti")):
+    for scene, flip in (("indoor", False), ("outdoor", True)):
         (images / scene).mkdir(parents=True)
-        for rgb, depth_file in zip(sorted((folder / "rgb").iterdir()), sorted((folder / "depth").iterdir())):
-            shutil.copy(rgb, images / scene / rgb.name)
-            depth, valid = read_depth(depth_file, fmt)
-            name = f"{scene}/{rgb.name}"
+        for h, w in ((240, 320), (180, 320), (300, 300)):
+            image, depth, valid = sample_scene(h, w, flip)
+            name = f"{scene}/scene_{h}x{w}.png"
+            cv2.imwrite(str(images / name), image)
             annotations[name] = gt_pairs(depth, valid, 10, len(annotations))
             truth[name] = depth
     path = tmp_path / "annotations.json"
@@ -163,37 +225,69 @@ def test_points_outside_the_image_are_an_error(da2k_set):
         da2k_accuracy(bad, truth.__getitem__, "metric")
 
 
-def test_da2k_command_with_a_real_model(da2k_set, dynamic_onnx):
-    path, images, _, _ = da2k_set
-    args = ["da2k", "--annotations", str(path), "--images", str(images), "--model", str(dynamic_onnx)]
-    result = CliRunner().invoke(eval_main, [*args, "--input-size", "266", "--json"])
+def last_json(result) -> dict:
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["pairs"] == 60 and 0.0 <= summary["accuracy"] <= 1.0
-    assert set(summary["scenes"]) == {"indoor", "outdoor"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_da2k_command_with_a_real_model(da2k_set, dynamic_onnx, tmp_path):
+    path, images, annotations, _ = da2k_set
+    args = ["da2k", "--images", str(images), "--model", str(dynamic_onnx), "--input-size", "266", "--json"]
+    result = CliRunner().invoke(eval_main, [*args, "--annotations", str(path)])
+    summary = last_json(result)
+    assert summary["pairs"] == 60 and set(summary["scenes"]) == {"indoor", "outdoor"}
     assert "DA-2K accuracy" in result.stdout and "indoor:" in result.stdout
-    same = CliRunner().invoke(eval_main, [*args, "--input-size", "266", "--reference", str(dynamic_onnx), "--json"])
-    assert same.exit_code == 0, same.output
-    assert json.loads(same.stdout.strip().splitlines()[-1])["accuracy"] == 1.0
+    # the command scores what the library scores with the same model
+    with ModelPredictor(dynamic_onnx, images, 266) as predictor:
+        direct = da2k_accuracy(annotations, predictor, predictor.kind)
+    assert summary["accuracy"] == pytest.approx(direct["accuracy"])
+    # every pair flipped: each right answer becomes wrong and back (float depth: no ties)
+    flipped = tmp_path / "flipped.json"
+    flipped.write_text(json.dumps({k: [{**p, "closer_point": "point2"} for p in v] for k, v in annotations.items()}))
+    wrong = last_json(CliRunner().invoke(eval_main, [*args, "--annotations", str(flipped)]))
+    assert summary["accuracy"] + wrong["accuracy"] == pytest.approx(1.0)
+    same = CliRunner().invoke(eval_main, [*args, "--annotations", str(path), "--reference", str(dynamic_onnx)])
+    assert last_json(same)["accuracy"] == 1.0
 
 
-def test_dense_command_against_measured_depth_and_another_model(dynamic_onnx):
-    args = ["dense", "--images", str(NYU / "rgb"), "--model", str(dynamic_onnx), "--input-size", "266", "--json"]
-    result = CliRunner().invoke(eval_main, [*args, "--depth", str(NYU / "depth")])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["images"] == 3 and 0 < summary["abs_rel"] and 0 <= summary["delta1"] <= 1
-    assert summary["delta1"] <= summary["delta2"] <= summary["delta3"]
-    assert set(summary["per_image"]) == {"rgb_00000.jpg", "rgb_00050.jpg", "rgb_00100.jpg"}
-    itself = CliRunner().invoke(eval_main, [*args, "--reference", str(dynamic_onnx)])
-    assert itself.exit_code == 0, itself.output
-    compared = json.loads(itself.stdout.strip().splitlines()[-1])
-    assert compared["abs_rel"] < 1e-6 and compared["delta1"] == 1.0
+@pytest.fixture
+def dense_set(tmp_path):
+    """Sample scenes as photos, their exact depth as millimetre PNGs, paired by sorted name."""
+    rgb, depth_dir = tmp_path / "rgb", tmp_path / "depth"
+    rgb.mkdir()
+    depth_dir.mkdir()
+    for i, (h, w, flip) in enumerate(((240, 320, False), (240, 320, True), (210, 280, False))):
+        image, depth, valid = sample_scene(h, w, flip)
+        cv2.imwrite(str(rgb / f"rgb_{i:05d}.png"), image)
+        write_encoded(depth_dir / f"depth_{i:05d}.png", depth, valid, "png-mm")
+    return rgb, depth_dir
 
 
-def test_dense_command_errors(dynamic_onnx):
-    base = ["dense", "--images", str(NYU / "rgb"), "--model", str(dynamic_onnx)]
+def test_dense_command_against_measured_depth_and_another_model(dynamic_onnx, dense_set):
+    rgb, depth_dir = dense_set
+    args = ["dense", "--images", str(rgb), "--model", str(dynamic_onnx), "--input-size", "266", "--json"]
+    summary = last_json(CliRunner().invoke(eval_main, [*args, "--depth", str(depth_dir)]))
+    names = ["rgb_00000.png", "rgb_00001.png", "rgb_00002.png"]
+    assert summary["images"] == 3 and sorted(summary["per_image"]) == names
+    # the command scores what the library scores: same pairing, format, alignment and mask
+    with ModelPredictor(dynamic_onnx, rgb, 266) as predictor:
+        for i, name in enumerate(names):
+            gt, valid = read_depth(depth_dir / f"depth_{i:05d}.png", "png-mm")
+            expected = evaluate_dense(predictor(name, gt.shape), gt, valid, "relative", "least-squares")
+            assert summary["per_image"][name] == pytest.approx(expected)
+    for key in ("abs_rel", "delta1", "rmse"):
+        assert summary[key] == pytest.approx(np.mean([m[key] for m in summary["per_image"].values()]))
+    itself = last_json(CliRunner().invoke(eval_main, [*args, "--reference", str(dynamic_onnx)]))
+    assert itself["abs_rel"] < 1e-6 and itself["delta1"] == 1.0
+
+
+def test_dense_command_errors(dynamic_onnx, dense_set, tmp_path):
+    rgb, depth_dir = dense_set
+    base = ["dense", "--images", str(rgb), "--model", str(dynamic_onnx)]
     result = CliRunner().invoke(eval_main, base)
     assert result.exit_code == 1 and "--depth" in result.output
-    result = CliRunner().invoke(eval_main, [*base, "--depth", str(KITTI.parent)])
+    fewer = tmp_path / "fewer"
+    fewer.mkdir()
+    (fewer / "depth_00000.png").write_bytes((depth_dir / "depth_00000.png").read_bytes())
+    result = CliRunner().invoke(eval_main, [*base, "--depth", str(fewer)])
     assert result.exit_code == 1 and "paired in sorted order" in result.output

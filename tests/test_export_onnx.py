@@ -6,15 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import IMAGES, REFERENCE, export, load_reference, reference_cases, requires_shared
+from conftest import IMAGES, case_image, export, load_reference, reference_case
 from dav2 import processing
 from dav2.runtime.backends import open_backend
 
-pytestmark = requires_shared
-
 
 def case(name: str) -> dict:
-    return next(c for c in reference_cases() if c["name"] == name)
+    return reference_case(name)
 
 
 def run_onnx(path, image, input_size=518):
@@ -26,7 +24,7 @@ def run_onnx(path, image, input_size=518):
 
 def test_static_export_reproduces_upstream_full_output(static_onnx):
     c = case("vits_relative_demo08_518")
-    network, full = run_onnx(static_onnx, cv2.imread(str(REFERENCE / c["image"])))
+    network, full = run_onnx(static_onnx, cv2.imread(str(case_image(c))))
     assert np.abs(network - load_reference(c, "network")).max() <= 1e-3
     assert np.abs(full - load_reference(c, "full")).max() <= 2e-3
 
@@ -34,7 +32,7 @@ def test_static_export_reproduces_upstream_full_output(static_onnx):
 @pytest.mark.parametrize("name", ["vits_relative_demo08_518", "vits_relative_demo08_364"])
 def test_dynamic_export_reproduces_upstream_at_two_sizes(dynamic_onnx, name):
     c = case(name)
-    network, full = run_onnx(dynamic_onnx, cv2.imread(str(REFERENCE / c["image"])), c["input_size"])
+    network, full = run_onnx(dynamic_onnx, cv2.imread(str(case_image(c))), c["input_size"])
     assert network.shape == tuple(c["network_output_shape"])
     assert np.abs(network - load_reference(c, "network")).max() <= 1e-3
     assert np.abs(full - load_reference(c, "full")).max() <= 2e-3
@@ -66,10 +64,21 @@ def test_metadata_sidecar_describes_the_artifact(static_onnx, vits_checkpoint):
 
 
 def test_graph_has_one_layernorm_op_per_norm(static_onnx):
+    """Each nn.LayerNorm becomes one fused LayerNormalization op (not a decomposed mean/var/sqrt chain)."""
     import onnx
+    import torch
 
-    ops = {node.op_type for node in onnx.load(str(static_onnx)).graph.node}
-    assert "LayerNormalization" in ops
+    from dav2.models.dpt import DepthAnythingV2
+
+    with torch.device("meta"):
+        model = DepthAnythingV2("vits")
+    norms = sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
+    assert norms == 2 * 12 + 1  # norm1 and norm2 in each of the 12 blocks, and the final norm
+    proto = onnx.load(str(static_onnx))
+    nodes = list(proto.graph.node)
+    for function in proto.functions:  # ops inside local functions count too
+        nodes.extend(function.node)
+    assert sum(node.op_type == "LayerNormalization" for node in nodes) == norms
 
 
 def test_metric_fp16_dynamic_export(vits_metric_checkpoint, tmp_path):
@@ -78,7 +87,7 @@ def test_metric_fp16_dynamic_export(vits_metric_checkpoint, tmp_path):
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["kind"] == "metric" and meta["max_depth"] == 20.0 and meta["precision"] == "fp16"
     c = case("vits_metric_demo08_518")
-    _, full = run_onnx(path, cv2.imread(str(REFERENCE / c["image"])))
+    _, full = run_onnx(path, cv2.imread(str(case_image(c))))
     # FP16 costs accuracy; the FP32 graph meets 1e-2 m, FP16 is held to 1e-2 of the 20 m range
     assert np.abs(full - load_reference(c, "full")).max() <= 0.2
 
@@ -86,7 +95,7 @@ def test_metric_fp16_dynamic_export(vits_metric_checkpoint, tmp_path):
 def test_dynamo_exporter_also_exports_correctly(vits_checkpoint, tmp_path):
     path = export(vits_checkpoint, tmp_path, "--exporter", "dynamo", "--height", "364", "--width", "546")
     c = case("vits_relative_demo08_364")
-    network, _ = run_onnx(path, cv2.imread(str(REFERENCE / c["image"])))
+    network, _ = run_onnx(path, cv2.imread(str(case_image(c))))
     assert np.abs(network - load_reference(c, "network")).max() <= 1e-3
 
 

@@ -7,11 +7,10 @@ AbsRel 0.004-0.006, δ1 0.999; static QDQ (MatMul, per-channel) AbsRel 0.023.
 import onnx
 from click.testing import CliRunner
 
-from conftest import IMAGES, export, requires_shared
+from conftest import IMAGES, export
 from dav2.cli import run_main
 from dav2.metadata import read_metadata
 
-pytestmark = requires_shared
 SHAPE = ("--height", "266", "--width", "364")
 
 
@@ -46,8 +45,16 @@ def test_static_int8_records_its_calibration(vits_checkpoint, tmp_path):
     assert meta["accuracy"]["abs_rel"] <= 0.08 and meta["accuracy"]["delta1"] >= 0.95
 
 
-def test_fp16_and_int8_together_is_an_error(vits_checkpoint, tmp_path):
+def test_fp16_and_int8_together_is_an_error(vits_checkpoint, tmp_path, monkeypatch):
     from dav2.cli import export_main
 
-    result = CliRunner().invoke(export_main, ["--checkpoint", str(vits_checkpoint), "--fp16", "--int8"])
+    work = tmp_path / "work"
+    out = tmp_path / "out"
+    work.mkdir()
+    monkeypatch.chdir(work)  # a mistake must not leave anything in the working directory either
+    result = CliRunner().invoke(
+        export_main, ["--checkpoint", str(vits_checkpoint), "--output", str(out), "--fp16", "--int8"]
+    )
     assert result.exit_code == 1 and "choose one" in result.output
+    assert "Traceback" not in result.output
+    assert list(work.iterdir()) == [] and not out.exists()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import IMAGES, export, requires_shared
+from conftest import IMAGES, export
 from dav2 import processing
 from dav2.cli import export_main, run_main
 from dav2.errors import Dav2Error
@@ -20,7 +20,6 @@ from dav2.metadata import read_metadata
 from dav2.runtime.backends import open_backend
 
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'dav2[openvino]')")
-pytestmark = requires_shared
 SHAPE = ("--height", "266", "--width", "364")
 
 

@@ -9,7 +9,7 @@ import importlib.util
 import pytest
 from click.testing import CliRunner
 
-from conftest import IMAGES, export, requires_shared
+from conftest import IMAGES, export
 from dav2.calibration.dataset import CalibrationSet
 from dav2.calibration.tensorrt import cache_path
 from dav2.cli import export_main, run_main
@@ -135,11 +135,15 @@ def test_version_checks():
 
 def test_cache_names(tmp_path):
     assert timing_cache_path(tmp_path, GPU, "10.3.0").name == "tensorrt-10.3.0-nvidia-geforce-rtx-4090.timing-cache"
-    if IMAGES.is_dir():
-        first = CalibrationSet(IMAGES, (266, 364), count=4, holdout=0, seed=0)
-        second = CalibrationSet(IMAGES, (266, 364), count=4, holdout=0, seed=1)
-        assert cache_path(tmp_path, "m_int8", first) != cache_path(tmp_path, "m_int8", second)
-        assert cache_path(tmp_path, "m_int8", first).name.startswith("m_int8.")
+    first = CalibrationSet(IMAGES, (266, 364), count=4, holdout=0, seed=0)
+    again = CalibrationSet(IMAGES, (266, 364), count=4, holdout=0, seed=0)
+    second = CalibrationSet(IMAGES, (266, 364), count=4, holdout=0, seed=1)
+    assert len(first) == 4 and [p.name for p in first.pictures] != [p.name for p in second.pictures]
+    name = cache_path(tmp_path, "m_int8", first)
+    assert name.parent == tmp_path and name.name.startswith("m_int8.") and name.suffix == ".calib"
+    assert name == cache_path(tmp_path, "m_int8", again)  # the same images reuse the cache
+    assert name != cache_path(tmp_path, "m_int8", second)  # other images do not
+    assert name != cache_path(tmp_path, "m_int7", first)
 
 
 # -- without TensorRT or a GPU --------------------------------------------------------------
@@ -164,7 +168,6 @@ def test_running_an_engine_without_tensorrt_is_one_error(tmp_path):
     assert result.exit_code == 1 and "TensorRT is not installed" in result.output
 
 
-@requires_shared
 @pytest.mark.skipif(not HAVE_TENSORRT, reason="TensorRT is not installed (no wheel installs on this machine)")
 @pytest.mark.skipif(not have_gpu(), reason="no CUDA GPU")
 def test_fp16_engine_builds_and_matches_pytorch(vits_checkpoint, tmp_path):
