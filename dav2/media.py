@@ -13,15 +13,39 @@ a folder means the same pictures in the same order everywhere:
 
 Images are decoded as upstream's `cv2.imread(path, IMREAD_COLOR)`: grey, RGBA and 16-bit files
 become 8-bit BGR.
+
+Limits (`ImageLimits`): a small file can decode to gigabytes (a 20000x20000 PNG of 389 KB
+takes 1.2 GB as BGR and far more on its way through the network), so an image is measured
+before it is decoded where its header says its size (PNG, JPEG, BMP, GIF, WebP, PNM, and
+any format Pillow reads when Pillow is installed), and measured again after decoding. Past
+the limit the image is refused with one line naming the option that raises it:
+
+- decoded pixels: 50 megapixels (`--max-megapixels`);
+- aspect ratio, long side over short side: 20 (`--max-aspect`); beyond it the short side
+  would be scaled to the input size and the long side to thousands of patches.
+The network's own limit (patch tokens) is checked where the network size is known
+(dav2.processing.check_tokens).
+
+OpenCV's and FFmpeg's own log lines ("moov atom not found", "can't open camera by index")
+are silenced when this module is imported (unless OPENCV_LOG_LEVEL / OPENCV_FFMPEG_LOGLEVEL
+are set), so a failure reads as dav2's one line.
 """
 
 import os
+import struct
+import warnings
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
+from dav2.errors import Dav2Error
+
+# before cv2 opens any media: FFmpeg reads its level when its backend first registers
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
@@ -39,12 +63,180 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def read_image(path: str | Path) -> np.ndarray | None:
-    """BGR uint8 image, or None when the file cannot be decoded (empty, corrupt, not an image)."""
-    data = np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths
+def quiet_opencv() -> None:
+    """OpenCV's own warnings off (unless the user asked for them with OPENCV_LOG_LEVEL)."""
+    if os.environ.get("OPENCV_LOG_LEVEL", "").upper() == "SILENT":
+        try:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        except AttributeError:  # builds without the logging module
+            pass
+
+
+quiet_opencv()
+
+DEFAULT_MAX_MEGAPIXELS = 50.0
+DEFAULT_MAX_ASPECT = 20.0
+
+
+class ImageRejected(Dav2Error):
+    """An image that cannot be opened, or is refused by a limit (the message says which)."""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """How large a decoded image may be (see the module docstring); raise them with the options named."""
+
+    max_pixels: int = int(DEFAULT_MAX_MEGAPIXELS * 1_000_000)
+    max_aspect: float = DEFAULT_MAX_ASPECT
+
+    def check(self, width: int, height: int, what: str) -> None:
+        """Raise ImageRejected when a width x height picture is past a limit."""
+        if width < 1 or height < 1:
+            raise ImageRejected(f"{what} has an empty size {width}x{height}")
+        if width * height > self.max_pixels:
+            raise ImageRejected(
+                f"{what} is {width}x{height} ({width * height / 1e6:.1f} megapixels), over the limit of "
+                f"{self.max_pixels / 1e6:g} megapixels (raise it with --max-megapixels)"
+            )
+        aspect = max(width, height) / min(width, height)
+        if aspect > self.max_aspect:
+            raise ImageRejected(
+                f"{what} is {width}x{height}, an aspect ratio of 1:{aspect:.0f}, past the limit of "
+                f"1:{self.max_aspect:g} (raise it with --max-aspect)"
+            )
+
+
+DEFAULT_LIMITS = ImageLimits()
+
+
+def read_image(path: str | Path, limits: ImageLimits | None = DEFAULT_LIMITS) -> np.ndarray | None:
+    """BGR uint8 image, or None when the file cannot be decoded (empty, corrupt, not an image).
+
+    Raises ImageRejected when the file cannot be opened (permission, a folder) or the image
+    is past `limits` (checked from the header before decoding when the format allows; None:
+    no limits).
+    """
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths
+    except OSError as exc:
+        raise ImageRejected(f"cannot read {path}: {exc.strerror or exc}") from None
     if data.size == 0:
         return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if limits is not None:
+        size = header_size(data)
+        if size is not None:
+            limits.check(*size, str(path))
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV's own limits (1 gigapixel) and decoder failures
+        return None
+    if image is not None and limits is not None:
+        limits.check(image.shape[1], image.shape[0], str(path))
+    return image
+
+
+# --- image sizes from headers, without decoding ------------------------------------------------
+
+
+def header_size(data: np.ndarray | bytes) -> tuple[int, int] | None:
+    """(width, height) from an image file's header, or None when the format is not one read here."""
+    head = bytes(data[:65536]) if isinstance(data, np.ndarray) else data[:65536]
+    for reader in (_png_size, _gif_size, _bmp_size, _webp_size, _pnm_size, _jpeg_size):
+        size = reader(head)
+        if size is not None:
+            return size
+    return _pillow_size(bytes(data) if isinstance(data, np.ndarray) else data)
+
+
+def _png_size(head: bytes) -> tuple[int, int] | None:
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR" or len(head) < 24:
+        return None
+    return struct.unpack(">II", head[16:24])
+
+
+def _gif_size(head: bytes) -> tuple[int, int] | None:
+    if head[:6] not in (b"GIF87a", b"GIF89a") or len(head) < 10:
+        return None
+    return struct.unpack("<HH", head[6:10])
+
+
+def _bmp_size(head: bytes) -> tuple[int, int] | None:
+    if head[:2] != b"BM" or len(head) < 26:
+        return None
+    width, height = struct.unpack("<ii", head[18:26])
+    return abs(width), abs(height)
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    if head[:4] != b"RIFF" or head[8:12] != b"WEBP" or len(head) < 30:
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8L":
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", head[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    return None
+
+
+def _pnm_size(head: bytes) -> tuple[int, int] | None:
+    if len(head) < 3 or head[0:1] != b"P" or head[1:2] not in b"123456":
+        return None
+    fields: list[int] = []
+    for line in head[2:1024].splitlines():
+        for word in line.split(b"#")[0].split():
+            if not word.isdigit():
+                return None
+            fields.append(int(word))
+            if len(fields) == 2:
+                return fields[0], fields[1]
+    return None
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG markers to the first start-of-frame (SOFn) and read its size."""
+    if head[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 9 <= len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", head[pos + 2 : pos + 4])
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack(">HH", head[pos + 5 : pos + 9])
+            return width, height
+        pos += 2 + length
+    return None
+
+
+def _pillow_size(data: bytes) -> tuple[int, int] | None:
+    """Pillow reads many more headers (TIFF, ...) lazily; it is optional (a gradio dependency)."""
+    try:
+        import io
+
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own decompression-bomb warning: ours is the limit
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+    except Exception:  # noqa: BLE001 - a format Pillow does not know, or its own bomb check: measured after decoding
+        return None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ The default reproduces upstream Depth Anything V2 `infer_image` exactly:
 A static artifact has one fixed H x W: `fixed_hw` then stretches the image to exactly that size
 (aspect ratio not kept). When the image's upstream size equals the artifact's, both agree.
 
+Limits: a dynamic artifact is asked for (H/14) x (W/14) patch tokens, and attention costs
+grow with their square: a 3x640 image at input size 518 would be 518 x 110516, about 290,000
+tokens and terabytes of attention. `check_tokens` refuses network sizes past DEFAULT_MAX_TOKENS
+(10,000 tokens: 1400x1400, or 1036x1848 for a 16:9 frame at --input-size 1036) with one line
+naming --max-tokens; `MAX_INPUT_SIZE` bounds --input-size itself.
+
 Output meaning: relative models give disparity (larger = nearer, no unit); metric models
 give depth in metres (smaller = nearer).
 """
@@ -21,9 +27,12 @@ import zlib
 import cv2
 import numpy as np
 
+from dav2.errors import Dav2Error
 from dav2.vocabulary import DEFAULT_INPUT_SIZE, MEAN, PATCH_SIZE, STD
 
 MULTIPLE_OF = PATCH_SIZE  # MEAN, STD and the patch size are declared in dav2.vocabulary
+DEFAULT_MAX_TOKENS = 10_000  # patch tokens per image for dynamic artifacts (--max-tokens)
+MAX_INPUT_SIZE = 4096  # --input-size, whatever --max-tokens says (4096 alone is 85,000 tokens)
 COLORMAPS = ("spectral", "inferno", "gray")
 
 # ColorBrewer Spectral, 11 classes, as matplotlib's "Spectral"; upstream shows depth with its reverse.
@@ -82,6 +91,33 @@ def network_size(image_hw: tuple[int, int], input_size: int = DEFAULT_INPUT_SIZE
     h, w = image_hw
     scale = max(input_size / h, input_size / w)
     return _constrain_to_multiple(scale * h, input_size), _constrain_to_multiple(scale * w, input_size)
+
+
+def tokens(network_hw: tuple[int, int]) -> int:
+    """Patch tokens the network attends over for an input of `network_hw`."""
+    return (network_hw[0] // MULTIPLE_OF) * (network_hw[1] // MULTIPLE_OF)
+
+
+class TooManyTokens(Dav2Error):
+    """An image whose network input would be past the token limit."""
+
+
+def check_tokens(
+    image_hw: tuple[int, int], input_size: int, max_tokens: int = DEFAULT_MAX_TOKENS, what: str = "the image"
+) -> tuple[int, int]:
+    """The network size of a dynamic artifact for `image_hw`; TooManyTokens past `max_tokens`."""
+    h, w = image_hw
+    if h < 1 or w < 1:
+        raise TooManyTokens(f"{what} is empty ({w}x{h})")
+    net_h, net_w = network_size(image_hw, input_size)
+    count = tokens((net_h, net_w))
+    if count > max_tokens:
+        raise TooManyTokens(
+            f"{what} ({w}x{h}) at --input-size {input_size} needs a {net_w}x{net_h} network input, "
+            f"{count:,} patch tokens, over the limit of {max_tokens:,} (raise it with --max-tokens, "
+            "or lower --input-size)"
+        )
+    return net_h, net_w
 
 
 def round_to_multiple(size: int) -> int:

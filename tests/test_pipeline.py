@@ -202,9 +202,10 @@ def test_ctrl_c_ends_promptly_with_full_queues(dynamic_onnx):
     sink = InterruptingSink()
     start = time.perf_counter()
     with open_backend(dynamic_onnx) as backend:
-        summary = run(FileLike(200), SlowBackend(backend), [sink])  # the input queue fills
+        with pytest.raises(KeyboardInterrupt):  # not swallowed: the caller says the run was interrupted
+            run(FileLike(200), SlowBackend(backend), [sink])  # the input queue fills
     assert time.perf_counter() - start < 5  # the stages stop on the event, not on a join timeout
-    assert sink.written == 3 and sink.closed and summary["frames"] == 2
+    assert sink.written == 3 and sink.closed is False  # unfinished outputs are discarded
 
 
 # --- the run policy (dav2.runtime.session) ----------------------------------------------------

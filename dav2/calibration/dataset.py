@@ -6,6 +6,10 @@ never calibrated on), and the next `count` are the calibration images. Every pic
 through the shared preprocessing (processing.preprocess) at the artifact's input size, so the
 quantizer sees exactly the tensors the runtime will feed.
 
+Images past the limits of dav2.media.ImageLimits (decoded pixels, aspect ratio; checked from
+the header before decoding), unreadable files (permission) and files that do not decode are
+skipped with a warning each: one bad picture does not end an INT8 export.
+
 `identity()` is what goes into the artifact's metadata: where the images came from, which
 ones, how many, the seed, and a hash over their bytes, so two INT8 artifacts can be told apart
 and a calibration cache is only reused for the same images.
@@ -20,9 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dav2 import processing
+from dav2 import console, processing
 from dav2.errors import Dav2Error
-from dav2.media import is_video, read_image, scan_folder
+from dav2.media import DEFAULT_LIMITS, ImageLimits, ImageRejected, header_size, is_video, read_image, scan_folder
 
 DEFAULT_COUNT = 32
 DEFAULT_HOLDOUT = 4
@@ -46,7 +50,9 @@ class CalibrationSet:
         count: int = DEFAULT_COUNT,
         holdout: int = DEFAULT_HOLDOUT,
         seed: int = DEFAULT_SEED,
+        limits: ImageLimits = DEFAULT_LIMITS,
     ):
+        self.limits = limits
         if count < 1:
             raise Dav2Error("--calib-count must be at least 1")
         if holdout < 0:
@@ -78,12 +84,34 @@ class CalibrationSet:
         scan = scan_folder(self.source)
         pictures = []
         for path in scan.files:
-            data = path.read_bytes()
-            # decode once to leave out files that are not images after all
-            if not data or cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None:
-                continue
-            pictures.append(Picture(scan.relative(path), hashlib.sha256(data).hexdigest()))
+            data = self._usable_bytes(path)
+            if data is not None:
+                pictures.append(Picture(scan.relative(path), hashlib.sha256(data).hexdigest()))
         return pictures
+
+    def _usable_bytes(self, path: Path) -> bytes | None:
+        """The file's bytes when it is an image within the limits; None, with a warning, when not."""
+        try:
+            data = path.read_bytes()
+            size = header_size(data)
+            if size is not None:
+                self.limits.check(*size, str(path))
+            # decode once to leave out files that are not images after all
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+            if image is not None:
+                self.limits.check(image.shape[1], image.shape[0], str(path))
+        except OSError as exc:
+            console.warn(f"skipping calibration image {path}: {exc.strerror or exc}")
+            return None
+        except cv2.error:
+            image = None
+        except ImageRejected as exc:
+            console.warn(f"skipping calibration image: {exc}")
+            return None
+        if image is None:
+            console.warn(f"skipping calibration image {path}: not a readable image")
+            return None
+        return data
 
     def _video_pictures(self, wanted: int) -> list[Picture]:
         """`wanted` frames spread evenly over the video (neighbouring frames are near-duplicates)."""
@@ -114,7 +142,7 @@ class CalibrationSet:
         """The BGR image of one picture."""
         if picture.image is not None:
             return picture.image
-        image = read_image(self.source / picture.name)
+        image = read_image(self.source / picture.name, self.limits)
         if image is None:
             raise Dav2Error(f"cannot read calibration image {self.source / picture.name}")
         return image

@@ -6,6 +6,7 @@ usage line). Standard output is kept for results and the --json line.
 """
 
 import functools
+import math
 import signal
 import sys
 import threading
@@ -112,7 +113,10 @@ INPUT_SIZE_OPTION = click.option(
     default=None,
     help="Short side fed to dynamic models, as upstream's input_size. [default: the artifact's own, else 518]",
 )
-THREADS_OPTION = click.option("--threads", type=int, default=0, help="Inference threads (0: the library's default).")
+MAX_THREADS = 256  # far past any CPU dav2 targets; 2000 threads made a run 170x slower, 100000 crashed
+THREADS_OPTION = click.option(
+    "--threads", type=int, default=0, help=f"Inference threads, 0 to {MAX_THREADS} (0: the library's default)."
+)
 
 CALIBRATION = option_group(
     click.option(
@@ -154,6 +158,36 @@ def parse_pair(text: str | None, separator: str, kind: type, option: str):
         return kind(parts[0]), kind(parts[1])
     except ValueError:
         raise Dav2Error(f"{option} expects two numbers separated by '{separator}', not {text!r}") from None
+
+
+def check_number(
+    value: float | int | None,
+    option: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+) -> float | int | None:
+    """`value` itself when it is finite and within [low, high] ((low, high] with low_open);
+    else a Dav2Error naming the option and the range, so a bad number is one line and exit 1.
+    None (an option not given) passes."""
+    if value is None:
+        return None
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and value > high
+    if isinstance(value, float) and not math.isfinite(value) or below or above:
+        raise Dav2Error(f"{option} must be {_range_text(low, high, low_open)}, not {value}")
+    return value
+
+
+def _range_text(low: float | None, high: float | None, low_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"{'more than' if low_open else 'from'} {low:g} {'and at most' if low_open else 'to'} {high:g}"
+    if low is not None:
+        return f"{'more than' if low_open else 'at least'} {low:g}"
+    if high is not None:
+        return f"at most {high:g}"
+    return "a finite number"
 
 
 def csv_option(kind: type, choices: tuple[str, ...] | None = None) -> Callable:

@@ -5,8 +5,18 @@ import json
 import click
 
 from dav2 import console
-from dav2.cli.common import CONTEXT, INPUT_SIZE_OPTION, MODEL_OPTION, THREADS_OPTION, parse_pair, user_errors
-from dav2.processing import COLORMAPS
+from dav2.cli.common import (
+    CONTEXT,
+    INPUT_SIZE_OPTION,
+    MAX_THREADS,
+    MODEL_OPTION,
+    THREADS_OPTION,
+    check_number,
+    parse_pair,
+    user_errors,
+)
+from dav2.media import DEFAULT_MAX_ASPECT, DEFAULT_MAX_MEGAPIXELS, ImageLimits
+from dav2.processing import COLORMAPS, DEFAULT_MAX_TOKENS
 from dav2.runtime.backends import BACKENDS
 from dav2.runtime.sinks import FORMATS
 from dav2.vocabulary import ModelKind
@@ -17,8 +27,10 @@ from dav2.vocabulary import ModelKind
 @click.option(
     "--source",
     default="sample",
-    help="Image, folder, video file, camera index or /dev/videoN, rtsp:// or http:// URL, "
-    "or 'sample' (a built-in scene).",
+    help="An existing image, folder or video file (an existing path is always a file or folder); "
+    "cam:0 or cam:/dev/video0 for a camera (plain 0 or /dev/video0 when no such file exists); "
+    "rtsp:// or http:// URL; gst:PIPELINE for a GStreamer pipeline; "
+    "'sample' for the built-in scene (when no such file exists).",
 )
 @click.option(
     "--save", default=None, type=click.Path(), help="Output file (single image or .mp4/.avi video) or folder."
@@ -65,6 +77,24 @@ from dav2.vocabulary import ModelKind
 @click.option("--camera-fps", type=float, default=None, help="Camera capture frame rate.")
 @click.option("--reconnects", type=int, default=5, help="Times a dropped rtsp/http stream is reopened (1 s apart).")
 @click.option(
+    "--max-megapixels",
+    type=float,
+    default=DEFAULT_MAX_MEGAPIXELS,
+    help="Refuse images and frames larger than this (checked from the file header before decoding).",
+)
+@click.option(
+    "--max-aspect",
+    type=float,
+    default=DEFAULT_MAX_ASPECT,
+    help="Refuse images whose long side is more than this many times the short side.",
+)
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=DEFAULT_MAX_TOKENS,
+    help="Refuse network inputs of more than this many 14x14 patches (dynamic models; memory grows with its square).",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -89,6 +119,9 @@ def run_main(
     camera_size,
     camera_fps,
     reconnects,
+    max_megapixels,
+    max_aspect,
+    max_tokens,
     as_json,
 ):
     """Run a depth model on images, folders, videos, cameras or streams, with per-stage FPS.
@@ -106,6 +139,9 @@ def run_main(
 
     Capture, inference and output run in parallel. Cameras and streams keep only the newest
     frame (stale ones are dropped, so latency does not grow); files drop nothing.
+
+    Outputs are written under temporary names and renamed when complete; Ctrl-C or SIGTERM
+    removes an unfinished video and keeps an earlier file of that name (exit 130/143).
     """
     from dav2.runtime.backends import open_backend
     from dav2.runtime.fps import format_summary
@@ -113,6 +149,7 @@ def run_main(
     from dav2.runtime.session import RunOptions, plan_run
     from dav2.runtime.sources import open_source
 
+    check_numbers(threads, max_frames, max_depth, camera_fps, reconnects, max_megapixels, max_aspect, max_tokens)
     options = RunOptions(
         save=save,
         fmt=fmt,
@@ -120,13 +157,20 @@ def run_main(
         show=show,
         input_size=input_size,
         color_range=parse_pair(color_range, ",", float, "--range"),
+        limits=ImageLimits(max_pixels=int(max_megapixels * 1_000_000), max_aspect=max_aspect),
+        max_tokens=max_tokens,
     )
     camera = parse_pair(camera_size, "x", int, "--camera-size")
+    if camera is not None:
+        for side in camera:
+            check_number(side, "--camera-size (each side)", 1, 16384)
     if save is None and not show and not as_json:
         console.warn("neither --save nor --show given: depth is computed and timed, but not kept")
     with (
         open_backend(model, backend, threads=threads, kind=kind, max_depth=max_depth, device=device) as engine,
-        open_source(source, camera_size=camera, camera_fps=camera_fps, reconnects=reconnects) as frames,
+        open_source(
+            source, camera_size=camera, camera_fps=camera_fps, reconnects=reconnects, limits=options.limits
+        ) as frames,
     ):
         plan = plan_run(engine, frames, options)
         console.info(engine.describe())
@@ -139,6 +183,7 @@ def run_main(
             on_frame=_progress_printer(frames),
             color_range=plan.color_range,
             on_tick=(lambda snapshot: click.echo(json.dumps({"live": snapshot}))) if as_json else None,
+            max_tokens=plan.max_tokens,
         )
     summary.update({"model": str(model), "backend": engine.name, "source": source, "input_size": plan.input_size})
     console.info(format_summary(summary))
@@ -146,6 +191,18 @@ def run_main(
         console.info(f"saved to {save}")
     if as_json:
         click.echo(json.dumps(summary))
+
+
+def check_numbers(threads, max_frames, max_depth, camera_fps, reconnects, max_megapixels, max_aspect, max_tokens):
+    """Every numeric option within a sane range (nan and inf refused), before anything opens."""
+    check_number(threads, "--threads", 0, MAX_THREADS)
+    check_number(max_frames, "--max-frames", 1)
+    check_number(max_depth, "--max-depth", 0, 1e6, low_open=True)
+    check_number(camera_fps, "--camera-fps", 0, 1000, low_open=True)
+    check_number(reconnects, "--reconnects", 0, 1000)
+    check_number(max_megapixels, "--max-megapixels", 0, 100_000, low_open=True)
+    check_number(max_aspect, "--max-aspect", 1, 100_000)
+    check_number(max_tokens, "--max-tokens", 1, 10_000_000)
 
 
 def _progress_printer(source):

@@ -15,6 +15,17 @@ Each frame carries its own stage times and its capture time; the output stage re
 (FpsMeter), including the end-to-end latency from capture to written/displayed depth.
 The window (when --show is given) stays in the main thread, as GUI toolkits require.
 
+Stopping: Ctrl-C and SIGTERM (KeyboardInterrupt, and dav2.cli.common.Terminated) are not
+swallowed: the sinks are closed with success=False (a video's temporary file is removed, an
+earlier file of that name kept), the source is closed, and the interruption goes on to the
+caller, which reports it (dav2-run: one line, exit 130 or 143). Stopping does not wait for a
+capture blocked inside FFmpeg (a stalled stream): the source releases it when the read returns,
+and `run` waits for the capture thread at most CAPTURE_JOIN_S.
+
+Limits: before preprocessing, a dynamic artifact's network input is checked against the
+token limit (processing.check_tokens); a folder skips such an image with a warning, any other
+source ends the run with one line.
+
 Ownership: `run` closes the source and the sinks it is given (it is their last user); the
 backend stays open, because callers reuse it across runs (the web app keeps models loaded),
 so whoever opened it closes it: `with open_backend(path) as backend: run(...)`.
@@ -29,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dav2 import processing
+from dav2 import console, processing
 from dav2.runtime.backends.base import Backend
 from dav2.runtime.fps import FpsMeter
 from dav2.runtime.session import StretchWarning
@@ -39,6 +50,8 @@ from dav2.runtime.sources import Frame, Source
 QUEUE_SIZE = 4
 POLL_S = 0.05
 TICK_S = 1.0  # seconds between live snapshots (on_tick) unless run() is given tick_s
+CAPTURE_JOIN_S = 0.5  # how long a stopping run waits for a capture blocked in a read
+STAGE_JOIN_S = 10.0  # how long it waits for the other stages (at most one inference in progress)
 STOP = None  # end-of-stream marker passed down the stages
 
 
@@ -118,7 +131,21 @@ class Stage(threading.Thread):
             self.error = exc
 
 
-def capture_stage(source, input_size, backend, outbox, stop: threading.Event, max_frames) -> Callable[[], None]:
+def within_token_limit(frame: Frame, source: Source, input_size: int, max_tokens: int) -> bool:
+    """False (with a warning) for a folder's image past the token limit; other sources raise."""
+    try:
+        processing.check_tokens(frame.image.shape[:2], input_size, max_tokens, what=frame.name)
+    except processing.TooManyTokens as exc:
+        if not source.skips_bad_frames:
+            raise
+        console.warn(f"skipping {exc}")
+        return False
+    return True
+
+
+def capture_stage(
+    source, input_size, backend, outbox, stop: threading.Event, max_frames, max_tokens
+) -> Callable[[], None]:
     fixed_hw = backend.fixed_hw
     stretch = StretchWarning.for_backend(backend)
 
@@ -132,6 +159,8 @@ def capture_stage(source, input_size, backend, outbox, stop: threading.Event, ma
                 if frame is None:
                     break
                 t1 = time.perf_counter()
+                if fixed_hw is None and not within_token_limit(frame, source, input_size, max_tokens):
+                    continue
                 if stretch is not None:
                     stretch.check(frame.image.shape[:2])
                 tensor = processing.preprocess(frame.image, input_size, fixed_hw)
@@ -176,12 +205,14 @@ def run(
     color_range: processing.ColorRange | None = None,
     on_tick: Callable[[dict], None] | None = None,
     tick_s: float | None = None,
+    max_tokens: int = processing.DEFAULT_MAX_TOKENS,
 ) -> dict:
     """Process `source` through `backend` into `sinks`; return the FPS summary.
 
     The source and the sinks are closed either way; the backend is left open (its opener
-    closes it). Ctrl-C, q/Esc in the window or `max_frames` end the run with the frames done
-    so far kept. `on_tick` gets a live snapshot every `tick_s` seconds (default TICK_S).
+    closes it). q/Esc in the window or `max_frames` end the run with the frames done so far
+    kept; Ctrl-C and SIGTERM discard unfinished outputs and propagate (module docstring).
+    `on_tick` gets a live snapshot every `tick_s` seconds (default TICK_S).
     """
     input_size = input_size or backend.default_input_size
     tick_s = TICK_S if tick_s is None else tick_s
@@ -191,7 +222,7 @@ def run(
     stop = threading.Event()
     to_inference, to_output = new_channel(source.live), new_channel(source.live)
     stages = [
-        Stage("capture", capture_stage(source, input_size, backend, to_inference, stop, max_frames)),
+        Stage("capture", capture_stage(source, input_size, backend, to_inference, stop, max_frames, max_tokens)),
         Stage("inference", inference_stage(backend, to_inference, to_output, stop)),
     ]
     success = False
@@ -223,21 +254,41 @@ def run(
             if any(window.quit for window in windows):
                 break
         success = True
-    except KeyboardInterrupt:
-        success = True  # what was processed is kept; the summary still prints
     finally:
-        stop.set()
-        for stage in stages:
-            stage.join(timeout=10)
-        errors = [stage.error for stage in stages if stage.error is not None]
-        for sink in sinks:
-            sink.close(success and not errors)
-        source.close()
+        errors = stop_stages(stages, stop, source)
+        close_sinks(sinks, success and not errors)
     if errors:
         raise errors[0]
     summary = meter.summary()
     summary["dropped_frames"] = dropped_frames(to_inference, to_output)
     return summary
+
+
+def stop_stages(stages: list[Stage], stop: threading.Event, source: Source) -> list[BaseException]:
+    """Stop the stages and close the source; the errors that ended stages early.
+
+    The source is closed first: that ends a stream's reconnect wait at once, and a capture
+    blocked in a read is released by its own thread when the read returns (sources.py)."""
+    stop.set()
+    source.close()
+    capture, *others = stages
+    capture.join(timeout=CAPTURE_JOIN_S)
+    for stage in others:
+        stage.join(timeout=STAGE_JOIN_S)
+    return [stage.error for stage in stages if stage.error is not None]
+
+
+def close_sinks(sinks: list[Sink], success: bool) -> None:
+    """Close every sink, even when one fails (a full disk); the first failure is raised after."""
+    failure: BaseException | None = None
+    for sink in sinks:
+        try:
+            sink.close(success)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other sinks closed
+            failure = failure or exc
+            success = False
+    if failure is not None:
+        raise failure
 
 
 def dropped_frames(*channels) -> int:

@@ -7,9 +7,13 @@ the user's to repeat live here rather than in each front end:
   of unrelated photos) is coloured over its own min..max, as upstream, and a sequence (a video,
   a camera, a stream) over a range smoothed through time, so colours do not flicker;
 - the unit written into 16-bit PNGs: metres for metric models, disparity for relative ones;
-- the input size: at least one patch (14); ignored, with a warning, by a static artifact;
+- the input size: at least one patch (14), at most processing.MAX_INPUT_SIZE and within the
+  token limit (--max-tokens); ignored, with a warning, by a static artifact;
+- the limits on images (dav2.media.ImageLimits: --max-megapixels, --max-aspect) and on the
+  network input (--max-tokens, checked per frame by the pipeline);
 - the sinks: the --save target (an image file, a folder or a video), any further files, and
-  the window.
+  the window; no output may replace one of the source's own files (--save equal to --source,
+  a folder saved into itself with outputs named like its inputs), checked before the run.
 
 `plan_run(backend, source, options)` returns a `RunPlan` with the sinks opened; pass its parts
 to `dav2.runtime.pipeline.run`, which closes them. Stretching frames to a static artifact's
@@ -17,11 +21,14 @@ shape is warned about once per run by the pipeline itself (`StretchWarning`), si
 sees the frames.
 """
 
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dav2 import console, processing
 from dav2.errors import Dav2Error
+from dav2.media import DEFAULT_LIMITS, ImageLimits
 from dav2.runtime.backends.base import Backend
 from dav2.runtime.sinks import FORMATS, Sink, WindowSink, open_sink
 from dav2.runtime.sources import Source
@@ -53,6 +60,8 @@ class RunOptions:
     input_size: int | None = None  # short side for dynamic artifacts; None: the artifact's own
     color_range: tuple[float, float] | None = None  # --range MIN,MAX; None: automatic
     also_save: tuple[SaveTarget, ...] = ()  # further outputs (the web app writes four formats at once)
+    limits: ImageLimits = DEFAULT_LIMITS  # --max-megapixels, --max-aspect
+    max_tokens: int = processing.DEFAULT_MAX_TOKENS  # --max-tokens
 
     def __post_init__(self) -> None:
         for fmt in (self.fmt, *(target.fmt for target in self.also_save)):
@@ -60,14 +69,31 @@ class RunOptions:
                 raise Dav2Error(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
         if self.cmap not in processing.COLORMAPS:
             raise Dav2Error(f"unknown colour map {self.cmap!r}; choose one of {', '.join(processing.COLORMAPS)}")
-        if self.input_size is not None and self.input_size < PATCH_SIZE:
-            raise Dav2Error(f"--input-size must be at least {PATCH_SIZE}")
-        if self.color_range is not None and not self.color_range[0] < self.color_range[1]:
-            raise Dav2Error("--range needs MIN < MAX")
+        if self.input_size is not None:
+            check_input_size(self.input_size, self.max_tokens)
+        if self.color_range is not None:
+            if not all(math.isfinite(value) for value in self.color_range):
+                raise Dav2Error("--range needs two finite numbers MIN,MAX")
+            if not self.color_range[0] < self.color_range[1]:
+                raise Dav2Error("--range needs MIN < MAX")
 
     def saves(self) -> list[SaveTarget]:
         first = [SaveTarget(self.save, self.fmt)] if self.save is not None else []
         return first + list(self.also_save)
+
+
+def check_input_size(input_size: int, max_tokens: int) -> None:
+    """--input-size: at least one patch, at most MAX_INPUT_SIZE, and a square input within the token limit."""
+    if input_size < PATCH_SIZE:
+        raise Dav2Error(f"--input-size must be at least {PATCH_SIZE}")
+    if input_size > processing.MAX_INPUT_SIZE:
+        raise Dav2Error(f"--input-size must be at most {processing.MAX_INPUT_SIZE}")
+    side = processing.round_to_multiple(input_size)
+    if processing.tokens((side, side)) > max_tokens:
+        raise Dav2Error(
+            f"--input-size {input_size} needs at least {processing.tokens((side, side)):,} patch tokens, over the "
+            f"limit of {max_tokens:,} (raise it with --max-tokens)"
+        )
 
 
 @dataclass
@@ -78,6 +104,7 @@ class RunPlan:
     color_range: processing.ColorRange
     unit: str  # "m" or "disparity"
     input_size: int  # the short side fed to a dynamic artifact (a static one ignores it)
+    max_tokens: int = processing.DEFAULT_MAX_TOKENS  # the pipeline refuses larger network inputs
     warnings: list[str] = field(default_factory=list)  # already printed; kept for callers that show them
 
     def close(self, success: bool = False) -> None:
@@ -102,6 +129,7 @@ def plan_run(backend: Backend, source: Source, options: RunOptions) -> RunPlan:
         color_range=processing.ColorRange(options.color_range, smoothing=color_smoothing(source)),
         unit=unit,
         input_size=options.input_size or backend.default_input_size,
+        max_tokens=options.max_tokens,
         warnings=warnings,
     )
 
@@ -130,11 +158,36 @@ def open_sinks(options: RunOptions, unit: str, source: Source) -> list[Sink]:
             sinks.append(open_sink(target.path, target.fmt, options.cmap, unit, source.single, source.fps))
         if options.show:
             sinks.append(WindowSink(options.fmt, options.cmap))
+        check_inputs_kept(sinks, source)
     except BaseException:
         for sink in sinks:
             sink.close(False)
         raise
     return sinks
+
+
+def check_inputs_kept(sinks: list[Sink], source: Source) -> None:
+    """Refuse a run whose outputs would replace a file the source reads (symbolic and hard
+    links included: files are compared by device and inode)."""
+    inputs = {}
+    for path in source.input_files():
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        inputs[(info.st_dev, info.st_ino)] = path
+    if not inputs:
+        return
+    names = source.frame_names()
+    for sink in sinks:
+        for output in sink.planned_outputs(names):
+            try:
+                info = os.stat(output)
+            except OSError:
+                continue
+            original = inputs.get((info.st_dev, info.st_ino))
+            if original is not None:
+                raise Dav2Error(f"--save would overwrite the input {original}; save somewhere else")
 
 
 def artifact_name(backend: Backend) -> str:

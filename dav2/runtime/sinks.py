@@ -1,11 +1,23 @@
 """Where depth goes: image files (colour, grey, 16-bit PNG, .npy, side-by-side), a video, a window.
 
 Every file is written under a temporary name and renamed when complete (dav2.files), so an
-interrupted or failed run never leaves a half-written output. Which sinks a run opens is
-decided in one place, dav2.runtime.session, for dav2-run and the web app alike.
+interrupted or failed run never leaves a half-written output and never replaces an earlier
+file with one. A video is checked before it is renamed into place: the temporary file must
+re-open with OpenCV and hold every frame written (cv2.VideoWriter reports no write errors, so
+a full disk would otherwise leave a video without its index, "moov atom not found"). Write
+failures (disk full, permission, read-only filesystem, a folder where a file goes) end the
+run with one line; the earlier file of that name is kept.
+
+Interrupted runs (Ctrl-C, SIGTERM): the pipeline closes the sinks with success=False, so a
+video's temporary file is removed and an earlier video of that name stays as it was; image
+files already complete (one per frame, each renamed into place when written) are kept.
+
+Which sinks a run opens is decided in one place, dav2.runtime.session, for dav2-run and the
+web app alike.
 """
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Protocol
@@ -15,7 +27,7 @@ import numpy as np
 
 from dav2 import processing
 from dav2.errors import Dav2Error
-from dav2.files import atomic_path, atomic_write_bytes
+from dav2.files import OutputError, atomic_path, atomic_write_bytes, check_output_file, write_failed
 from dav2.media import is_video
 from dav2.runtime.sources import Frame
 
@@ -33,6 +45,8 @@ class Sink(Protocol):
     def write(self, frame: Frame, depth: np.ndarray, value_range: tuple[float, float] | None = None) -> None: ...
 
     def close(self, success: bool = True) -> None: ...
+
+    def planned_outputs(self, names: list[str]) -> list[Path]: ...
 
 
 def render(frame: Frame, depth: np.ndarray, fmt: str, cmap: str, value_range: tuple[float, float] | None = None):
@@ -56,17 +70,28 @@ class ImageSink:
         self.folder = None if self.file else target
         if self.file is not None and self.file.suffix.lower() != self.extension:
             raise Dav2Error(f"--format {fmt} writes {self.extension} files, but --save names {self.file.name}")
+        if self.file is not None:
+            check_output_file(self.file)
         self.written = 0
 
+    def path_for_name(self, name: str) -> Path:
+        return self.file if self.file is not None else self.folder / f"{name}{self.extension}"
+
     def path_for(self, frame: Frame) -> Path:
-        return self.file if self.file is not None else self.folder / f"{frame.name}{self.extension}"
+        return self.path_for_name(frame.name)
+
+    def planned_outputs(self, names: list[str]) -> list[Path]:
+        return [self.path_for_name(name) for name in names]
 
     def write(self, frame: Frame, depth: np.ndarray, value_range: tuple[float, float] | None = None) -> None:
         path = self.path_for(frame)
         if self.fmt == "npy":
             with atomic_path(path) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, depth.astype(np.float32))
+                try:
+                    with open(tmp, "wb") as f:
+                        np.save(f, depth.astype(np.float32))
+                except OSError as exc:
+                    raise write_failed(path, exc) from None
         elif self.fmt == "png16":
             atomic_write_bytes(path, processing.encode_png16(depth, self.unit))
         else:
@@ -81,17 +106,21 @@ class ImageSink:
 
 
 class VideoSink:
-    """A depth (or side-by-side) video; renamed into place when the run ends."""
+    """A depth (or side-by-side) video; checked, then renamed into place when the run ends."""
 
     def __init__(self, target: Path, fmt: str, cmap: str, fps: float | None):
         if fmt not in VIDEO_FORMATS:
             raise Dav2Error(f"--format {fmt} cannot be a video; save it to a folder instead")
-        self.target, self.fmt, self.cmap = target, fmt, cmap
+        self.target, self.fmt, self.cmap = Path(target), fmt, cmap
         self.fps = fps or 30.0
-        self._context = atomic_path(target)
+        self._context = atomic_path(self.target)
         self.tmp = self._context.__enter__()
         self.writer = None
         self.written = 0
+        self.closed = False
+
+    def planned_outputs(self, names: list[str]) -> list[Path]:
+        return [self.target]
 
     def write(self, frame: Frame, depth: np.ndarray, value_range: tuple[float, float] | None = None) -> None:
         picture = render(frame, depth, self.fmt, self.cmap, value_range)
@@ -108,12 +137,57 @@ class VideoSink:
         self.written += 1
 
     def close(self, success: bool = True) -> None:
+        """Keep the video only when the run succeeded and the file holds every frame written."""
+        if self.closed:
+            return
+        self.closed = True
         if self.writer is not None:
             self.writer.release()
-        if success and self.written:
-            self._context.__exit__(None, None, None)
-        else:
+        if not (success and self.written):
             self._context.__exit__(RuntimeError, RuntimeError("run failed"), None)
+            return
+        try:
+            self.verify()
+        except BaseException as exc:
+            self._context.__exit__(type(exc), exc, None)  # removes the temporary file
+            raise
+        self._context.__exit__(None, None, None)
+
+    def verify(self) -> None:
+        """OutputError unless the temporary file re-opens with all `written` frames."""
+        size = self.tmp.stat().st_size if self.tmp.exists() else 0
+        readable = count_frames(self.tmp) if size else 0
+        if readable >= self.written:
+            return
+        cause = "no space left on the device" if disk_full(self.tmp.parent) else "the write failed"
+        kept = "the previous file is kept" if self.target.is_file() else "nothing was saved"
+        raise OutputError(
+            f"could not write {self.target}: {cause} (the video holds {readable} of {self.written} frames); {kept}"
+        )
+
+
+def count_frames(path: Path) -> int:
+    """Frames a video file holds, as OpenCV reads it back (0 when it does not open)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return 0
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if count > 0:
+            return count
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def disk_full(folder: Path, margin: int = 1 << 20) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False
 
 
 class WindowSink:
@@ -144,6 +218,9 @@ class WindowSink:
         self.quit = key in (ord("q"), 27)
         self.written += 1
 
+    def planned_outputs(self, names: list[str]) -> list[Path]:
+        return []
+
     def close(self, success: bool = True) -> None:
         try:
             cv2.destroyAllWindows()
@@ -164,6 +241,9 @@ class MemorySink:
         self.frame, self.depth, self.value_range = frame, depth, value_range
         self.written += 1
 
+    def planned_outputs(self, names: list[str]) -> list[Path]:
+        return []
+
     def close(self, success: bool = True) -> None:
         pass
 
@@ -177,6 +257,8 @@ def open_sink(
     target = Path(save)
     if is_video(target):
         return VideoSink(target, fmt, cmap, fps)
-    if target.exists() and not target.is_dir() and not single:
-        raise Dav2Error(f"--save {target} is a file, but this source gives many frames: name a folder")
+    if target.exists() and not target.is_dir():
+        check_output_file(target)  # a device, fifo or socket is never written to nor replaced
+        if not single:
+            raise Dav2Error(f"--save {target} is a file, but this source gives many frames: name a folder")
     return ImageSink(target, fmt, cmap, unit, single)

@@ -1,19 +1,34 @@
 """Where frames come from: the sample scene, an image, a folder, a video, a camera, a stream.
 
-`open_source(spec)` reads the --source string the way a user means it:
-  "sample"                   the scene dav2 renders itself (dav2.sample)
-  "0", "/dev/video0"         a camera
+`open_source(spec)` reads the --source string by these rules, in this order, so that no file
+is ever mistaken for something else:
+  "gst:PIPELINE"             a GStreamer pipeline (e.g. a Jetson CSI camera, see README)
+  "cam:0", "cam:/dev/video0" a camera, by index or device
   "rtsp://...", "http://..." a network stream (reopened when it drops)
-  "... ! appsink"            a GStreamer pipeline (e.g. a Jetson CSI camera, see README)
-  a folder                   every image below it, recursively, in sorted order, hidden
-                             files left out (dav2.media.scan_folder)
-  a video file               its frames in order
-  anything else              one image file
+  an existing path           a folder (every image below it, recursively, in sorted order,
+                             hidden files left out: dav2.media.scan_folder), a video file
+                             (by extension), a camera device (/dev/videoN), else one image;
+                             a file named "sample" or "0" is that file
+  "sample"                   the scene dav2 renders itself (dav2.sample), when no such path exists
+  "0", "1", ...              a camera index, when no such file exists
+  "/dev/videoN"              a camera (when it does not exist: "could not open camera")
+Anything else is "source not found" (with a hint when it looks like a GStreamer pipeline).
+
 Images are decoded with cv2.imread(IMREAD_COLOR), as upstream does: grey, RGBA and 16-bit
-files become 8-bit BGR. Unreadable files in a folder are skipped with a warning.
+files become 8-bit BGR, within dav2.media.ImageLimits. In a folder, a file that cannot be read
+(permission, corrupt, not an image) or is past a limit is skipped with a warning; a single
+image that cannot be read ends the run with one line.
+
+Output names of a folder's frames are their paths below the folder without the extension
+("sub/photo"); when two files of one folder share a stem ("x.jpg" and "x.png") both keep
+their extension ("x.jpg", "x.png", saved as x.jpg.png and x.png.png) so that neither result
+replaces the other. Names that would still collide are refused before anything runs.
 """
 
-import time
+import os
+import stat
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +38,13 @@ import numpy as np
 
 from dav2 import console, processing
 from dav2.errors import Dav2Error
-from dav2.media import IMAGE_EXTENSIONS, is_video, read_image, scan_folder
+from dav2.media import DEFAULT_LIMITS, IMAGE_EXTENSIONS, ImageLimits, ImageRejected, is_video, read_image, scan_folder
 from dav2.sample import SAMPLE_NAME, render_sample
 
 STREAM_TIMEOUT_MS = 5000
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
+GSTREAMER_PREFIX = "gst:"
+CAMERA_PREFIX = "cam:"
 
 
 @dataclass
@@ -39,15 +56,26 @@ class Frame:
 
 class Source:
     """Frames in order. Sources that hold a device or a file (captures) release it in
-    `close()`; `with open_source(...) as source:` does that, and so does `pipeline.run`."""
+    `close()`; `with open_source(...) as source:` does that, and so does `pipeline.run`.
+    `close()` may be called from another thread while frames are being read: it also asks
+    the source to stop (a stream waiting to reconnect gives up at once)."""
 
     kind = "source"
     live = False  # a camera or stream: frames arrive in real time
     fps: float | None = None
     single = False  # exactly one frame (an image): --save may then name a file
+    skips_bad_frames = False  # a frame past a limit is skipped with a warning (folders), not the end of the run
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
+
+    def input_files(self) -> list[Path]:
+        """The files this source reads, so that no output replaces one of them."""
+        return []
+
+    def frame_names(self) -> list[str]:
+        """Frame names known before the run (images, folders), for checking outputs up front."""
+        return []
 
     def close(self) -> None:
         pass
@@ -72,39 +100,68 @@ class ImageSource(Source):
     kind = "image"
     single = True
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, limits: ImageLimits = DEFAULT_LIMITS):
+        self.path, self.limits = Path(path), limits
+
+    def input_files(self) -> list[Path]:
+        return [self.path]
+
+    def frame_names(self) -> list[str]:
+        return [self.path.stem]
 
     def __iter__(self) -> Iterator[Frame]:
-        image = read_image(self.path)
+        image = read_image(self.path, self.limits)
         if image is None:
             raise Dav2Error(f"cannot read {self.path} as an image (empty, corrupt or not an image)")
         yield Frame(image, self.path.stem, 0)
 
 
+def frame_names(root: Path, files: list[Path]) -> list[str]:
+    """Output names for a folder's files (see the module docstring): stems, unless shared."""
+    stems = [path.relative_to(root).with_suffix("").as_posix() for path in files]
+    shared = {stem for stem, count in Counter(stems).items() if count > 1}
+    names = [path.relative_to(root).as_posix() if stem in shared else stem for stem, path in zip(stems, files)]
+    clashes = [name for name, count in Counter(names).items() if count > 1]
+    if clashes:
+        first = [path for path, name in zip(files, names) if name == clashes[0]]
+        raise Dav2Error(f"{first[0]} and {first[1]} would be saved under one name ({clashes[0]}); rename one of them")
+    return names
+
+
 class FolderSource(Source):
     kind = "folder"
+    skips_bad_frames = True
 
-    def __init__(self, root: Path):
-        self.root = root
-        scan = scan_folder(root, IMAGE_EXTENSIONS)
+    def __init__(self, root: Path, limits: ImageLimits = DEFAULT_LIMITS):
+        self.root, self.limits = Path(root), limits
+        scan = scan_folder(self.root, IMAGE_EXTENSIONS)
         self.images = scan.files
         if scan.others:
             console.warn(f"skipping {len(scan.others)} file(s) in {root} that are not images")
         if not self.images:
             raise Dav2Error(f"no images found in {root}")
+        self.names = frame_names(self.root, self.images)
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def input_files(self) -> list[Path]:
+        return list(self.images)
+
+    def frame_names(self) -> list[str]:
+        return list(self.names)
+
     def __iter__(self) -> Iterator[Frame]:
         index = 0
-        for path in self.images:
-            image = read_image(path)
+        for path, name in zip(self.images, self.names):
+            try:
+                image = read_image(path, self.limits)
+            except ImageRejected as exc:
+                console.warn(f"skipping {exc}")
+                continue
             if image is None:
                 console.warn(f"skipping {path}: not a readable image")
                 continue
-            name = path.relative_to(self.root).with_suffix("").as_posix()
             yield Frame(image, name, index)
             index += 1
         if index == 0:
@@ -118,6 +175,12 @@ class CaptureSource(Source):
     A network stream that drops is reopened up to `reconnects` times, `reconnect_delay_s`
     apart; a camera that disappears, or a stream that does not come back, ends the run
     with a warning and the summary of what was processed.
+
+    Stopping: `close()` (the pipeline calls it when Ctrl-C or SIGTERM ends a run) stops the
+    reconnect loop at once. A read or open that is blocked inside FFmpeg (up to
+    STREAM_TIMEOUT_MS on a stalled stream) cannot be cut short, so the capture is released by
+    the reading thread when that call returns, never under its feet; the caller does not wait.
+    Frames past the image limits (dav2.media.ImageLimits) end the run with one line.
     """
 
     def __init__(
@@ -130,14 +193,21 @@ class CaptureSource(Source):
         camera_fps: float | None = None,
         reconnects: int = 5,
         reconnect_delay_s: float = 1.0,
+        limits: ImageLimits = DEFAULT_LIMITS,
     ):
         self.kind = kind
         self.live = kind in ("camera", "stream")
         self.label = label
         self.target, self.api = target, api
         self.reconnects, self.reconnect_delay_s = reconnects, reconnect_delay_s
+        self.limits = limits
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._busy = False  # a thread is inside a blocking capture call
+        self._released = False
         self.capture = self._open()
         if not self.capture.isOpened():
+            self.capture.release()
             what = {"camera": "camera", "stream": "stream", "video": "video file"}[kind]
             raise Dav2Error(f"could not open {what} {label}")
         if kind == "camera":
@@ -175,27 +245,58 @@ class CaptureSource(Source):
     def __len__(self) -> int:
         return self.frame_count or 0
 
+    def input_files(self) -> list[Path]:
+        return [Path(self.target)] if self.kind == "video" else []
+
     def __iter__(self) -> Iterator[Frame]:
         index = 0
-        while True:
-            ok, image = self.capture.read()
+        while not self._stopping.is_set():
+            ok, image = self._read()
             if (not ok or image is None) and self.kind == "stream" and index > 0 and self._reconnect():
                 continue
             if not ok or image is None:
                 break
+            if index == 0:
+                self.limits.check(image.shape[1], image.shape[0], f"{self.label}'s frames")
             # some cameras deliver grey or 16-bit frames; everything downstream expects BGR uint8
             yield Frame(processing.to_bgr8(image), f"frame_{index:06d}", index)
             index += 1
-        self._report_end(index)
+        if not self._stopping.is_set():
+            self._report_end(index)
+
+    def _blocking(self, call):
+        """Run one blocking capture call; a close() meanwhile releases the capture afterwards."""
+        with self._lock:
+            if self._stopping.is_set():
+                return None
+            self._busy = True
+        try:
+            return call()
+        finally:
+            with self._lock:
+                self._busy = False
+                if self._stopping.is_set():
+                    self._release()
+
+    def _read(self) -> tuple[bool, np.ndarray | None]:
+        result = self._blocking(self.capture.read)
+        return result if result is not None else (False, None)
 
     def _reconnect(self) -> bool:
-        """Reopen a dropped stream; True when frames flow again."""
+        """Reopen a dropped stream; True when frames flow again. Gives up at once when stopping."""
         for attempt in range(1, self.reconnects + 1):
             console.warn(f"stream {self.label} dropped; reconnecting ({attempt}/{self.reconnects})")
-            self.capture.release()
-            time.sleep(self.reconnect_delay_s)
-            self.capture = self._open()
-            if self.capture.isOpened():
+            self._blocking(self.capture.release)
+            if self._stopping.wait(self.reconnect_delay_s):
+                return False
+            capture = self._blocking(self._open)
+            if capture is None:
+                return False
+            self.capture = capture
+            if self._stopping.is_set():
+                self._release()
+                return False
+            if capture.isOpened():
                 return True
         return False
 
@@ -209,8 +310,15 @@ class CaptureSource(Source):
                 f"{self.label} ended after {frames} of {self.frame_count} frames (truncated or dropped frames)"
             )
 
-    def close(self) -> None:
+    def _release(self) -> None:
+        self._released = True
         self.capture.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            if not self._busy:
+                self._release()
 
 
 def gstreamer_available() -> bool:
@@ -220,34 +328,80 @@ def gstreamer_available() -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class SourceSpec:
+    """What a --source string names: kind is sample, image, folder, video, camera, stream or gstreamer."""
+
+    kind: str
+    target: str | int
+    label: str
+
+
+def classify_source(spec: str) -> SourceSpec:
+    """The kind of source a --source string names, by the rules of the module docstring."""
+    if spec.startswith(GSTREAMER_PREFIX):
+        return SourceSpec("gstreamer", spec[len(GSTREAMER_PREFIX) :].strip(), "GStreamer pipeline")
+    if spec.startswith(CAMERA_PREFIX):
+        device = spec[len(CAMERA_PREFIX) :].strip()
+        if device.isdigit():
+            return SourceSpec("camera", int(device), f"index {device}")
+        if not device:
+            raise Dav2Error("--source cam: needs a camera index or device, e.g. cam:0 or cam:/dev/video0")
+        return SourceSpec("camera", device, device)
+    if spec.lower().startswith(STREAM_PREFIXES):
+        return SourceSpec("stream", spec, spec)
+    path = Path(spec)
+    if spec and os.path.exists(path):
+        return SourceSpec(existing_path_kind(path), spec, spec)
+    if spec == SAMPLE_NAME:
+        return SourceSpec("sample", spec, spec)
+    if spec.isdigit():
+        return SourceSpec("camera", int(spec), f"index {spec}")
+    if spec.startswith("/dev/video"):
+        return SourceSpec("camera", spec, spec)
+    hint = f"; a GStreamer pipeline is written {GSTREAMER_PREFIX}PIPELINE" if "!" in spec else ""
+    raise Dav2Error(f"source not found: {spec}{hint}")
+
+
+def existing_path_kind(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise Dav2Error(f"cannot read {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISCHR(mode):
+        return "camera"  # /dev/videoN
+    if not stat.S_ISREG(mode):
+        raise Dav2Error(f"--source {path} is not a file, folder or camera device")
+    return "video" if is_video(path) else "image"
+
+
 def open_source(
     spec: str,
     camera_size: tuple[int, int] | None = None,
     camera_fps: float | None = None,
     reconnects: int = 5,
+    limits: ImageLimits = DEFAULT_LIMITS,
 ) -> Source:
     """The Source a --source string names (see the module docstring)."""
-    if spec == SAMPLE_NAME:
+    found = classify_source(spec)
+    camera = {"camera_size": camera_size, "camera_fps": camera_fps, "limits": limits}
+    if found.kind == "sample":
         return SampleSource()
-    camera = {"camera_size": camera_size, "camera_fps": camera_fps}
-    if spec.isdigit():
-        return CaptureSource(int(spec), "camera", f"index {spec}", **camera)
-    if spec.startswith("/dev/video"):
-        return CaptureSource(spec, "camera", spec, **camera)
-    if "!" in spec:
+    if found.kind == "folder":
+        return FolderSource(Path(spec), limits)
+    if found.kind == "image":
+        return ImageSource(Path(spec), limits)
+    if found.kind == "video":
+        return CaptureSource(spec, "video", spec, limits=limits)
+    if found.kind == "stream":
+        return CaptureSource(spec, "stream", spec, reconnects=reconnects, limits=limits)
+    if found.kind == "gstreamer":
         if not gstreamer_available():
             raise Dav2Error(
                 "this OpenCV build has no GStreamer support (the pip wheels do not); on a Jetson use the "
                 "system OpenCV: sudo apt install python3-opencv"
             )
-        return CaptureSource(spec, "camera", "GStreamer pipeline", api=cv2.CAP_GSTREAMER)
-    if spec.lower().startswith(STREAM_PREFIXES):
-        return CaptureSource(spec, "stream", spec, reconnects=reconnects)
-    path = Path(spec)
-    if path.is_dir():
-        return FolderSource(path)
-    if not path.exists():
-        raise Dav2Error(f"source not found: {spec}")
-    if is_video(path):
-        return CaptureSource(str(path), "video", str(path))
-    return ImageSource(path)
+        return CaptureSource(found.target, "camera", found.label, api=cv2.CAP_GSTREAMER, limits=limits)
+    return CaptureSource(found.target, "camera", found.label, **camera)
