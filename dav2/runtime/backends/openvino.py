@@ -5,6 +5,11 @@ precision hint, because OpenVINO would otherwise run it in BF16 on CPUs that hav
 and INT8 IRs run in the device's own reduced precision. `hint` is OpenVINO's performance hint:
 LATENCY for one frame at a time (cameras), THROUGHPUT for many requests in flight, which
 `infer_many` uses through an AsyncInferQueue (folders, videos, benchmarks).
+
+The IR is checked against its sidecar before it is compiled (`base.check_graph`): its inputs
+and outputs, the patch-embedding width (the encoder) among its constants, and the op that
+makes the depth (relative or metric). OpenVINO's own errors are reported by their cause, not
+by the "Exception from src/...cpp" headers that precede it (`base.error_reason`).
 """
 
 import time
@@ -16,7 +21,17 @@ import numpy as np
 from dav2 import optional
 from dav2.errors import Dav2Error
 from dav2.metadata import ArtifactMetadata, OpenVinoRecord
-from dav2.runtime.backends.base import Backend
+from dav2.runtime.backends.base import (
+    Backend,
+    GraphFacts,
+    TensorFacts,
+    check_graph,
+    check_io,
+    error_reason,
+    is_patch_kernel,
+    kind_from_tail,
+    with_graph_facts,
+)
 from dav2.vocabulary import INPUT_NAME, OUTPUT_NAME, ArtifactFormat, ModelKind
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
@@ -39,6 +54,30 @@ def metadata_from_model(path: Path, model) -> ArtifactMetadata:
         output_name=model.outputs[0].any_name if model.outputs[0].get_names() else OUTPUT_NAME,
         from_sidecar=False,
     )
+
+
+def port_facts(port) -> TensorFacts:
+    shape = port.get_partial_shape()
+    dims = None if shape.rank.is_dynamic else tuple(d.get_length() if d.is_static else None for d in shape)
+    return TensorFacts(tuple(sorted(port.get_names())), str(np.dtype(port.get_element_type().to_dtype())), dims)
+
+
+def graph_facts(model) -> GraphFacts:
+    """The IR's inputs and outputs, patch-embedding widths among its constants, output op."""
+    widths = frozenset(
+        int(op.get_output_shape(0)[0])
+        for op in model.get_ops()
+        if op.get_type_name() == "Constant" and is_patch_kernel(list(op.get_output_shape(0)))
+    )
+    kind = None
+    if model.outputs:
+
+        def op_of(node) -> tuple[str, list] | None:
+            return node.get_type_name(), [value.get_node() for value in node.input_values()]
+
+        kind = kind_from_tail(op_of, model.outputs[0].get_node())
+    inputs = tuple(port_facts(port) for port in model.inputs)
+    return GraphFacts(inputs, tuple(port_facts(port) for port in model.outputs), widths, kind)
 
 
 class OpenVinoBackend(Backend):
@@ -70,16 +109,22 @@ class OpenVinoBackend(Backend):
         try:
             model = core.read_model(str(path))
         except Exception as exc:
-            reason = str(exc).splitlines()[0][:200]
-            raise Dav2Error(f"{path} is not a loadable OpenVINO IR ({reason})") from exc
-        super().__init__(path, metadata or metadata_from_model(path, model))
+            raise Dav2Error(f"{path} is not a loadable OpenVINO IR ({error_reason(exc)})") from exc
+        facts = graph_facts(model)
+        check_io(path, facts)
+        metadata = metadata or with_graph_facts(metadata_from_model(path, model), facts)
+        check_graph(path, metadata, facts)
+        super().__init__(path, metadata)
         config = {"PERFORMANCE_HINT": hint.upper()}
         precision = inference_precision or (self.metadata.openvino or OpenVinoRecord()).inference_precision
         if precision and base_device in ("CPU", "GPU"):
             config["INFERENCE_PRECISION_HINT"] = precision
         if threads and base_device == "CPU":
             config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = core.compile_model(model, device, config)
+        try:
+            self.compiled = core.compile_model(model, device, config)
+        except Exception as exc:
+            raise Dav2Error(f"OpenVINO could not compile {path.name} for {device} ({error_reason(exc)})") from exc
         self.request = self.compiled.create_infer_request()
         self.device = device
         self.hint = hint.upper()
