@@ -3,6 +3,11 @@
 A checkpoint is untrusted input: it is read with torch.load(weights_only=True), which refuses
 pickled code. Official checkpoints are plain state_dicts whose keys and shapes must match the
 model exactly (strict=True); a mismatch is reported in one line that names what the file is.
+
+Fine-tunes are often saved in half precision (FP16 or BF16) to halve the file; the model and
+every export run in FP32, so such weights are widened to FP32 when read (exact: every FP16
+and BF16 value is an FP32 value), instead of failing at the first convolution with
+"Input type (float) and bias type (c10::Half) should be the same".
 """
 
 import hashlib
@@ -59,7 +64,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state_dict = state_dict["model"]
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise Dav2Error(f"{path} does not hold a state_dict of tensors")
-    return state_dict
+    return as_fp32(state_dict)
+
+
+def as_fp32(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state_dict with FP16/BF16 (or FP64) tensors made FP32; integer tensors as they are."""
+    return {
+        key: value.float() if value.is_floating_point() and value.dtype != torch.float32 else value
+        for key, value in state_dict.items()
+    }
 
 
 def detect_encoder(state_dict: dict[str, torch.Tensor]) -> str | None:
