@@ -140,6 +140,20 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
     return result
 
 
+def nothing_measured(document: dict) -> str | None:
+    """Why a finished run measured no case (the first failure's or skip's reason), or None
+    when at least one case was measured: a table of failures is not a benchmark, and a
+    script must be able to tell from the exit status."""
+    rows = document["cases"]
+    if any(row["status"] == "ok" for row in rows):
+        return None
+    failed = [row for row in rows if row["status"] == "failed"] or rows
+    if not failed:
+        return "no case could be planned"
+    first = failed[0]
+    return f"{first['backend']} {first['precision']} {first['size']}: {first['reason']}"
+
+
 def case_order(row: dict) -> tuple:
     """Rows by size, then backend and precision in the documented order (skipped ones in place)."""
     return (row["size"], BACKENDS.index(row["backend"]), PRECISIONS.index(row["precision"]))

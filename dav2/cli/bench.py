@@ -71,7 +71,7 @@ def bench_main(ctx, save, cache_dir, **options):
         return
     from dav2.benchmarks.report import save as save_results
     from dav2.benchmarks.report import to_markdown
-    from dav2.benchmarks.runner import BenchSettings, run_bench
+    from dav2.benchmarks.runner import BenchSettings, nothing_measured, run_bench
 
     if not options["sizes"]:
         raise Dav2Error("--sizes needs at least one size")
@@ -82,6 +82,9 @@ def bench_main(ctx, save, cache_dir, **options):
     command = " ".join(["dav2-bench", *sys.argv[1:]])
     settings = BenchSettings(sizes=sizes, cache_dir=Path(cache_dir), command=command, **options)
     document = run_bench(settings)
+    reason = nothing_measured(document) if document["complete"] else None
+    if reason:  # before saving: a table of failures must not replace an earlier result file
+        raise Dav2Error(f"nothing was measured (every case failed); first: {reason}")
     markdown = to_markdown(document)
     if save:
         for path in save_results(document, Path(save)):
