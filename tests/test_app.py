@@ -68,7 +68,7 @@ class FakeBackend:
 def service(tmp_path, monkeypatch):
     opened = []
 
-    def fake_open(path):
+    def fake_open(path, **options):
         opened.append(FakeBackend(path))
         return opened[-1]
 

@@ -7,6 +7,7 @@ import click
 from dav2 import console, optional
 from dav2.cli.common import CONTEXT, ENCODER_OPTION, user_errors
 from dav2.errors import Dav2Error
+from dav2.media import DEFAULT_MAX_ASPECT, DEFAULT_MAX_MEGAPIXELS
 
 
 @click.command(context_settings=CONTEXT)
@@ -21,9 +22,28 @@ from dav2.errors import Dav2Error
 )
 @ENCODER_OPTION
 @click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 to share on the network).")
-@click.option("--port", type=int, default=7860, help="Port to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, help="Port to listen on.")
+@click.option(
+    "--max-megapixels",
+    type=click.FloatRange(0, 100_000, min_open=True),
+    default=DEFAULT_MAX_MEGAPIXELS,
+    help="Refuse uploaded images (and video frames) larger than this (checked from the header before decoding).",
+)
+@click.option(
+    "--max-aspect",
+    type=click.FloatRange(1, 100_000),
+    default=DEFAULT_MAX_ASPECT,
+    help="Refuse uploads whose long side is more than this many times the short side.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(1, 10_000_000),
+    default=None,
+    help="Refuse network inputs of more than this many 14x14 patches (memory grows with its square). "
+    "[default: 4500, about 1.7 GB for vits]",
+)
 @user_errors
-def app_main(models, checkpoint, encoder, host, port):
+def app_main(models, checkpoint, encoder, host, port, max_megapixels, max_aspect, max_tokens):
     """A web app: upload images or a video, pick a model, get colour/grey/16-bit/.npy depth back.
 
     \b
@@ -31,10 +51,13 @@ def app_main(models, checkpoint, encoder, host, port):
       dav2-app --models models/          # then open http://127.0.0.1:7860
     """
     optional.require("gradio", "dav2-app")
-    from dav2.app import DepthService, serve
+    from dav2.app import APP_MAX_TOKENS, DepthService, serve
+    from dav2.media import ImageLimits
 
-    service = DepthService(Path(models), checkpoint, encoder)
+    limits = ImageLimits(max_pixels=int(max_megapixels * 1_000_000), max_aspect=max_aspect)
+    service = DepthService(Path(models), checkpoint, encoder, limits, max_tokens or APP_MAX_TOKENS)
     if not service.choices():
+        service.close()
         raise Dav2Error(f"no exported models in {models}; export one (dav2-export) or pass --checkpoint")
     console.info(f"models: {', '.join(Path(c).name for c in service.choices())}")
     serve(service, host, port)

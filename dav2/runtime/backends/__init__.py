@@ -36,11 +36,14 @@ def open_backend(
     max_depth: float | None = None,
     device: str = "cpu",
     hint: str = "LATENCY",
+    memory_arena: bool = True,
 ) -> Backend:
     """The backend for `model`: chosen from its metadata or extension unless `backend` names one.
 
-    `kind` and `max_depth` matter for PyTorch checkpoints only (artifacts record them). The
-    caller owns the backend: use it as a context manager or call close().
+    `kind` and `max_depth` matter for PyTorch checkpoints only (artifacts record them).
+    `memory_arena=False` makes ONNX Runtime give each run's memory back (long-lived servers
+    that see many input sizes); other backends ignore it. The caller owns the backend: use it
+    as a context manager or call close().
     """
     path = Path(model)
     if not path.is_file():
@@ -50,7 +53,7 @@ def open_backend(
     if name == BackendName.ONNXRUNTIME:
         from dav2.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, metadata, threads=threads)
+        return OnnxRuntimeBackend(path, metadata, threads=threads, memory_arena=memory_arena)
     if name == BackendName.OPENVINO:
         from dav2.runtime.backends.openvino import OpenVinoBackend
 
