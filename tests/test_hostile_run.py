@@ -105,6 +105,16 @@ def subprocess_run(args: list, limit: int | None = None, timeout: float = 120) -
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec)
 
 
+def started(args: list, watchdog_s: float = 90) -> subprocess.Popen:
+    """dav2-run in a subprocess whose stderr we read line by line; killed after `watchdog_s`
+    whatever happens, so a regression makes the test fail instead of hanging."""
+    process = subprocess.Popen([sys.executable, "-c", RUN, *map(str, args)], stderr=subprocess.PIPE, text=True)
+    timer = threading.Timer(watchdog_s, process.kill)
+    timer.daemon = True
+    timer.start()
+    return process
+
+
 def check_one_error_line(stderr: str, returncode: int, code: int = 1) -> str:
     assert returncode == code, stderr
     assert "Traceback" not in stderr, stderr
@@ -230,7 +240,7 @@ def test_an_interrupted_video_keeps_the_previous_file_and_says_so(dynamic_onnx, 
     shutil.copy(VIDEO, previous)
     before = previous.read_bytes()
     args = ["--model", dynamic_onnx, "--source", long_clip, "--save", previous, "--input-size", "28"]
-    process = subprocess.Popen([sys.executable, "-c", RUN, *map(str, args)], stderr=subprocess.PIPE, text=True)
+    process = started(args)
     lines = []
     for line in process.stderr:  # wait until frames are being written
         lines.append(line)
@@ -428,7 +438,7 @@ def test_ctrl_c_during_a_stalled_stream_exits_within_a_second(dynamic_onnx, tmp_
     server, release = stalling_mjpeg_server(frames)
     url = f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
     args = ["--model", dynamic_onnx, "--source", url, "--save", tmp_path / "frames", "--input-size", "28"]
-    process = subprocess.Popen([sys.executable, "-c", RUN, *map(str, args)], stderr=subprocess.PIPE, text=True)
+    process = started(args)
     try:
         for line in process.stderr:
             if line.strip().startswith("frame 1"):

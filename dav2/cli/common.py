@@ -175,7 +175,7 @@ def check_number(
         return None
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and value > high
-    if isinstance(value, float) and not math.isfinite(value) or below or above:
+    if (isinstance(value, float) and not math.isfinite(value)) or below or above:
         raise Dav2Error(f"{option} must be {_range_text(low, high, low_open)}, not {value}")
     return value
 

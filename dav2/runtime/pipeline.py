@@ -255,8 +255,11 @@ def run(
                 break
         success = True
     finally:
-        errors = stop_stages(stages, stop, source)
-        close_sinks(sinks, success and not errors)
+        errors: list[BaseException] = []
+        try:
+            errors = stop_stages(stages, stop, source)
+        finally:  # a second Ctrl-C while stopping still removes unfinished outputs
+            close_sinks(sinks, success and not errors)
     if errors:
         raise errors[0]
     summary = meter.summary()
