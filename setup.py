@@ -8,6 +8,18 @@ unpinned torch pulls gigabytes of CUDA packages.
 
 from setuptools import find_packages, setup
 
+MODELOPT = [
+    "nvidia-modelopt>=0.40",
+    "onnx-graphsurgeon",
+    "onnxconverter-common",
+    "onnxslim",
+    "polygraphy",
+    "lief",
+    "cppimport",
+    "ml_dtypes",
+    "onnxruntime>=1.32",  # 1.24 truncates FP16 QuantizeLinear (AbsRel 0.16 instead of 0.065)
+]
+
 setup(
     name="dav2",
     version="0.1.0",
@@ -27,8 +39,17 @@ setup(
         "export": ["torch>=2.4", "onnx>=1.16", "onnxscript>=0.2", "huggingface_hub>=0.23"],
         # NNCF 3.x pins openvino < 2026.6 and numpy < 2.5
         "openvino": ["openvino>=2024.4", "nncf>=2.14"],
-        # x86-64 Linux/Windows wheels; on a Jetson TensorRT comes with JetPack (python3-libnvinfer)
-        "tensorrt": ["tensorrt>=10.0; platform_machine == 'x86_64'", "pycuda>=2022.2"],
+        # NVIDIA Model Optimizer's ONNX API makes the precision-explicit FP16/INT8 graphs on any CPU.
+        # Not nvidia-modelopt[onnx]: on Linux that extra pulls onnxruntime-gpu, which overwrites
+        # onnxruntime's files; these are the packages its ONNX modules import.
+        "modelopt": MODELOPT,
+        # strongly typed engines need TensorRT 10.3..11.x: x86-64 Linux/Windows wheels; on a Jetson
+        # (JetPack 6.1+, TensorRT 10.3) TensorRT comes with JetPack (python3-libnvinfer)
+        "tensorrt": [
+            "tensorrt>=10.3,<12; platform_machine == 'x86_64' or platform_machine == 'AMD64'",
+            "pycuda>=2022.2",
+            *MODELOPT,
+        ],
         "plot": ["matplotlib>=3.7"],
         "app": ["gradio>=5.0"],
         # the browser test drives the app with Selenium and the system's chromium-driver

@@ -53,10 +53,9 @@ class TensorRTRecord:
     gpu: str
     compute_capability: str
     profile: dict[str, list[int]]  # min/opt/max (B, 3, H, W)
-    precision: str
     cuda_driver: str | None = None
-    keep_fp32: list[str] = field(default_factory=list)
     workspace_gb: float = 4.0
+    strongly_typed: bool = True  # precision from the source ONNX graph, not builder flags
 
 
 @dataclass
@@ -94,7 +93,8 @@ class ArtifactMetadata:
     parity: dict[str, Any] | None = None  # FP32/FP16: max abs difference to PyTorch
     accuracy: dict[str, Any] | None = None  # reduced precision: AbsRel/δ1 on held-out images
     calibration: dict[str, Any] | None = None  # INT8: the calibration set's identity
-    quantization: dict[str, Any] | None = None
+    quantization: dict[str, Any] | None = None  # the recipe of a reduced-precision graph
+    source_onnx: str | None = None  # engines: the precision-explicit ONNX they were built from
     tensorrt: TensorRTRecord | None = None
     openvino: OpenVinoRecord | None = None
     from_sidecar: bool = field(default=True, compare=False)  # False: guessed from the graph alone

@@ -7,6 +7,7 @@ answers "is it here?" without importing it.
 """
 
 import importlib
+import importlib.metadata
 import importlib.util
 from types import ModuleType
 
@@ -27,6 +28,8 @@ EXTRAS = {
     "pycuda": "pip install 'dav2[tensorrt]'",
     "gradio": "pip install 'dav2[app]'",
     "matplotlib": "pip install 'dav2[plot]'",
+    "modelopt": "pip install 'dav2[modelopt]' (nvidia-modelopt without its [onnx] extra, see README)",
+    "onnx_graphsurgeon": "pip install 'dav2[modelopt]'",
 }
 
 
@@ -41,6 +44,14 @@ def available(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+def version(distribution: str) -> str | None:
+    """The installed version of a distribution (pip name), or None."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def require(module: str, purpose: str) -> ModuleType:

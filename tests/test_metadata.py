@@ -40,7 +40,7 @@ def test_round_trip_keeps_every_field(tmp_path):
         max_depth=20.0,
         dynamic=True,
         input_shape=None,
-        tensorrt=TensorRTRecord("10.3.0", "RTX 4090", "8.9", profile, "fp16"),
+        tensorrt=TensorRTRecord("10.3.0", "RTX 4090", "8.9", profile),
         accuracy={"abs_rel": 0.001},
     )
     written.write(artifact)

@@ -31,10 +31,11 @@ from dav2.vocabulary import ModelKind, Precision
 @click.option("--int8", is_flag=True, help="ONNX in INT8 for ONNX Runtime on CPUs (see --ort-int8).")
 @click.option(
     "--ort-int8",
-    type=click.Choice(["dynamic", "static"]),
+    type=click.Choice(["dynamic", "static", "qdq"]),
     default="dynamic",
-    help="dynamic: INT8 MatMul weights, activations quantized per call (measured faster and accurate); "
-    "static: QDQ calibrated on --calib-dir (slower on the CPU, for QDQ-fusing runtimes).",
+    help="dynamic: INT8 MatMul weights, activations quantized per call (fastest on ONNX Runtime's CPU); "
+    "static: ONNX Runtime QDQ calibrated on --calib-dir; qdq: Model Optimizer's explicit Q/DQ graph on --calib-dir "
+    "(what --trt int8 builds from; OpenVINO runs it with INT8 kernels).",
 )
 @click.option(
     "--openvino",
@@ -55,8 +56,17 @@ from dav2.vocabulary import ModelKind, Precision
 )
 @click.option(
     "--keep-fp32",
-    default="",
-    help="TensorRT: comma-separated layer groups kept in FP32: layernorm, softmax, head.",
+    default="layernorm,softmax,head",
+    help="FP16 graphs (--fp16, --trt fp16): comma-separated groups AutoCast keeps in FP32: layernorm, softmax, "
+    "head (the head's last convolutions).",
+)
+@click.option(
+    "--from",
+    "from_onnx",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TensorRT: build the engine from this precision-explicit ONNX artifact (and its sidecar) instead of a "
+    "checkpoint; no PyTorch needed (the second step on a Jetson).",
 )
 @click.option(
     "--workspace", type=click.FloatRange(0, 1024, min_open=True), default=4.0, help="TensorRT workspace limit, GiB."
@@ -116,7 +126,7 @@ from dav2.vocabulary import ModelKind, Precision
     help="Folder for the artifacts, their <artifact>.json metadata and TensorRT caches.",
 )
 @user_errors
-def export_main(kind, max_depth, to_onnx, fp16, int8, keep_fp32, workspace, output, height, width, **rest):
+def export_main(kind, max_depth, to_onnx, fp16, int8, keep_fp32, workspace, output, height, width, from_onnx, **rest):
     """Export a Depth Anything V2 checkpoint to ONNX, OpenVINO IR or a TensorRT engine, checked against PyTorch.
 
     Artifacts are dynamic by default: any photo keeps its aspect ratio, exactly as upstream's
@@ -129,7 +139,8 @@ def export_main(kind, max_depth, to_onnx, fp16, int8, keep_fp32, workspace, outp
     \b
     Examples:
       dav2-export --encoder vits --onnx
-      dav2-export --encoder vits --trt fp16
+      dav2-export --encoder vits --trt fp16                       # FP16 ONNX + engine (ONNX only without TensorRT)
+      dav2-export --trt fp16 --from models/depth_anything_v2_vits_dynamic_fp16.onnx   # the engine, on the Jetson
       dav2-export --encoder vits --trt int8 --calib-dir photos/
       dav2-export --encoder vits --openvino fp16
       dav2-export --encoder vits --openvino int8 --calib-dir photos/ --max-abs-rel 0.05
@@ -143,9 +154,10 @@ def export_main(kind, max_depth, to_onnx, fp16, int8, keep_fp32, workspace, outp
         raise Dav2Error("--max-depth applies to --kind metric only")
     if fp16 and int8:
         raise Dav2Error("--fp16 and --int8 are two ONNX precisions; choose one")
-    require_export_tools("dav2-export")
+    if from_onnx is None:
+        require_export_tools("dav2-export")
     from dav2.export.context import checked_size
-    from dav2.export.pipeline import ExportRequest, export_artifacts
+    from dav2.export.pipeline import ExportRequest, PendingWork, export_artifacts, export_from_onnx
 
     onnx = Precision.FP16 if fp16 else Precision.INT8 if int8 else Precision.FP32 if to_onnx else None
     request = ExportRequest(
@@ -159,5 +171,11 @@ def export_main(kind, max_depth, to_onnx, fp16, int8, keep_fp32, workspace, outp
         width=checked_size("width", width),
         **rest,
     )
-    for artifact in export_artifacts(request):
+    try:
+        written = export_from_onnx(request, from_onnx) if from_onnx else export_artifacts(request)
+    except PendingWork as exc:
+        for artifact in exc.written:  # what was written here, for the next step elsewhere
+            click.echo(str(artifact))
+        raise
+    for artifact in written:
         click.echo(str(artifact))

@@ -120,6 +120,7 @@ class ExportContext:
     fp32_onnx: Path | None = None  # the checked FP32 graph, once exported
     parity: dict[str, Any] | None = None  # its parity entry
     tools: dict[str, str] = field(default_factory=dict)
+    explicit: dict[Precision, Built] = field(default_factory=dict)  # precision-explicit graphs, built once
 
     def folder(self, name: str) -> Path:
         """A fresh scratch folder for one target."""

@@ -94,19 +94,6 @@ def export_graph(model: DepthAnythingV2, path: Path, options: GraphOptions) -> N
     )
 
 
-def convert_to_fp16(source: Path, target: Path, external_data: bool) -> None:
-    """FP16 weights and activations, FP32 input and output (so runtimes feed the same tensors)."""
-    import onnx
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
-
-    model = onnx.load(str(source))
-    # the positional-embedding resampling builds index arithmetic (Range, Floor, comparisons)
-    # that has no FP16 kernels; those few small ops stay FP32
-    block = list(DEFAULT_OP_BLOCK_LIST) + ["Range", "Floor", "Equal", "Clip", "Where", "ReduceSum"]
-    model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True, op_block_list=block)
-    save_onnx(model, target, external_data)
-
-
 def external_data_path(artifact: Path) -> Path:
     """`m.onnx` -> `m.onnx.data`: the one file holding an artifact's external weights."""
     return artifact.with_name(artifact.name + EXTERNAL_DATA_SUFFIX)
@@ -272,8 +259,15 @@ def tool_versions() -> dict[str, str]:
     }
 
 
+def onnx_built(path: Path, metadata) -> Built:
+    """An ONNX artifact with its weights file (if any) recorded and listed as a companion."""
+    metadata.weights_file = weights_file(path)
+    companions = [path.with_name(metadata.weights_file)] if metadata.weights_file else []
+    return Built(path, metadata, companions)
+
+
 class OnnxTarget(ExportTarget):
-    """The FP32 graph itself, or an FP16 copy of it (FP32 input and output), both parity-checked."""
+    """The checked FP32 graph, or the precision-explicit FP16 graph (FP32 islands, FP32 I/O)."""
 
     name = "ONNX"
     suffix = ".onnx"
@@ -284,22 +278,20 @@ class OnnxTarget(ExportTarget):
             raise ValueError("ONNX INT8 is OnnxInt8Target")
 
     def preflight(self, request: ExportRequest) -> None:
-        """onnx and onnxruntime come with the export extra, checked with torch by the CLI."""
+        """onnx and onnxruntime come with the export extra (checked with torch by the CLI);
+        FP16 is made by Model Optimizer."""
+        if self.precision == Precision.FP16:
+            from dav2.export.explicit import check_fp32_groups, require_modelopt
 
-    def build(self, context: ExportContext) -> Built:
-        if self.precision == Precision.FP32:
-            path = context.fp32_onnx  # published as it is, after every other target used it
-            parity = context.parity
-        else:
-            folder = context.folder("onnx-fp16")
-            path = folder / f"{artifact_stem(context.model, context.options, self.precision)}.onnx"
-            with console.step("converting to FP16 (FP32 input/output)"):
-                convert_to_fp16(context.fp32_onnx, path, context.options.external_data)
-            with console.step("checking the FP16 graph against PyTorch in ONNX Runtime"):
-                diffs = parity_check(onnxruntime_runner(path), context.model, context.image, context.options)
-            parity = require_parity(diffs, self.precision, "FP16 graph")
-        metadata = context.describe(path, ArtifactFormat.ONNX, self.precision)
-        metadata.parity = parity
-        metadata.weights_file = weights_file(path)
-        companions = [path.with_name(metadata.weights_file)] if metadata.weights_file else []
-        return Built(path, metadata, companions)
+            require_modelopt()
+            check_fp32_groups(request.keep_fp32)
+
+    def build(self, context: ExportContext) -> list[Built]:
+        if self.precision == Precision.FP16:
+            from dav2.export.explicit import explicit_onnx
+
+            return [explicit_onnx(context, self.precision)]
+        # the FP32 graph is published as it is, after every other target used it
+        metadata = context.describe(context.fp32_onnx, ArtifactFormat.ONNX, self.precision)
+        metadata.parity = context.parity
+        return [onnx_built(context.fp32_onnx, metadata)]

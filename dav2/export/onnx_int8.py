@@ -1,16 +1,21 @@
-"""ONNX INT8 for ONNX Runtime on CPUs: dynamic MatMul quantization, or static QDQ (--ort-int8).
+"""ONNX INT8 (--onnx --int8, mode from --ort-int8).
 
-The quantization itself is `dav2.calibration.onnxruntime`; this target wraps it as an
-artifact with its metadata. Dynamic mode needs no calibration images; static mode does.
+- dynamic (default): ONNX Runtime's dynamic MatMul quantization, the fastest INT8 on ONNX
+  Runtime's CPU provider; needs no calibration images.
+- static: ONNX Runtime's static QDQ, calibrated on --calib-dir.
+- qdq: the precision-explicit Q/DQ graph made by Model Optimizer (dav2.export.explicit), the
+  one TensorRT builds its INT8 engine from and OpenVINO runs with INT8 kernels.
 """
 
 from dav2 import console
 from dav2.calibration.onnxruntime import MODES, QUANTIZED_OPS, quantize_onnx
 from dav2.errors import Dav2Error
 from dav2.export.context import Built, ExportContext, ExportRequest
-from dav2.export.onnx import artifact_stem, weights_file
+from dav2.export.onnx import artifact_stem, onnx_built
 from dav2.export.target import ExportTarget
 from dav2.vocabulary import ArtifactFormat, Precision
+
+QDQ = "qdq"  # explicit Q/DQ made by Model Optimizer: the INT8 graph TensorRT and OpenVINO consume
 
 
 class OnnxInt8Target(ExportTarget):
@@ -19,17 +24,25 @@ class OnnxInt8Target(ExportTarget):
 
     def __init__(self, mode: str = "dynamic"):
         super().__init__(Precision.INT8)
-        if mode not in MODES:
-            raise Dav2Error(f"ONNX Runtime INT8 mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if mode not in (*MODES, QDQ):
+            raise Dav2Error(f"ONNX INT8 mode must be one of {', '.join((*MODES, QDQ))}, not {mode!r}")
         self.mode = mode
 
     def needs_calibration(self, request: ExportRequest) -> bool:
-        return self.mode == "static"
+        return self.mode in ("static", QDQ)
 
     def preflight(self, request: ExportRequest) -> None:
-        """onnxruntime.quantization ships with onnxruntime, a runtime requirement."""
+        """onnxruntime.quantization ships with onnxruntime; qdq is made by Model Optimizer."""
+        if self.mode == QDQ:
+            from dav2.export.explicit import require_modelopt
 
-    def build(self, context: ExportContext) -> Built:
+            require_modelopt()
+
+    def build(self, context: ExportContext) -> list[Built]:
+        if self.mode == QDQ:
+            from dav2.export.explicit import explicit_onnx
+
+            return [explicit_onnx(context, Precision.INT8)]
         folder = context.folder("onnx-int8")
         path = folder / f"{artifact_stem(context.model, context.options, Precision.INT8)}.onnx"
         calibration = context.calibration if self.mode == "static" else None
@@ -39,6 +52,4 @@ class OnnxInt8Target(ExportTarget):
         metadata = context.describe(path, ArtifactFormat.ONNX, Precision.INT8)
         metadata.quantization = {"tool": "onnxruntime.quantization", "mode": self.mode, "ops": list(QUANTIZED_OPS)}
         metadata.calibration = calibration.identity() if calibration else None
-        metadata.weights_file = weights_file(path)
-        companions = [path.with_name(metadata.weights_file)] if metadata.weights_file else []
-        return Built(path, metadata, companions)
+        return [onnx_built(path, metadata)]

@@ -37,7 +37,7 @@ class OpenVinoTarget(ExportTarget):
         if self.precision == Precision.INT8:
             optional.require("nncf", "OpenVINO INT8 (NNCF quantization)")
 
-    def build(self, context: ExportContext) -> Built:
+    def build(self, context: ExportContext) -> list[Built]:
         ov = optional.require("openvino", "OpenVINO export")
         path = context.folder("openvino") / f"{artifact_stem(context.model, context.options, self.precision)}.xml"
         with console.step(f"converting to OpenVINO IR ({self.precision.upper()})"):
@@ -70,4 +70,4 @@ class OpenVinoTarget(ExportTarget):
                 with OpenVinoBackend(path, None, inference_precision="f32") as backend:
                     diffs = parity_check(backend.infer, context.model, context.image, context.options)
             metadata.parity = require_parity(diffs, Precision.FP32, "OpenVINO IR")
-        return Built(path, metadata, [path.with_suffix(".bin")])
+        return [Built(path, metadata, [path.with_suffix(".bin")])]

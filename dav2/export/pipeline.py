@@ -21,7 +21,6 @@ import numpy as np
 from dav2 import console, media
 from dav2.calibration.dataset import CalibrationSet
 from dav2.errors import Dav2Error
-from dav2.export import accuracy
 from dav2.export.context import Built, ExportContext, ExportRequest, GraphOptions, Provenance, graph_options
 from dav2.export.target import ExportTarget
 from dav2.files import move_into_place
@@ -30,7 +29,15 @@ from dav2.models.registry import checkpoint_info
 from dav2.sample import render_sample
 from dav2.vocabulary import Precision
 
-__all__ = ["ExportRequest", "export_artifacts", "requested_targets"]
+__all__ = ["ExportRequest", "PendingWork", "export_artifacts", "export_from_onnx", "requested_targets"]
+
+
+class PendingWork(Dav2Error):
+    """The export wrote what it could here (`written`); the rest needs another machine."""
+
+    def __init__(self, message: str, written: list[Path]):
+        super().__init__(message)
+        self.written = written
 
 
 def requested_targets(request: ExportRequest) -> list[ExportTarget]:
@@ -98,8 +105,31 @@ def export_artifacts(request: ExportRequest) -> list[Path]:
         context = ExportContext(request, options, model, image, held_out, calibration, provenance, Path(tmp))
         context.tools = tool_versions()
         context.fp32_onnx, context.parity = export_fp32_onnx(model, context.folder("onnx-fp32"), options, image)
-        built = [finish(target.build(context), context) for target in targets]
-        return [publish(item, output) for item in built]
+        built: dict[Path, Built] = {}  # one artifact may serve two targets (--onnx --fp16 --trt fp16)
+        for target in targets:
+            for item in target.build(context):
+                built.setdefault(item.path, item)
+        placed = [publish(finish(item, context), output) for item in built.values()]
+    pending = [target.pending for target in targets if target.pending]
+    if pending:
+        raise PendingWork(pending[0], placed)
+    return placed
+
+
+def export_from_onnx(request: ExportRequest, source: Path) -> list[Path]:
+    """`--trt P --from model_P.onnx`: an engine from a precision-explicit ONNX and its sidecar,
+    on the machine with TensorRT and the GPU; needs neither the checkpoint nor PyTorch."""
+    from dav2.export.tensorrt import build_from_onnx
+
+    if request.onnx or request.openvino:
+        raise Dav2Error("--from builds TensorRT engines only; give --trt with it")
+    image = load_check_image(request.check_image)
+    output = Path(request.output)
+    output.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output, prefix=".export-") as tmp:
+        built = build_from_onnx(Path(source), Path(tmp), request, image)
+        built.metadata.write(built.path)
+        return [publish(built, output)]
 
 
 def calibration_set(request: ExportRequest, options: GraphOptions) -> CalibrationSet | None:
@@ -117,6 +147,8 @@ def calibration_set(request: ExportRequest, options: GraphOptions) -> Calibratio
 
 def finish(built: Built, context: ExportContext) -> Built:
     """Write the sidecar; measure reduced-precision artifacts (and enforce --max-abs-rel)."""
+    from dav2.export import accuracy  # PyTorch: not needed by --from
+
     built.metadata.write(built.path)
     if built.metadata.precision != Precision.FP32:
         with console.step(f"measuring {built.path.name} against PyTorch FP32"):

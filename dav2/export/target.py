@@ -20,6 +20,8 @@ class ExportTarget(ABC):
     name: str = "target"  # shown in progress lines
     suffix: str = ""  # the artifact's file ending
 
+    pending: str | None = None
+
     def __init__(self, precision: str):
         self.precision = Precision(precision)
 
@@ -32,8 +34,12 @@ class ExportTarget(ABC):
         """Fail now, with one line, if this target cannot be built here."""
 
     @abstractmethod
-    def build(self, context: ExportContext) -> Built:
-        """Make the artifact in a scratch folder of `context`; return it with its metadata."""
+    def build(self, context: ExportContext) -> list[Built]:
+        """Make the artifact(s) in scratch folders of `context`; return them with their metadata.
+
+        A target may leave part of its work to another machine (a TensorRT engine where
+        TensorRT is missing): it returns what it built and sets `pending` to the one line
+        that says what is left and how to do it."""
 
     def __repr__(self) -> str:
         return f"{self.name} {self.precision}"

@@ -1,41 +1,39 @@
-"""ONNX -> TensorRT engine (FP16 by default, INT8 with calibration), written for TensorRT 10.
+"""Precision-explicit ONNX -> strongly typed TensorRT engine (TensorRT 10.3+ and 11.x).
 
-Builds from the checked FP32 ONNX graph with the ONNX parser, as TensorRT's own samples do:
-builder flags for the precision, a workspace limit, one optimization profile (min/opt/max
-shapes) for dynamic graphs, and a timing cache kept beside the engines so a rebuild on the
-same GPU skips most kernel timing. TensorRT 8.6 (JetPack 5/6) is also supported: the only
-difference is the explicit-batch network flag.
+The engine's precision is the ONNX graph's: FP16 engines are built from the AutoCast FP16
+graph (FP32 islands included), INT8 engines from the explicit Q/DQ graph, FP32 engines from
+the FP32 graph (dav2.export.explicit makes the first two on any CPU). The network is created
+STRONGLY_TYPED, so no precision flags, layer precisions or calibrators are set here: those
+are gone from TensorRT 11, and implicit INT8 calibration is deprecated since 10.1. What is
+left is thin, as in TensorRT's samples: the ONNX parser, one optimization profile (min/opt/max
+shapes) for dynamic graphs, a workspace limit, a timing cache beside the engines (one per GPU
+and TensorRT version) so a rebuild skips most kernel timing, `build_serialized_network`.
 
-FP16 can overflow in LayerNorm, Softmax and the last head convolutions on some weights;
-`keep_fp32` pins those layers to FP32 (OBEY_PRECISION_CONSTRAINTS).
+Where TensorRT is missing (a CPU build machine), the export writes the precision-explicit ONNX
+and stops with one line; `dav2-export --trt fp16 --from model_fp16.onnx` on the target (a
+Jetson) builds the engine there from that file and its sidecar, without PyTorch.
 
-The parts that need no GPU (shape profiles, the layers kept in FP32, the metadata, version
-checks) are plain functions and are tested everywhere.
+The parts that need no GPU (shape profiles, metadata, version checks) are plain functions and
+are tested everywhere; tests/test_tensorrt_api.py checks every TensorRT attribute used here
+against the bindings of TensorRT 10.3, 10.13 and 11.4.
 """
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dav2 import console
-from dav2.calibration.dataset import CalibrationSet
+import numpy as np
+
+from dav2 import console, processing
 from dav2.errors import Dav2Error
 from dav2.export.context import DYNAMIC_RANGE, Built, ExportContext, ExportRequest, GraphOptions, graph_options
-from dav2.export.onnx import artifact_stem
 from dav2.export.target import ExportTarget
 from dav2.files import atomic_write_bytes
-from dav2.metadata import TensorRTRecord
-from dav2.runtime.backends.tensorrt import _logger, parse_version, require_gpu, require_tensorrt
+from dav2.metadata import ArtifactMetadata, TensorRTRecord, sidecar_path
+from dav2.runtime.backends.tensorrt import _logger, require_gpu, require_tensorrt, tensorrt_missing
 from dav2.vocabulary import DEFAULT_INPUT_SIZE, INPUT_NAME, ArtifactFormat, Precision
 
 DEFAULT_WORKSPACE_GB = 4.0
-
-# --keep-fp32 groups: which network layers each name pins to FP32
-KEEP_FP32_GROUPS = {
-    "layernorm": lambda name, kind: kind == "NORMALIZATION" or "/norm" in name,
-    "softmax": lambda name, kind: kind == "SOFTMAX",
-    "head": lambda name, kind: "depth_head/output_conv" in name,
-}
 
 S = DEFAULT_INPUT_SIZE
 # dynamic-shape presets: (batch, height, width) for min, opt, max
@@ -81,7 +79,7 @@ def optimization_profile(
     any of min/opt/max overridden from the command line."""
     if not options.dynamic:
         if preset or min_shape or opt_shape or max_shape:
-            raise Dav2Error("shape profiles apply to dynamic graphs: add --dynamic")
+            raise Dav2Error("shape profiles apply to dynamic graphs: leave out --height/--width/--static")
         fixed = (1, 3, options.height, options.width)
         return Profile(fixed, fixed, fixed)
     preset = preset or DEFAULT_PRESET
@@ -105,27 +103,13 @@ def optimization_profile(
     return Profile(low, mid, high)
 
 
-def layers_to_keep_fp32(layers: list[tuple[str, str]], groups: list[str]) -> list[int]:
-    """Indices of the (name, layer type) pairs that the --keep-fp32 groups pin to FP32."""
-    unknown = [g for g in groups if g not in KEEP_FP32_GROUPS]
-    if unknown:
-        raise Dav2Error(f"unknown --keep-fp32 group(s) {', '.join(unknown)}; choose from {', '.join(KEEP_FP32_GROUPS)}")
-    chosen = []
-    for index, (name, kind) in enumerate(layers):
-        if any(KEEP_FP32_GROUPS[group](name, kind) for group in groups):
-            chosen.append(index)
-    return chosen
-
-
 def timing_cache_path(folder: Path, gpu: dict, tensorrt_version: str) -> Path:
     """One timing cache per GPU model and TensorRT version, beside the engines."""
     slug = re.sub(r"[^a-z0-9]+", "-", gpu["gpu"].lower()).strip("-")
     return folder / f"tensorrt-{tensorrt_version}-{slug}.timing-cache"
 
 
-def engine_record(
-    profile: Profile, precision: str, keep_fp32: list[str], tensorrt_version: str, gpu: dict, workspace_gb: float
-) -> TensorRTRecord:
+def engine_record(profile: Profile, tensorrt_version: str, gpu: dict, workspace_gb: float) -> TensorRTRecord:
     """What the engine's sidecar records beyond the common fields: where it can run."""
     return TensorRTRecord(
         version=tensorrt_version,
@@ -133,95 +117,122 @@ def engine_record(
         compute_capability=gpu["compute_capability"],
         cuda_driver=gpu.get("cuda_driver"),
         profile=profile.as_dict(),
-        precision=str(precision),
-        keep_fp32=list(keep_fp32),
         workspace_gb=workspace_gb,
     )
 
 
-def _parse_onnx(trt, builder, logger, onnx_path: Path):
-    major = parse_version(trt.__version__)[0]
-    # TensorRT 10 networks are always explicit-batch; 8.6 still needs the flag
-    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise Dav2Error(f"TensorRT could not parse the ONNX graph: {errors}")
-    return network, parser
-
-
-def _pin_fp32(trt, network, groups: list[str]) -> int:
-    layers = [network.get_layer(i) for i in range(network.num_layers)]
-    described = [(layer.name, str(layer.type).split(".")[-1]) for layer in layers]
-    chosen = layers_to_keep_fp32(described, groups)
-    for index in chosen:
-        layer = layers[index]
-        layer.precision = trt.float32
-        for output in range(layer.num_outputs):
-            layer.set_output_type(output, trt.float32)
-    return len(chosen)
-
-
 def build_engine(
-    onnx_path: Path,
-    engine_path: Path,
-    profile: Profile,
-    precision: str,
-    keep_fp32: list[str],
-    workspace_gb: float,
-    cache_folder: Path,
-    calibration: CalibrationSet | None = None,
+    onnx_path: Path, engine_path: Path, profile: Profile, workspace_gb: float, cache_folder: Path
 ) -> TensorRTRecord:
-    """Build and write the engine; return its TensorRT metadata record."""
+    """Build the strongly typed engine for `onnx_path` and write it; return its TensorRT record.
+
+    Every TensorRT object is created and freed while GPU 0's primary context is current."""
     trt = require_tensorrt()
     gpu = require_gpu()
     import pycuda.driver as cuda
 
-    context = cuda.Device(0).retain_primary_context()
-    context.push()
+    cuda_context = cuda.Device(0).retain_primary_context()
+    cuda_context.push()
     try:
-        logger = _logger(trt)
-        builder = trt.Builder(logger)
-        network, _parser = _parse_onnx(trt, builder, logger, onnx_path)
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-        if precision in (Precision.FP16, Precision.INT8):
-            config.set_flag(trt.BuilderFlag.FP16)
-        trt_profile = builder.create_optimization_profile()
-        trt_profile.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
-        config.add_optimization_profile(trt_profile)
-        if precision == Precision.INT8:
-            config.set_flag(trt.BuilderFlag.INT8)
-            config.set_calibration_profile(trt_profile)
-            from dav2.calibration.tensorrt import cache_path, make_calibrator
-
-            # calibration runs at the profile's opt shape, as set_calibration_profile says
-            batch, _, height, width = profile.opt
-            cache = cache_path(cache_folder, engine_path.stem, calibration)
-            config.int8_calibrator = make_calibrator(trt, calibration, cache, batch, (height, width))
-        if keep_fp32:
-            pinned = _pin_fp32(trt, network, keep_fp32)
-            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-            console.info(f"  {pinned} layer(s) kept in FP32 ({', '.join(keep_fp32)})")
-        timing_cache = timing_cache_path(cache_folder, gpu, trt.__version__)
-        timing = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
-        config.set_timing_cache(timing, ignore_mismatch=False)
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise Dav2Error("TensorRT failed to build the engine (see its messages above)")
-        atomic_write_bytes(engine_path, bytes(serialized))
-        atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
-        # builder objects die while the context is current
-        del serialized, config, network, _parser, builder
+        serialized, timing = _build(
+            trt, onnx_path, profile, workspace_gb, timing_cache_path(cache_folder, gpu, trt.__version__)
+        )
+        atomic_write_bytes(engine_path, serialized)
+        atomic_write_bytes(timing_cache_path(cache_folder, gpu, trt.__version__), timing)
     finally:
         cuda.Context.pop()
-        context.detach()
-    return engine_record(profile, precision, keep_fp32, trt.__version__, gpu, workspace_gb)
+        cuda_context.detach()
+    return engine_record(profile, trt.__version__, gpu, workspace_gb)
+
+
+def _build(trt, onnx_path: Path, profile: Profile, workspace_gb: float, timing_cache: Path) -> tuple[bytes, bytes]:
+    """(serialized engine, serialized timing cache); the builder objects die with this frame."""
+    builder = trt.Builder(_logger(trt))
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, _logger(trt))
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise Dav2Error(f"TensorRT could not parse {onnx_path.name}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    trt_profile = builder.create_optimization_profile()
+    trt_profile.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
+    config.add_optimization_profile(trt_profile)
+    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise Dav2Error("TensorRT failed to build the engine (see its messages above)")
+    return bytes(serialized), bytes(config.get_timing_cache().serialize())
+
+
+def graph_options_of(metadata: ArtifactMetadata) -> GraphOptions:
+    """The graph shape an ONNX artifact was exported with, from its sidecar."""
+    if metadata.dynamic:
+        return GraphOptions(*metadata.traced_hw, dynamic=True)
+    return GraphOptions(*metadata.fixed_hw, dynamic=False)
+
+
+def engine_metadata(source: ArtifactMetadata, engine: Path, record: TensorRTRecord) -> ArtifactMetadata:
+    """The engine's sidecar: the source ONNX's facts, the TensorRT record, the engine's name."""
+    metadata = ArtifactMetadata.from_json(_json(source), "source metadata")
+    metadata.artifact = engine.name
+    metadata.format = ArtifactFormat.TENSORRT
+    metadata.weights_file = None
+    metadata.parity = None
+    metadata.accuracy = None
+    metadata.tensorrt = record
+    metadata.tools = {**metadata.tools, "tensorrt": record.version}
+    metadata.source_onnx = source.artifact
+    return metadata
+
+
+def _json(metadata: ArtifactMetadata) -> str:
+    import json
+
+    return json.dumps(metadata.to_dict())
+
+
+def compare_with_source(engine: Path, onnx_path: Path, image: np.ndarray) -> dict:
+    """The engine against the ONNX graph it was built from (ONNX Runtime, CPU) on one image."""
+    from dav2 import accuracy
+    from dav2.runtime.backends import open_backend
+
+    with open_backend(onnx_path, "onnxruntime") as reference, open_backend(engine) as built:
+        tensor = processing.preprocess(image, reference.default_input_size, reference.fixed_hw)
+        expected = reference.infer(tensor)
+        actual = built.infer(tensor)
+    report = accuracy.compare(actual[0], expected[0], built.kind)
+    return {**report, "images": 1, "against": f"{onnx_path.name} in ONNX Runtime (CPU)"}
+
+
+def build_from_onnx(onnx_path: Path, output: Path, request: ExportRequest, image: np.ndarray) -> Built:
+    """Engine from a precision-explicit ONNX artifact (`--from`), in a scratch folder of `output`."""
+    source = ArtifactMetadata.read(onnx_path)
+    if source is None or source.format != ArtifactFormat.ONNX:
+        raise Dav2Error(
+            f"--from {onnx_path} needs a dav2 ONNX artifact with its sidecar ({sidecar_path(onnx_path).name})"
+        )
+    if request.trt is not None and Precision(request.trt) != source.precision:
+        raise Dav2Error(f"--trt {request.trt} was asked, but {onnx_path.name} is a {source.precision} graph")
+    profile = optimization_profile(
+        graph_options_of(source), request.profile, request.min_shape, request.opt_shape, request.max_shape
+    )
+    require_tensorrt()
+    require_gpu()
+    engine = output / onnx_path.with_suffix(".engine").name
+    shapes = f"{profile.opt[2]}x{profile.opt[3]}"
+    with console.step(f"building the strongly typed TensorRT engine from {onnx_path.name} (opt {shapes})"):
+        record = build_engine(onnx_path, engine, profile, request.workspace_gb, Path(request.output))
+    metadata = engine_metadata(source, engine, record)
+    metadata.write(engine)
+    with console.step(f"checking {engine.name} against {onnx_path.name}"):
+        metadata.accuracy = compare_with_source(engine, onnx_path, image)
+    return Built(engine, metadata)
 
 
 class TensorRTTarget(ExportTarget):
-    """An engine for the GPU of this machine, built from the checked FP32 ONNX graph."""
+    """The precision-explicit ONNX graph and, where TensorRT and a GPU are, its engine."""
 
     name = "TensorRT engine"
     suffix = ".engine"
@@ -233,29 +244,36 @@ class TensorRTTarget(ExportTarget):
         self.profile = optimization_profile(
             graph_options(request), request.profile, request.min_shape, request.opt_shape, request.max_shape
         )
-        require_tensorrt()
-        require_gpu()
+        if self.precision != Precision.FP32:
+            from dav2.export.explicit import check_fp32_groups, require_modelopt
 
-    def build(self, context: ExportContext) -> Built:
-        request = context.request
-        path = context.folder("tensorrt") / f"{artifact_stem(context.model, context.options, self.precision)}.engine"
-        shapes = f"{self.profile.opt[2]}x{self.profile.opt[3]}"
-        calibration = context.calibration if self.precision == Precision.INT8 else None
-        with console.step(
-            f"building the TensorRT {self.precision.upper()} engine (opt {shapes}; minutes on first build)"
-        ):
-            record = build_engine(
-                context.fp32_onnx,
-                path,
-                self.profile,
-                self.precision,
-                request.keep_fp32,
-                request.workspace_gb,
-                Path(request.output),
-                calibration,
+            require_modelopt()
+            check_fp32_groups(request.keep_fp32)
+
+    def build(self, context: ExportContext) -> list[Built]:
+        source = self.source_onnx(context)
+        missing = tensorrt_missing()
+        if missing is not None:
+            carried = Path(context.request.output) / source.path.name
+            self.pending = (
+                f"{missing}: wrote {carried}; build its engine where TensorRT and the GPU are with "
+                f"dav2-export --trt {self.precision} --from {carried}"
             )
-        metadata = context.describe(path, ArtifactFormat.TENSORRT, self.precision)
-        metadata.tensorrt = record
-        metadata.tools["tensorrt"] = record.version
-        metadata.calibration = calibration.identity() if calibration else None
-        return Built(path, metadata)
+            return [source]
+        engine = context.folder("tensorrt") / source.path.with_suffix(".engine").name
+        shapes = f"{self.profile.opt[2]}x{self.profile.opt[3]}"
+        with console.step(f"building the strongly typed TensorRT {self.precision.upper()} engine (opt {shapes})"):
+            record = build_engine(
+                source.path, engine, self.profile, context.request.workspace_gb, Path(context.request.output)
+            )
+        return [source, Built(engine, engine_metadata(source.metadata, engine, record))]
+
+    def source_onnx(self, context: ExportContext) -> Built:
+        """The graph the engine is built from: precision-explicit FP16/INT8, or the FP32 graph."""
+        if self.precision == Precision.FP32:
+            metadata = context.describe(context.fp32_onnx, ArtifactFormat.ONNX, Precision.FP32)
+            metadata.parity = context.parity
+            return Built(context.fp32_onnx, metadata)
+        from dav2.export.explicit import explicit_onnx
+
+        return explicit_onnx(context, self.precision)

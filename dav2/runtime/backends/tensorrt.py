@@ -26,7 +26,10 @@ from dav2.errors import Dav2Error
 from dav2.metadata import ArtifactMetadata, TensorRTRecord, sidecar_path
 from dav2.runtime.backends.base import Backend
 
-MINIMUM_VERSION = (8, 6)
+# JetPack 6.1/6.2 ship 10.3; x86-64 wheels 10.x and 11.x. 11 removed weakly typed networks,
+# which dav2 no longer uses; 12 is unknown.
+MINIMUM_VERSION = (10, 3)
+FIRST_UNSUPPORTED_MAJOR = 12
 
 
 def parse_version(version: str) -> tuple[int, ...]:
@@ -38,12 +41,27 @@ def parse_version(version: str) -> tuple[int, ...]:
 
 
 def check_tensorrt_version(version: str) -> None:
-    """TensorRT 8.6 or newer: older releases lack the name-based tensor API used here."""
+    """TensorRT 10.3 up to 11.x: the strongly typed builder and name-based tensor API used here."""
+    wanted = f"{'.'.join(map(str, MINIMUM_VERSION))} to {FIRST_UNSUPPORTED_MAJOR - 1}.x"
     if parse_version(version)[:2] < MINIMUM_VERSION:
-        wanted = ".".join(map(str, MINIMUM_VERSION))
         raise Dav2Error(
-            f"TensorRT {version} is too old: dav2 needs {wanted} or newer ({optional.install_hint('tensorrt')})"
+            f"TensorRT {version} is too old: dav2 supports {wanted} (JetPack 6.1+ on Jetson; "
+            "JetPack 5 with TensorRT 8.5 is not supported)"
         )
+    if parse_version(version)[0] >= FIRST_UNSUPPORTED_MAJOR:
+        raise Dav2Error(f"TensorRT {version} is newer than dav2 supports ({wanted}): pip install 'tensorrt<12'")
+
+
+def tensorrt_missing() -> str | None:
+    """Why TensorRT engines cannot be built or run here (one line), or None when they can."""
+    if not optional.available("tensorrt"):
+        return "TensorRT is not installed here"
+    try:
+        require_tensorrt()
+        require_gpu()
+    except Dav2Error as exc:
+        return str(exc)
+    return None
 
 
 def require_tensorrt():
