@@ -1,0 +1,178 @@
+"""Precision-explicit ONNX graphs, made with NVIDIA Model Optimizer's ONNX API on any CPU.
+
+TensorRT 10.x and 11.x build strongly typed engines: the precision of every tensor comes from
+the ONNX graph, not from builder flags (TensorRT 11 removed those, and implicit INT8
+calibration with them). So every precision decision is made here, in a graph that ONNX
+Runtime and OpenVINO run on a CPU, where CI measures it:
+
+- FP16: Model Optimizer's AutoCast converts the FP32 graph to FP16 with FP32 islands (the
+  `--keep-fp32` groups: LayerNormalization, Softmax and the head's last convolutions by
+  default) and FP32 input/output. It also keeps in FP32 any node whose activations exceed FP16's
+  safe range on a real image (its `data_max` rule), which is why it gets one reference input.
+  Measured on the seeded vits weights at 518: AbsRel 0.0006 against the FP32 graph.
+- INT8: Model Optimizer's post-training quantization inserts explicit QuantizeLinear /
+  DequantizeLinear pairs (entropy calibration on the calibration set) on the encoder's
+  MatMul/Conv; the attention MatMuls (softmax(q k^T) v) and the whole DPT head stay in higher
+  precision (FP16). Measured (seeded vits, 518, 4 calibration images at 196): with the head's
+  convolutions quantized ONNX Runtime gives AbsRel 0.022, but OpenVINO 2025/2026 computes that
+  graph wrongly (AbsRel 0.23); without the head both agree (0.005 and 0.009).
+
+Install without its `[onnx]` extra, which pulls onnxruntime-gpu over onnxruntime (see README):
+the `modelopt` extra of dav2 lists what its ONNX API needs.
+"""
+
+import contextlib
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dav2 import console, optional, processing
+from dav2.calibration.dataset import CalibrationSet
+from dav2.errors import Dav2Error
+from dav2.export.context import Built, ExportContext
+from dav2.export.onnx import (
+    artifact_stem,
+    check_sizes,
+    onnx_built,
+    onnxruntime_runner,
+    parity_check,
+    require_parity,
+    save_onnx,
+)
+from dav2.vocabulary import INPUT_NAME, ArtifactFormat, Precision
+
+# --keep-fp32 groups -> what AutoCast leaves in FP32
+FP32_GROUPS = {
+    "layernorm": {"op_types": ["LayerNormalization"]},
+    "softmax": {"op_types": ["Softmax"]},
+    "head": {"nodes": [r"/depth_head/output_conv.*"]},
+}
+DEFAULT_FP32_GROUPS = ("layernorm", "softmax", "head")
+
+INT8_OP_TYPES = ["MatMul", "Conv", "ConvTranspose"]
+INT8_EXCLUDED = [
+    r".*/attn/MatMul.*",  # q k^T and attn v (the qkv and proj projections are /attn/qkv/, /attn/proj/)
+    r"/depth_head/.*",  # the DPT head: see the module docstring
+]
+
+
+@dataclass
+class ExplicitRecipe:
+    """What a precision-explicit graph was made with: recorded in its sidecar."""
+
+    tool: str
+    mode: str  # "autocast-fp16" or "qdq-int8"
+    kept_fp32: list[str]
+    op_types: list[str]
+    excluded_nodes: list[str]
+    high_precision: str
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def require_modelopt() -> None:
+    """Model Optimizer's ONNX API, or one line naming the extra."""
+    optional.require("modelopt.onnx", "precision-explicit ONNX (FP16 AutoCast, INT8 Q/DQ)")
+    optional.require("onnx_graphsurgeon", "precision-explicit ONNX (FP16 AutoCast, INT8 Q/DQ)")
+
+
+def check_fp32_groups(groups: list[str]) -> list[str]:
+    unknown = [g for g in groups if g not in FP32_GROUPS]
+    if unknown:
+        raise Dav2Error(f"unknown --keep-fp32 group(s) {', '.join(unknown)}; choose from {', '.join(FP32_GROUPS)}")
+    return list(groups)
+
+
+def autocast_fp16(source: Path, target: Path, groups: list[str], sample: np.ndarray, external: bool) -> ExplicitRecipe:
+    """Write the FP16 graph with FP32 islands to `target`; `sample` is one real network input."""
+    from modelopt.onnx.autocast import convert_to_mixed_precision
+
+    op_types = [op for g in groups for op in FP32_GROUPS[g].get("op_types", [])]
+    nodes = [n for g in groups for n in FP32_GROUPS[g].get("nodes", [])]
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".autocast-") as tmp:
+        reference = Path(tmp) / "reference.npz"
+        np.savez(reference, **{INPUT_NAME: sample})
+        with quiet_modelopt():
+            model = convert_to_mixed_precision(
+                str(source),
+                low_precision_type="fp16",
+                op_types_to_exclude=op_types,
+                nodes_to_exclude=nodes,
+                keep_io_types=True,
+                calibration_data=str(reference),
+            )
+    save_onnx(model, target, external)
+    return ExplicitRecipe("nvidia-modelopt AutoCast", "autocast-fp16", groups, op_types, nodes, "fp32")
+
+
+def quantize_int8(source: Path, target: Path, calibration: CalibrationSet) -> ExplicitRecipe:
+    """Write the explicit Q/DQ INT8 graph to `target`, calibrated (entropy) on `calibration`."""
+    from modelopt.onnx.quantization import quantize
+
+    data = np.concatenate(list(calibration.tensors()))
+    with quiet_modelopt():
+        quantize(
+            str(source),
+            quantize_mode="int8",
+            calibration_data=data,
+            calibration_method="entropy",
+            calibration_eps=["cpu"],
+            op_types_to_quantize=INT8_OP_TYPES,
+            nodes_to_exclude=INT8_EXCLUDED,
+            high_precision_dtype="fp16",
+            output_path=str(target),
+            log_level="ERROR",
+        )
+    if not target.is_file():
+        raise Dav2Error("Model Optimizer did not write the INT8 graph (see its messages above)")
+    return ExplicitRecipe("nvidia-modelopt PTQ", "qdq-int8", [], INT8_OP_TYPES, INT8_EXCLUDED, "fp16")
+
+
+@contextlib.contextmanager
+def quiet_modelopt():
+    """Model Optimizer logs every step at INFO/WARNING; keep our progress lines readable."""
+    names = ("", "modelopt", "modelopt.onnx", "modelopt.onnx.autocast")  # "": it also logs on the root logger
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def explicit_onnx(context: ExportContext, precision: Precision) -> Built:
+    """The precision-explicit ONNX artifact (`_fp16.onnx`, `_int8_qdq.onnx`), built once per
+    export: `--onnx --fp16` and `--trt fp16` (likewise INT8) share it."""
+    if precision in context.explicit:
+        return context.explicit[precision]
+    options = context.options
+    if precision == Precision.FP16:
+        path = context.folder("explicit-fp16") / f"{artifact_stem(context.model, options, precision)}.onnx"
+        sample = processing.preprocess(context.image, fixed_hw=check_sizes(context.image.shape[:2], options)[0])
+        groups = check_fp32_groups(context.request.keep_fp32 or list(DEFAULT_FP32_GROUPS))
+        with console.step(f"converting to FP16 with Model Optimizer's AutoCast (kept in FP32: {', '.join(groups)})"):
+            recipe = autocast_fp16(context.fp32_onnx, path, groups, sample, options.external_data)
+        with console.step("checking the FP16 graph against PyTorch in ONNX Runtime"):
+            diffs = parity_check(onnxruntime_runner(path), context.model, context.image, options)
+        parity = require_parity(diffs, precision, "FP16 graph")
+    else:
+        path = context.folder("explicit-int8") / f"{artifact_stem(context.model, options, precision)}_qdq.onnx"
+        what = f"{len(context.calibration)} calibration images"
+        with console.step(f"quantizing to explicit INT8 Q/DQ with Model Optimizer ({what}, entropy)"):
+            recipe = quantize_int8(context.fp32_onnx, path, context.calibration)
+        parity = None
+    metadata = context.describe(path, ArtifactFormat.ONNX, precision)
+    metadata.parity = parity
+    metadata.quantization = recipe.as_dict()
+    metadata.calibration = context.calibration.identity() if precision == Precision.INT8 else None
+    metadata.tools["modelopt"] = optional.version("nvidia-modelopt")
+    built = onnx_built(path, metadata)
+    context.explicit[precision] = built
+    return built
