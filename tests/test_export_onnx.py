@@ -8,6 +8,7 @@ import pytest
 
 from conftest import IMAGES, case_image, export, load_reference, reference_case
 from dav2 import processing
+from dav2.metadata import sidecar_path
 from dav2.runtime.backends import open_backend
 
 
@@ -51,7 +52,7 @@ def test_dynamic_export_takes_batches(dynamic_onnx):
 def test_metadata_sidecar_describes_the_artifact(static_onnx, vits_checkpoint):
     from dav2.models.checkpoint import sha256_file
 
-    meta = json.loads(static_onnx.with_suffix(".json").read_text())
+    meta = json.loads(sidecar_path(static_onnx).read_text())
     assert static_onnx.name == "depth_anything_v2_vits_518x784.onnx"
     assert meta["encoder"] == "vits" and meta["kind"] == "relative" and meta["max_depth"] is None
     assert meta["input_shape"] == [1, 3, 518, 784] and meta["dynamic"] is False
@@ -95,7 +96,7 @@ def test_graph_has_one_layernorm_op_per_norm(static_onnx):
 def test_metric_fp16_dynamic_export(vits_metric_checkpoint, tmp_path):
     path = export(vits_metric_checkpoint, tmp_path, "--kind", "metric", "--max-depth", "20", "--dynamic", "--fp16")
     assert path.name == "depth_anything_v2_metric_hypersim_vits_dynamic_fp16.onnx"
-    meta = json.loads(path.with_suffix(".json").read_text())
+    meta = json.loads(sidecar_path(path).read_text())
     assert meta["kind"] == "metric" and meta["max_depth"] == 20.0 and meta["precision"] == "fp16"
     c = case("vits_metric_demo08_518")
     _, full = run_onnx(path, cv2.imread(str(case_image(c))))

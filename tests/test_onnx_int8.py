@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from conftest import IMAGES, export
 from dav2.cli import run_main
-from dav2.metadata import read_metadata
+from dav2.metadata import ArtifactMetadata
 
 SHAPE = ("--height", "266", "--width", "364")
 
@@ -21,7 +21,7 @@ def op_types(path):
 def test_dynamic_int8_is_accurate_and_needs_no_images(vits_checkpoint, tmp_path):
     artifact = export(vits_checkpoint, tmp_path, "--onnx", "--int8", *SHAPE)
     assert artifact.name == "depth_anything_v2_vits_266x364_int8.onnx"
-    meta = read_metadata(artifact)
+    meta = ArtifactMetadata.read(artifact).to_dict()
     assert meta["precision"] == "int8" and meta["calibration"] is None
     assert meta["quantization"]["mode"] == "dynamic"
     assert {"DynamicQuantizeLinear", "MatMulInteger"} & op_types(artifact)
@@ -37,7 +37,7 @@ def test_dynamic_int8_is_accurate_and_needs_no_images(vits_checkpoint, tmp_path)
 def test_static_int8_records_its_calibration(vits_checkpoint, tmp_path):
     args = ("--onnx", "--int8", "--ort-int8", "static", "--calib-dir", str(IMAGES), "--calib-count", "4")
     artifact = export(vits_checkpoint, tmp_path, *args, "--holdout", "2", *SHAPE)
-    meta = read_metadata(artifact)
+    meta = ArtifactMetadata.read(artifact).to_dict()
     assert meta["quantization"]["mode"] == "static"
     assert meta["calibration"]["count"] == 4 and len(meta["calibration"]["files"]) == 4
     assert "QuantizeLinear" in op_types(artifact) and "DequantizeLinear" in op_types(artifact)

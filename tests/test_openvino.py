@@ -16,7 +16,7 @@ from conftest import IMAGES, export
 from dav2 import processing
 from dav2.cli import export_main, run_main
 from dav2.errors import Dav2Error
-from dav2.metadata import read_metadata
+from dav2.metadata import ArtifactMetadata, sidecar_path
 from dav2.runtime.backends import open_backend
 
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'dav2[openvino]')")
@@ -44,11 +44,11 @@ def torch_output(checkpoint, tensor):
 
 
 def test_fp32_ir_matches_pytorch(ov_fp32, vits_checkpoint):
-    meta = read_metadata(ov_fp32)
+    meta = ArtifactMetadata.read(ov_fp32).to_dict()
     assert ov_fp32.name == "depth_anything_v2_vits_266x364.xml"
     assert ov_fp32.with_suffix(".bin").is_file()
     assert meta["format"] == "openvino" and meta["precision"] == "fp32"
-    assert meta["inference_precision"] == "f32" and meta["input_shape"] == [1, 3, 266, 364]
+    assert meta["openvino"]["inference_precision"] == "f32" and meta["input_shape"] == [1, 3, 266, 364]
     assert max(meta["parity"]["max_abs_diff_relative"].values()) < 1e-3
     backend = open_backend(ov_fp32)
     image = cv2.imread(str(IMAGES / "demo08.jpg"))
@@ -61,8 +61,8 @@ def test_fp32_ir_matches_pytorch(ov_fp32, vits_checkpoint):
 
 
 def test_fp16_ir_reports_its_accuracy(ov_fp16):
-    meta = read_metadata(ov_fp16)
-    assert meta["precision"] == "fp16" and meta["inference_precision"] is None
+    meta = ArtifactMetadata.read(ov_fp16).to_dict()
+    assert meta["precision"] == "fp16" and meta["openvino"]["inference_precision"] is None
     report = meta["accuracy"]
     assert report["held_out"] == ["built-in sample scene"]
     assert report["abs_rel"] <= 0.03 and report["delta1"] >= 0.98
@@ -73,7 +73,7 @@ def test_fp16_ir_reports_its_accuracy(ov_fp16):
 
 
 def test_int8_ir_is_calibrated_and_measured_on_other_images(ov_int8, tmp_path):
-    meta = read_metadata(ov_int8)
+    meta = ArtifactMetadata.read(ov_int8).to_dict()
     assert meta["precision"] == "int8"
     calib = meta["calibration"]
     assert calib["count"] == 8 and calib["seed"] == 0 and len(calib["sha256"]) == 64
@@ -93,7 +93,7 @@ def test_int8_ir_is_calibrated_and_measured_on_other_images(ov_int8, tmp_path):
 
 def test_dynamic_ir_follows_the_input_size(vits_checkpoint, tmp_path):
     artifact = export(vits_checkpoint, tmp_path, "--openvino", "fp32", "--dynamic")
-    meta = read_metadata(artifact)
+    meta = ArtifactMetadata.read(artifact).to_dict()
     # checked at two sizes for the 480x640 sample scene
     assert meta["dynamic"] and set(meta["parity"]["max_abs_diff_relative"]) == {"518x686", "364x490"}
     backend = open_backend(artifact)
@@ -144,6 +144,6 @@ def test_int8_without_calibration_images_stops_before_any_work(vits_checkpoint, 
 
 
 def test_metadata_is_json_with_tool_versions(ov_fp16):
-    meta = json.loads(ov_fp16.with_suffix(".json").read_text())
+    meta = json.loads(sidecar_path(ov_fp16).read_text())
     assert meta["tools"]["openvino"] and meta["tools"]["onnxruntime"]
-    assert meta["weights"] == ov_fp16.with_suffix(".bin").name
+    assert meta["weights_file"] == ov_fp16.with_suffix(".bin").name
