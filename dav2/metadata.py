@@ -37,6 +37,10 @@ from dav2.vocabulary import (
 )
 
 SCHEMA_VERSION = 2  # 1: `<stem>.json` loose dicts (before sidecars were named per artifact)
+# what the graph's input takes: the normalised network tensor, or the camera's own bytes
+FLOAT_INPUT = "float32-nchw"  # (B, 3, H, W) ImageNet-normalised RGB (processing.preprocess)
+UINT8_INPUT = "uint8-bgr-nhwc"  # (B, H, W, 3) BGR uint8 as OpenCV decodes it; the graph normalises
+INPUT_FORMATS = (FLOAT_INPUT, UINT8_INPUT)
 
 
 def sidecar_path(artifact: str | Path) -> Path:
@@ -78,6 +82,8 @@ class ArtifactMetadata:
     max_depth: float | None = None
     traced_hw: list[int] = field(default_factory=lambda: [DEFAULT_INPUT_SIZE, DEFAULT_INPUT_SIZE])
     dynamic_range: dict[str, int] | None = None  # multiple_of / min / max side for dynamic graphs
+    input_format: str = FLOAT_INPUT  # INPUT_FORMATS; uint8: `dav2-export --input uint8`
+    camera_hw: list[int] | None = None  # uint8 graphs that also resize: the (H, W) frames they take
     input_name: str = INPUT_NAME
     output_name: str = OUTPUT_NAME
     mean: list[float] = field(default_factory=lambda: list(MEAN))
@@ -108,6 +114,11 @@ class ArtifactMetadata:
         if self.dynamic or self.input_shape is None:
             return None
         return int(self.input_shape[2]), int(self.input_shape[3])
+
+    @property
+    def takes_uint8(self) -> bool:
+        """The graph normalises (and with camera_hw resizes) itself: the host passes bytes."""
+        return self.input_format == UINT8_INPUT
 
     @property
     def default_input_size(self) -> int:
@@ -201,6 +212,13 @@ def _from_dict(data: Any) -> ArtifactMetadata:
     for name in ("mean", "std"):
         if name in data and (not isinstance(data[name], list) or len(data[name]) != 3):
             raise ValueError(f"'{name}' must be three numbers")
+    values["input_format"] = data.get("input_format", FLOAT_INPUT)
+    if values["input_format"] not in INPUT_FORMATS:
+        raise ValueError(f"'input_format' {values['input_format']!r} is not one of {', '.join(INPUT_FORMATS)}")
+    if data.get("camera_hw") is not None:
+        values["camera_hw"] = _sides(data["camera_hw"], "camera_hw", 2)
+        if values["input_format"] != UINT8_INPUT:
+            raise ValueError(f"'camera_hw' needs 'input_format' {UINT8_INPUT!r} (the graph resizes camera frames)")
     if data.get("tensorrt") is not None:
         values["tensorrt"] = TensorRTRecord(**data["tensorrt"])
         _sides(values["tensorrt"].profile["max"], "tensorrt.profile.max", 4)

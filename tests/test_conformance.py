@@ -131,3 +131,23 @@ def test_positional_embedding_follows_upstream_scale_factor():
     # at exactly 37x37 patches on a square image upstream uses the grid unchanged
     square = model.pretrained.interpolate_pos_encoding(518, 518)
     assert torch.equal(square, model.pretrained.pos_embed)
+
+
+@pytest.mark.parametrize("name", ["vits_relative_demo08_518", "vits_relative_demo08_364", "vits_metric_demo08_518"])
+def test_fast_float32_preprocessing_keeps_upstream_tolerances(name):
+    """The runtime's float32 preprocessing (processing.FastPreprocessor) is not bit-exact, but the
+    network's output stays within the same tolerances against upstream as the exact path's."""
+    case = reference_case(name)
+    image = cv2.imread(str(case_image(case)))
+    exact = processing.preprocess(image, case["input_size"])
+    fast = processing.FastPreprocessor()(image, case["input_size"])
+    assert fast.shape == exact.shape and fast.dtype == np.float32
+    assert np.abs(fast - exact).max() <= 5e-4  # normalised units
+    model = build_model(
+        seeded_state_dict("vits", case["kind"]), "vits", case["kind"] == "metric", case["max_depth"] or 20.0
+    )
+    with torch.inference_mode():
+        network = model(torch.from_numpy(fast))[0].numpy()
+    assert np.abs(network - load_reference(case, "network")).max() <= NETWORK_TOLERANCE
+    full = processing.postprocess(network, image.shape[:2])
+    assert np.abs(full - load_reference(case, "full")).max() <= FULL_TOLERANCE[case["kind"]]

@@ -95,6 +95,14 @@ from dav2.vocabulary import ModelKind
     help="Refuse network inputs of more than this many 14x14 patches (dynamic models; memory grows with its square).",
 )
 @click.option(
+    "--preprocess",
+    type=click.Choice(["auto", "exact", "float32"]),
+    default="auto",
+    help="exact: float64, bit-equal with upstream's input tensor; float32: about 4x faster, within the "
+    "conformance tolerances; auto: exact for images and folders, float32 for videos, cameras and streams. "
+    "Models exported with --input uint8 preprocess in the graph.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -122,6 +130,7 @@ def run_main(
     max_megapixels,
     max_aspect,
     max_tokens,
+    preprocess,
     as_json,
 ):
     """Run a depth model on images, folders, videos, cameras or streams, with per-stage FPS.
@@ -159,6 +168,7 @@ def run_main(
         color_range=parse_pair(color_range, ",", float, "--range"),
         limits=ImageLimits(max_pixels=int(max_megapixels * 1_000_000), max_aspect=max_aspect),
         max_tokens=max_tokens,
+        preprocess=preprocess,
     )
     camera = parse_pair(camera_size, "x", int, "--camera-size")
     if camera is not None:
@@ -184,6 +194,7 @@ def run_main(
             color_range=plan.color_range,
             on_tick=(lambda snapshot: click.echo(json.dumps({"live": snapshot}))) if as_json else None,
             max_tokens=plan.max_tokens,
+            preprocessing=plan.preprocessing,
         )
     summary.update({"model": str(model), "backend": engine.name, "source": source, "input_size": plan.input_size})
     console.info(format_summary(summary))

@@ -42,6 +42,7 @@ import numpy as np
 
 from dav2 import console, processing
 from dav2.runtime.backends.base import Backend
+from dav2.runtime.feed import Feeder
 from dav2.runtime.fps import FpsMeter
 from dav2.runtime.session import StretchWarning
 from dav2.runtime.sinks import Sink, WindowSink
@@ -144,9 +145,9 @@ def within_token_limit(frame: Frame, source: Source, input_size: int, max_tokens
 
 
 def capture_stage(
-    source, input_size, backend, outbox, stop: threading.Event, max_frames, max_tokens
+    source, feed: Feeder, backend, outbox, stop: threading.Event, max_frames, max_tokens
 ) -> Callable[[], None]:
-    fixed_hw = backend.fixed_hw
+    fixed_hw, input_size = backend.fixed_hw, feed.input_size
     stretch = StretchWarning.for_backend(backend)
 
     def work() -> None:
@@ -163,7 +164,7 @@ def capture_stage(
                     continue
                 if stretch is not None:
                     stretch.check(frame.image.shape[:2])
-                tensor = processing.preprocess(frame.image, input_size, fixed_hw)
+                tensor = feed(frame.image)
                 t2 = time.perf_counter()
                 job = Job(frame, t1, tensor, {"read": (t1 - t0) * 1000, "preprocess": (t2 - t1) * 1000})
                 if not put_until_stopped(outbox, job, stop):
@@ -176,7 +177,7 @@ def capture_stage(
     return work
 
 
-def inference_stage(backend: Backend, inbox, outbox, stop: threading.Event) -> Callable[[], None]:
+def inference_stage(backend: Backend, feed: Feeder, inbox, outbox, stop: threading.Event) -> Callable[[], None]:
     def work() -> None:
         try:
             while True:
@@ -185,6 +186,8 @@ def inference_stage(backend: Backend, inbox, outbox, stop: threading.Event) -> C
                     break
                 start = time.perf_counter()
                 job.network_depth = backend.infer(job.tensor)
+                feed.give_back(job.tensor, job.network_depth)  # the next frames reuse its buffer
+                job.tensor = None
                 job.times["inference"] = (time.perf_counter() - start) * 1000
                 if not put_until_stopped(outbox, job, stop):
                     break
@@ -206,13 +209,16 @@ def run(
     on_tick: Callable[[dict], None] | None = None,
     tick_s: float | None = None,
     max_tokens: int = processing.DEFAULT_MAX_TOKENS,
+    preprocessing: str = "exact",
 ) -> dict:
     """Process `source` through `backend` into `sinks`; return the FPS summary.
 
     The source and the sinks are closed either way; the backend is left open (its opener
     closes it). q/Esc in the window or `max_frames` end the run with the frames done so far
     kept; Ctrl-C and SIGTERM discard unfinished outputs and propagate (module docstring).
-    `on_tick` gets a live snapshot every `tick_s` seconds (default TICK_S).
+    `on_tick` gets a live snapshot every `tick_s` seconds (default TICK_S). `preprocessing`
+    is "exact" (bit-equal with upstream, the default for library callers) or "float32"
+    (dav2-run's default for videos and live sources); artifacts that take uint8 frames get the frame's bytes either way.
     """
     input_size = input_size or backend.default_input_size
     tick_s = TICK_S if tick_s is None else tick_s
@@ -221,9 +227,10 @@ def run(
     windows = [sink for sink in sinks if isinstance(sink, WindowSink)]
     stop = threading.Event()
     to_inference, to_output = new_channel(source.live), new_channel(source.live)
+    feed = Feeder(backend, input_size, preprocessing)
     stages = [
-        Stage("capture", capture_stage(source, input_size, backend, to_inference, stop, max_frames, max_tokens)),
-        Stage("inference", inference_stage(backend, to_inference, to_output, stop)),
+        Stage("capture", capture_stage(source, feed, backend, to_inference, stop, max_frames, max_tokens)),
+        Stage("inference", inference_stage(backend, feed, to_inference, to_output, stop)),
     ]
     success = False
     next_tick = time.perf_counter() + tick_s

@@ -248,6 +248,10 @@ class Backend(ABC):
     def predict(self, bgr_image: np.ndarray, input_size: int | None = None) -> np.ndarray:
         """Depth at the image's own resolution (upstream's infer_image): the shared
         preprocessing, one forward, the shared postprocessing."""
+        if self.metadata.takes_uint8:  # the graph normalises: pass the frame's bytes
+            from dav2.runtime.feed import predictor
+
+            return predictor(self, input_size)(bgr_image)
         tensor = processing.preprocess(bgr_image, input_size or self.default_input_size, self.fixed_hw)
         return processing.postprocess(self.infer(tensor), bgr_image.shape[:2])
 
