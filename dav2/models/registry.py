@@ -2,7 +2,9 @@
 
 The relative models come from depth-anything/Depth-Anything-V2-{Small,Base,Large}; the metric
 ones were fine-tuned on Hypersim (indoor, max_depth 20 m) and Virtual KITTI 2 (outdoor,
-max_depth 80 m). ViT-G weights were announced but never published: exporting vitg needs
+max_depth 80 m). The same weights converted for transformers live in the `-hf` repositories
+(Depth-Anything-V2-Small-hf, Depth-Anything-V2-Metric-Indoor-Small-hf, ...), which
+dav2.models.hf reads. ViT-G weights were announced but never published: exporting vitg needs
 --checkpoint. The encoders themselves are described once, in dav2.vocabulary.ENCODER_SPECS.
 """
 
@@ -23,6 +25,15 @@ class CheckpointInfo:
     @property
     def non_commercial(self) -> bool:
         return self.licence.startswith("CC-BY-NC")
+
+    @property
+    def transformers_repo(self) -> str | None:
+        """The same weights converted for Hugging Face transformers (`--checkpoint` takes this id too)."""
+        if self.hub_repo is None:
+            return None
+        return (
+            self.hub_repo.replace("Metric-Hypersim", "Metric-Indoor").replace("Metric-VKITTI", "Metric-Outdoor") + "-hf"
+        )
 
 
 def checkpoint_info(encoder: str, kind: str = "relative", max_depth: float | None = None) -> CheckpointInfo:
