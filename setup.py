@@ -52,6 +52,8 @@ setup(
         ],
         "plot": ["matplotlib>=3.7"],
         "app": ["gradio>=5.0"],
+        # dav2-batch: a corpus on Ray Data, one laptop to a cluster (DESIGN rule 7)
+        "batch": ["ray[data]>=2.40", "pyarrow>=14"],
         # the browser test drives the app with Selenium and the system's chromium-driver
         "test": ["pytest>=8", "ruff>=0.5", "selenium>=4.10"],
     },
@@ -62,6 +64,7 @@ setup(
             "dav2-bench=dav2.cli:bench_main",
             "dav2-eval=dav2.cli:eval_main",
             "dav2-app=dav2.cli:app_main",
+            "dav2-batch=dav2.cli.batch:batch_main",
         ],
     },
 )

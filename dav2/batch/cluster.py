@@ -1,0 +1,80 @@
+"""Starting Ray in this process, or joining a cluster, with Ray's own chatter kept down.
+
+Without --address, Ray starts here (`ray.init()`), so dav2-batch runs on a laptop with nothing
+else installed or started, and is shut down when the job ends. `--address auto` joins the
+cluster this machine belongs to (`ray start` ran here); `ray://host:10001` joins a remote one
+through Ray Client. A Ray session already open in this process (a notebook, the tests) is used
+as it is and left open.
+
+An embedded Ray gets as many logical CPUs as the machine has cores, and at least enough for
+the inference actors plus one for the decode and write tasks: Ray's CPUs are a scheduling
+budget, not a reservation, and an actor with two threads on a two-core machine must still
+leave room for the tasks that feed it (the cores are shared, as dav2-run's threads share them).
+
+Ray's banners, worker log forwarding and C++ warnings would bury the summary, so they are
+turned down (errors still show); Ray Data's progress bars stay.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+
+from dav2.errors import Dav2Error
+
+QUIET_ENV = {
+    "RAY_BACKEND_LOG_LEVEL": "fatal",  # C++ core worker warnings on the driver's stderr
+    "RAY_DEDUP_LOGS": "1",
+}
+
+
+@dataclass
+class RaySession:
+    """The Ray this job runs on; `close()` shuts it down only when this job started it."""
+
+    started: bool
+    address: str
+
+    def close(self) -> None:
+        if self.started:
+            import ray
+
+            ray.shutdown()
+
+
+def quiet_ray() -> None:
+    """Before Ray is imported: its C++ logs down to errors (unless the user set them)."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def connect(address: str | None, min_cpus: float) -> RaySession:
+    """Ray for this job: the session already open, a new embedded one, or the cluster at `address`."""
+    quiet_ray()
+    import ray
+
+    if ray.is_initialized():
+        return RaySession(started=False, address="this process's Ray session")
+    common = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
+    try:
+        if address is None:
+            cpus = max(os.cpu_count() or 1, int(-(-min_cpus // 1)))
+            ray.init(num_cpus=cpus, **common)
+            quiet_loggers()
+            return RaySession(started=True, address=f"Ray in this process ({cpus} CPUs)")
+        ray.init(address=address, **common)
+    except ConnectionError as exc:
+        raise Dav2Error(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    quiet_loggers()
+    return RaySession(started=True, address=address)
+
+
+def quiet_loggers() -> None:
+    """Ray Data's execution banners ("Running Dataset ...") off; warnings and errors stay."""
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def cluster_cpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 0.0))

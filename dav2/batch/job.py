@@ -1,0 +1,210 @@
+"""One dav2-batch job: inputs -> Ray Data stages -> outputs and manifest -> summary.
+
+The driver (this process) lists the inputs, decides what --resume skips, builds the Ray Data
+plan (stages.py), and turns the rows that come back into the manifest (manifest.py). It never
+touches pixels. Ray Data does the scheduling: streaming execution with backpressure, an actor
+pool for inference, retries of lost tasks; dav2 adds no scheduler of its own (DESIGN rule 7).
+
+Stopping: Ctrl-C or SIGTERM (a KeyboardInterrupt here) stops reading results; the manifest
+is merged and written with every row received so far, Ray is shut down (when this job started
+it), and the interruption goes on to the CLI (exit 130/143). Outputs are whole files or absent.
+"""
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dav2 import console
+from dav2.batch import manifest
+from dav2.batch.cluster import RaySession, connect
+from dav2.batch.inputs import InputItem, collect_items
+from dav2.batch.options import BatchOptions
+from dav2.batch.outputs import output_path
+from dav2.batch.stages import DecodeSettings, InferenceActor, WriteSettings, decode_batch, write_batch
+from dav2.batch.summary import BatchSummary
+from dav2.errors import Dav2Error
+from dav2.metadata import ArtifactMetadata
+from dav2.vocabulary import output_unit
+
+CPU_TASK_CPUS = 0.5  # what one decode or write task reserves (they are light next to inference)
+MAX_BLOCKS = 20_000  # input blocks handed to Ray Data (more rows per block past that)
+PROGRESS_S = 15.0
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the driver needs to know about the artifact before the actors open it."""
+
+    path: Path
+    sha256: str
+    kind: str
+    fixed_hw: tuple[int, int] | None
+    default_input_size: int
+    described: str
+
+
+def model_facts(options: BatchOptions) -> ModelFacts:
+    """The artifact checked once here (one clear line if it cannot run), before Ray starts."""
+    from dav2.runtime.backends import open_backend
+
+    path = Path(options.model)
+    if not path.is_file():
+        raise Dav2Error(f"model file not found: {path}")
+    metadata = ArtifactMetadata.read(path)
+    with open_backend(path, threads=1, device=options.device) as backend:
+        return ModelFacts(
+            path.resolve(),
+            manifest.model_sha256(path, metadata),
+            str(backend.kind),
+            backend.fixed_hw,
+            backend.default_input_size,
+            backend.describe(),
+        )
+
+
+def check_outputs(items: list[InputItem], options: BatchOptions) -> None:
+    """No output, and not the manifest, may replace an input."""
+    sources = {item.source for item in items}
+    if str(options.manifest_path.resolve()) in sources:
+        raise Dav2Error(f"the manifest {options.manifest_path} would overwrite an input; choose another --output")
+    for item in items:
+        path = output_path(options.output.resolve(), item.name, options.fmt)
+        if path is not None and str(path) in sources:
+            raise Dav2Error(f"--output would overwrite the input {item.source}; write somewhere else")
+
+
+def items_to_do(items: list[InputItem], options: BatchOptions, sha256: str) -> list[InputItem]:
+    """The items this run processes: all, or (--resume) those not done before for this model."""
+    path = options.manifest_path
+    if manifest.exists(path) and not (options.resume or options.overwrite):
+        raise Dav2Error(f"{path} records an earlier job: add --resume to finish it, or --overwrite to start again")
+    if options.overwrite:
+        manifest.remove_manifest(path)
+        return items
+    if not options.resume:
+        return items
+    done = manifest.DoneSet.from_manifest(manifest.read_manifest(path), sha256)
+    return [item for item in items if item.key not in done.keys]
+
+
+def build_dataset(items: list[InputItem], options: BatchOptions, facts: ModelFacts):
+    """The Ray Data plan: decode tasks -> inference actor pool -> write tasks."""
+    import pyarrow as pa
+    import ray.data
+
+    rows_per_block = max(options.batch_size, math.ceil(len(items) / MAX_BLOCKS))
+    blocks = [
+        pa.table(
+            {
+                "source": pa.array([item.source for item in chunk], pa.string()),
+                "frame": pa.array([item.frame for item in chunk], pa.int64()),
+                "name": pa.array([item.name for item in chunk], pa.string()),
+            }
+        )
+        for chunk in (items[i : i + rows_per_block] for i in range(0, len(items), rows_per_block))
+    ]
+    decode = DecodeSettings(
+        input_size=options.input_size or facts.default_input_size,
+        fixed_hw=facts.fixed_hw,
+        max_tokens=options.max_tokens,
+        limits=options.limits,
+    )
+    write = WriteSettings(str(options.output.resolve()), options.fmt, options.cmap, output_unit(facts.kind))
+    common = {"batch_size": options.batch_size, "batch_format": "numpy"}
+    dataset = ray.data.from_arrow(blocks)
+    dataset = dataset.map_batches(decode_batch, fn_kwargs={"settings": decode}, num_cpus=CPU_TASK_CPUS, **common)
+    dataset = dataset.map_batches(
+        InferenceActor,
+        fn_constructor_kwargs={
+            "model": str(facts.path),
+            "threads": options.threads_per_actor,
+            "device": options.device,
+        },
+        compute=ray.data.ActorPoolStrategy(size=options.actors),
+        num_cpus=options.cpus_per_actor,
+        num_gpus=options.gpus_per_actor or None,
+        **common,
+    )
+    return dataset.map_batches(write_batch, fn_kwargs={"settings": write}, num_cpus=CPU_TASK_CPUS, **common)
+
+
+def run_batch(options: BatchOptions) -> BatchSummary:
+    """Run the job; the summary says what happened (raised on Ctrl-C after the manifest is written)."""
+    facts = model_facts(options)
+    console.info(facts.described)
+    items = collect_items(options.input, options.frame_stride, options.max_items)
+    check_outputs(items, options)
+    todo = items_to_do(items, options, facts.sha256)
+    summary = BatchSummary(
+        total=len(items),
+        skipped=len(items) - len(todo),
+        manifest=str(options.manifest_path),
+        output=str(options.output),
+        model=str(options.model),
+    )
+    writer = manifest.ManifestWriter(options.manifest_path, facts.sha256)
+    if not todo:
+        writer.close()
+        return summary
+    start = time.perf_counter()
+    session = connect(options.address, options.actors * options.cpus_per_actor + CPU_TASK_CPUS)
+    summary.ray, summary.startup_seconds = session.address, time.perf_counter() - start
+    console.info(f"{len(todo)} of {len(items)} inputs to process on {session.address}")
+    try:
+        execute(build_dataset(todo, options, facts), writer, summary, len(todo))
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        raise
+    finally:
+        finish(writer, session, summary)
+    return summary
+
+
+def execute(dataset, writer: manifest.ManifestWriter, summary: BatchSummary, todo: int) -> None:
+    """Pull manifest rows through the plan, counting them as they come."""
+    import ray.exceptions
+
+    start = next_report = time.perf_counter()
+    try:
+        for rows in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            writer.add(rows)
+            failed = sum(status != manifest.OK for status in rows.column("status").to_pylist())
+            summary.failed += failed
+            summary.processed += rows.num_rows - failed
+            summary.seconds = time.perf_counter() - start
+            if time.perf_counter() >= next_report:
+                next_report += PROGRESS_S
+                done = summary.processed + summary.failed
+                console.info(f"  {done}/{todo} done, {summary.failed} failed, {summary.images_per_second:.2f} images/s")
+    except ray.exceptions.RayError as exc:
+        error = user_error(exc)
+        if error is None:
+            raise
+        raise error from None
+
+
+def user_error(exc: BaseException) -> Dav2Error | None:
+    """The Dav2Error an actor or task raised (a model that will not open there), if that is the cause."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, Dav2Error):
+            return Dav2Error(str(exc))
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
+
+
+def finish(writer: manifest.ManifestWriter, session: RaySession, summary: BatchSummary) -> None:
+    """Manifest merged and written, Ray left as found; said once when interrupted."""
+    try:
+        rows = writer.close()
+    finally:
+        session.close()
+    if summary.interrupted:
+        print(file=sys.stderr)
+        console.info(
+            f"stopped: {summary.processed} processed and {summary.failed} failed are in {summary.manifest} "
+            f"({rows.num_rows} rows); run again with --resume to finish"
+        )

@@ -1,0 +1,70 @@
+"""Writing one job's depth: files that mirror the inputs' names, or Parquet shards.
+
+Picture formats (png16, npy, color, gray) go through dav2-run's own ImageSink, so a file here
+is byte for byte the file dav2-run writes for the same image and artifact: png16 with its
+scale chunk (processing.encode_png16), float32 .npy, colour maps coloured over each picture's
+own range (a folder of unrelated photos, as dav2-run colours a folder). Every file is written
+under a temporary name and renamed when complete (dav2.files), so an interrupted job leaves
+whole files or none.
+
+`parquet` writes one shard per batch below <output>/depth/, holding each item's source, frame,
+output name, height, width and `depth` (the float32 depth at the image's size, C order, as
+raw little-endian bytes: `np.frombuffer(row.depth, "<f4").reshape(row.height, row.width)`).
+A shard is named from its first item and its size, and written atomically too; the manifest's
+`output` column names the shard that holds an item's depth.
+"""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from dav2.files import atomic_path
+from dav2.runtime.sinks import ImageSink
+from dav2.runtime.sources import Frame
+
+SHARD_FOLDER = "depth"
+EXTENSIONS = {"npy": ".npy", "parquet": ".parquet"}  # the other formats write .png
+
+
+def output_path(output: Path, name: str, fmt: str) -> Path | None:
+    """Where an item's picture goes (None for parquet: known when its shard is written)."""
+    if fmt == "parquet":
+        return None
+    return output / f"{name}{EXTENSIONS.get(fmt, '.png')}"
+
+
+class PictureWriter:
+    """One file per item, through dav2-run's ImageSink (see the module docstring)."""
+
+    def __init__(self, output: Path, fmt: str, cmap: str, unit: str):
+        self.sink = ImageSink(Path(output), fmt, cmap, unit, single=False)
+
+    def write(self, name: str, depth: np.ndarray) -> str:
+        self.sink.write(Frame(np.empty((0, 0, 3), np.uint8), name, 0), depth)
+        return str(self.sink.path_for_name(name))
+
+
+def shard_path(output: Path, first_name: str, first_frame: int, count: int) -> Path:
+    digest = hashlib.sha1(f"{first_name}\0{first_frame}\0{count}".encode()).hexdigest()[:16]
+    return Path(output) / SHARD_FOLDER / f"part-{digest}.parquet"
+
+
+def write_shard(path: Path, rows: list[dict]) -> str:
+    """One Parquet shard of depth arrays, written atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "source": pa.array([row["source"] for row in rows], pa.string()),
+            "frame": pa.array([row["frame"] for row in rows], pa.int64()),
+            "name": pa.array([row["name"] for row in rows], pa.string()),
+            "height": pa.array([row["depth"].shape[0] for row in rows], pa.int32()),
+            "width": pa.array([row["depth"].shape[1] for row in rows], pa.int32()),
+            "depth": pa.array([row["depth"].astype("<f4").tobytes() for row in rows], pa.large_binary()),
+        }
+    )
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return str(path)

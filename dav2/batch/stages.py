@@ -1,0 +1,280 @@
+"""The work done inside Ray: decode + preprocess, inference, postprocess + write.
+
+Each stage is a plain function (or, for inference, a class) over one batch, a dict of columns
+as Ray Data hands it over, so it can be tested and reasoned about without Ray. A row that fails
+(a corrupt or unreadable file, an image past a limit, a write that the disk refuses) is marked
+`failed` with the error and travels on to the manifest: one bad input never ends the job.
+
+Decoding and preprocessing (`decode_batch`) run as CPU tasks apart from inference, so an
+accelerator is not kept waiting on JPEG decoding; the actors (`InferenceActor`) hold one opened
+backend each for their whole life; postprocessing and writing (`write_batch`) run as CPU tasks
+again. Tensors travel between stages as raw float32 bytes with their shape in columns, which
+Ray's object store carries without conversion whatever the image sizes.
+"""
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dav2 import processing
+from dav2.batch.inputs import IMAGE_FRAME
+from dav2.batch.manifest import FAILED, OK
+from dav2.batch.outputs import PictureWriter, shard_path, write_shard
+from dav2.errors import Dav2Error
+from dav2.media import ImageLimits, ImageRejected, read_image
+from dav2.runtime.backends.base import error_reason
+
+Row = dict
+UNREADABLE = "not a readable image (empty, corrupt or not an image)"
+
+
+# --- columns <-> rows -------------------------------------------------------------------------
+
+
+def rows_of(batch: dict[str, np.ndarray]) -> list[Row]:
+    columns = list(batch)
+    count = len(batch[columns[0]]) if columns else 0
+    return [{column: plain(batch[column][i]) for column in columns} for i in range(count)]
+
+
+def plain(value):
+    """numpy scalars as Python values (np.str_ -> str, np.int64 -> int)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def batch_of(rows: list[Row], columns: list[str]) -> dict[str, np.ndarray]:
+    return {column: column_array([row.get(column) for row in rows]) for column in columns}
+
+
+def column_array(values: list) -> np.ndarray:
+    """Text and bytes as object arrays (numpy would pad them to fixed width), numbers as numbers."""
+    if values and isinstance(values[0], (str, bytes)):
+        return np.array(values, dtype=object)
+    return np.array(values)
+
+
+def fail(row: Row, error: str) -> Row:
+    row.update(status=FAILED, error=error)
+    return row
+
+
+# --- stage 1: decode and preprocess (CPU tasks) -----------------------------------------------
+
+DECODED_COLUMNS = [
+    "source", "frame", "name", "status", "error", "image_width", "image_height",
+    "network_width", "network_height", "tensor", "seconds",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    input_size: int
+    fixed_hw: tuple[int, int] | None  # a static artifact's (H, W); None: dynamic
+    max_tokens: int
+    limits: ImageLimits
+
+
+def decode_batch(batch: dict[str, np.ndarray], settings: DecodeSettings) -> dict[str, np.ndarray]:
+    """Items -> network tensors (or failed rows), as dav2-run's capture stage prepares frames."""
+    rows = [
+        {**row, "status": OK, "error": "", "image_width": 0, "image_height": 0, "network_width": 0,
+         "network_height": 0, "tensor": b"", "seconds": 0.0}
+        for row in rows_of(batch)
+    ]  # fmt: skip
+    for row, (image, error, seconds) in zip(rows, read_pictures(rows, settings.limits)):
+        start = time.perf_counter()
+        if image is None:
+            fail(row, error)
+        else:
+            prepare(row, image, settings)
+        row["seconds"] = seconds + time.perf_counter() - start
+    return batch_of(rows, DECODED_COLUMNS)
+
+
+def prepare(row: Row, image: np.ndarray, settings: DecodeSettings) -> None:
+    """The shared preprocessing, after the token limit for dynamic artifacts."""
+    height, width = image.shape[:2]
+    row.update(image_width=width, image_height=height)
+    try:
+        if settings.fixed_hw is None:
+            processing.check_tokens((height, width), settings.input_size, settings.max_tokens, what=row["source"])
+        tensor = processing.preprocess(image, settings.input_size, settings.fixed_hw)
+    except Dav2Error as exc:
+        fail(row, str(exc))
+        return
+    except Exception as exc:  # noqa: BLE001 - an input that breaks OpenCV is one failed row
+        fail(row, f"cannot preprocess {row['source']}: {error_reason(exc)}")
+        return
+    row.update(network_height=tensor.shape[2], network_width=tensor.shape[3], tensor=tensor.tobytes())
+
+
+def read_pictures(rows: list[Row], limits: ImageLimits) -> Iterator[tuple[np.ndarray | None, str, float]]:
+    """(BGR image or None, why not, seconds) per row: images read alone, each video opened once."""
+    videos: dict[str, VideoReader] = {}
+    try:
+        for row in rows:
+            start = time.perf_counter()
+            if row["frame"] == IMAGE_FRAME:
+                image, error = read_one_image(row["source"], limits)
+            else:
+                reader = videos.get(row["source"]) or videos.setdefault(row["source"], VideoReader(row["source"]))
+                image, error = reader.frame(row["frame"], limits)
+            yield image, error, time.perf_counter() - start
+    finally:
+        for reader in videos.values():
+            reader.close()
+
+
+def read_one_image(source: str, limits: ImageLimits) -> tuple[np.ndarray | None, str]:
+    try:
+        image = read_image(source, limits)
+    except ImageRejected as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the job goes on
+        return None, f"cannot read {source}: {error_reason(exc)}"
+    return (image, "") if image is not None else (None, f"{source}: {UNREADABLE}")
+
+
+class VideoReader:
+    """Frames of one video in increasing order: seek once, then read forward."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.capture = cv2.VideoCapture(source)
+        self.position = 0  # index of the next frame read() returns
+
+    def frame(self, index: int, limits: ImageLimits) -> tuple[np.ndarray | None, str]:
+        if not self.capture.isOpened():
+            return None, f"cannot open {self.source} as a video"
+        if index < self.position or index - self.position > 64:
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+            self.position = index
+        while self.position < index:
+            if not self.capture.grab():
+                break
+            self.position += 1
+        ok, image = self.capture.read() if self.position == index else (False, None)
+        if not ok or image is None:
+            return None, f"{self.source}: frame {index} could not be read (past the end, or corrupt)"
+        self.position += 1
+        try:
+            limits.check(image.shape[1], image.shape[0], f"{self.source}'s frames")
+        except ImageRejected as exc:
+            return None, str(exc)
+        return processing.to_bgr8(image), ""
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+# --- stage 2: inference (an actor pool) ---------------------------------------------------------
+
+INFERRED_COLUMNS = [column for column in DECODED_COLUMNS if column != "tensor"] + ["depth"]
+
+
+class InferenceActor:
+    """One opened backend for the actor's life; `__call__` runs it on a batch, one image at a time
+    (artifacts take a batch of one; images of a dynamic artifact differ in size anyway)."""
+
+    def __init__(self, model: str, threads: int = 0, device: str = "cpu"):
+        from dav2.runtime.backends import open_backend
+
+        self.backend = open_backend(model, threads=threads, device=device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = rows_of(batch)
+        for row in rows:
+            row["depth"] = b""
+            if row["status"] == OK:
+                self.infer(row)
+        return batch_of(rows, INFERRED_COLUMNS)
+
+    def infer(self, row: Row) -> None:
+        start = time.perf_counter()
+        shape = (1, 3, row["network_height"], row["network_width"])
+        tensor = np.frombuffer(row.pop("tensor"), dtype=np.float32).reshape(shape)
+        try:
+            depth = self.backend.infer(tensor)
+        except Exception as exc:  # noqa: BLE001 - recorded in the manifest; the next image may work
+            fail(row, f"inference failed on {row['source']}: {error_reason(exc)}")
+            return
+        row["depth"] = np.ascontiguousarray(depth, dtype=np.float32).tobytes()
+        row["seconds"] += time.perf_counter() - start
+
+    def __del__(self):
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()
+
+
+# --- stage 3: postprocess and write (CPU tasks) -------------------------------------------------
+
+WRITTEN_COLUMNS = [column for column in INFERRED_COLUMNS if column != "depth"] + ["output", "finished_at"]
+
+
+@dataclass(frozen=True)
+class WriteSettings:
+    output: str
+    fmt: str
+    cmap: str
+    unit: str
+
+
+def write_batch(batch: dict[str, np.ndarray], settings: WriteSettings) -> dict[str, np.ndarray]:
+    """Depth at each image's size, written; rows become manifest rows."""
+    rows = rows_of(batch)
+    done: list[tuple[Row, np.ndarray]] = []
+    for row in rows:
+        row["output"] = ""
+        if row["status"] == OK:
+            start = time.perf_counter()
+            depth = image_depth(row)
+            row["seconds"] += time.perf_counter() - start
+            done.append((row, depth))
+    if settings.fmt == "parquet":
+        write_parquet(done, settings)
+    else:
+        write_pictures(done, settings)
+    finished = time.time()  # seconds since the epoch; a UTC timestamp in the manifest
+    for row in rows:
+        row.pop("depth", None)
+        row["finished_at"] = finished
+    return batch_of(rows, WRITTEN_COLUMNS)
+
+
+def image_depth(row: Row) -> np.ndarray:
+    """The network's depth resized back to the image (the shared postprocessing)."""
+    network = np.frombuffer(row["depth"], dtype=np.float32).reshape(1, row["network_height"], row["network_width"])
+    return processing.postprocess(network, (row["image_height"], row["image_width"]))
+
+
+def write_pictures(done: list[tuple[Row, np.ndarray]], settings: WriteSettings) -> None:
+    writer = PictureWriter(Path(settings.output), settings.fmt, settings.cmap, settings.unit)
+    for row, depth in done:
+        start = time.perf_counter()
+        try:
+            row["output"] = writer.write(row["name"], depth)
+        except Dav2Error as exc:  # dav2.files: disk full, permission, a folder in the way
+            fail(row, str(exc))
+        row["seconds"] += time.perf_counter() - start
+
+
+def write_parquet(done: list[tuple[Row, np.ndarray]], settings: WriteSettings) -> None:
+    if not done:
+        return
+    start = time.perf_counter()
+    first = done[0][0]
+    path = shard_path(Path(settings.output), first["name"], first["frame"], len(done))
+    try:
+        written = write_shard(path, [{**row, "depth": depth} for row, depth in done])
+    except (Dav2Error, OSError) as exc:
+        for row, _ in done:
+            fail(row, f"could not write {path}: {exc}")
+        return
+    share = (time.perf_counter() - start) / len(done)
+    for row, _ in done:
+        row.update(output=written, seconds=row["seconds"] + share)
