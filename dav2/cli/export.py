@@ -120,13 +120,29 @@ from dav2.vocabulary import ModelKind, Precision
     "[default: the built-in sample scene]",
 )
 @click.option(
+    "--input",
+    "input_",
+    type=click.Choice(["float32", "uint8"]),
+    default="float32",
+    help="uint8: the artifact takes the camera's uint8 BGR frame (1, H, W, 3) and does the colour swap, "
+    "scaling and ImageNet normalisation itself (ONNX and OpenVINO); the host only copies bytes.",
+)
+@click.option(
+    "--camera-size",
+    default=None,
+    help="With --input uint8: WIDTHxHEIGHT of the camera's frames (e.g. 1280x720); the graph then also does "
+    "the bicubic resize to the network size, so frames go in as they are captured.",
+)
+@click.option(
     "--output",
     type=click.Path(file_okay=False),
     default="models",
     help="Folder for the artifacts, their <artifact>.json metadata and TensorRT caches.",
 )
 @user_errors
-def export_main(kind, max_depth, to_onnx, fp16, int8, keep_fp32, workspace, output, height, width, from_onnx, **rest):
+def export_main(
+    kind, max_depth, to_onnx, fp16, int8, keep_fp32, workspace, output, height, width, from_onnx, input_, **rest
+):
     """Export a Depth Anything V2 checkpoint to ONNX, OpenVINO IR or a TensorRT engine, checked against PyTorch.
 
     Artifacts are dynamic by default: any photo keeps its aspect ratio, exactly as upstream's
@@ -146,6 +162,7 @@ def export_main(kind, max_depth, to_onnx, fp16, int8, keep_fp32, workspace, outp
       dav2-export --encoder vits --openvino int8 --calib-dir photos/ --max-abs-rel 0.05
       dav2-export --encoder vits --onnx --int8
       dav2-export --encoder vits --onnx --height 518 --width 924      # fixed 16:9 camera input
+      dav2-export --encoder vits --openvino int8 --calib-dir photos/ --input uint8 --camera-size 1280x720
       dav2-export --encoder vitl --kind metric --max-depth 80 --checkpoint m.pth
 
     Offline, pass the checkpoint with --checkpoint or DAV2_CHECKPOINT=PATH.
@@ -169,6 +186,7 @@ def export_main(kind, max_depth, to_onnx, fp16, int8, keep_fp32, workspace, outp
         output=Path(output),
         height=checked_size("height", height),
         width=checked_size("width", width),
+        input=input_,
         **rest,
     )
     try:

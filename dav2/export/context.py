@@ -86,6 +86,8 @@ class ExportRequest:
     calib_seed: int = DEFAULT_SEED
     holdout: int = DEFAULT_HOLDOUT
     max_abs_rel: float | None = None
+    input: str = "float32"  # "uint8": the artifact takes camera frames and preprocesses itself
+    camera_size: str | None = None  # "1280x720": uint8 artifacts also resize frames of this size
 
 
 @dataclass

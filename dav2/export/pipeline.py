@@ -61,6 +61,7 @@ def requested_targets(request: ExportRequest) -> list[ExportTarget]:
 
 def preflight(request: ExportRequest, targets: list[ExportTarget]) -> None:
     """Fail before any work when a target cannot be built here."""
+    check_input_options(request)
     if any(t.needs_calibration(request) for t in targets) and not request.calib_dir:
         raise Dav2Error("INT8 needs calibration images: add --calib-dir DIR (a folder of real photos or a video)")
     for target in targets:
@@ -109,7 +110,10 @@ def export_artifacts(request: ExportRequest) -> list[Path]:
         for target in targets:
             for item in target.build(context):
                 built.setdefault(item.path, item)
-        placed = [publish(finish(item, context), output) for item in built.values()]
+        finished = [finish(item, context) for item in built.values()]
+        if request.input == "uint8":
+            finished = [uint8_variant(item, context) for item in finished]
+        placed = [publish(item, output) for item in finished]
     pending = [target.pending for target in targets if target.pending]
     if pending:
         raise PendingWork(pending[0], placed)
@@ -143,6 +147,32 @@ def calibration_set(request: ExportRequest, options: GraphOptions) -> Calibratio
         f"{len(calibration.holdout)} held out for the accuracy report"
     )
     return calibration
+
+
+def check_input_options(request: ExportRequest) -> None:
+    """--input uint8 is built for ONNX and OpenVINO artifacts; --camera-size needs it."""
+    from dav2.export.preprocess import parse_camera_size
+
+    if request.input not in ("float32", "uint8"):
+        raise Dav2Error(f"--input must be float32 or uint8, not {request.input!r}")
+    parse_camera_size(request.camera_size)
+    if request.camera_size and request.input != "uint8":
+        raise Dav2Error("--camera-size makes the graph resize uint8 camera frames: add --input uint8")
+    if request.input == "uint8" and request.trt:
+        raise Dav2Error(
+            "--input uint8 is built for ONNX and OpenVINO artifacts; for TensorRT export the uint8 ONNX "
+            "and build its engine in a second step (not yet supported by --trt)"
+        )
+
+
+def uint8_variant(built: Built, context: ExportContext) -> Built:
+    """The artifact that takes uint8 frames, made from `built` (measured, sidecar written) and
+    checked against it; the float artifact is left in the scratch folder."""
+    from dav2.export.preprocess import make_uint8_variant, parse_camera_size
+
+    camera_hw = parse_camera_size(context.request.camera_size)
+    with console.step(f"adding uint8 preprocessing to {built.path.name}"):
+        return make_uint8_variant(built, context.image, camera_hw)
 
 
 def finish(built: Built, context: ExportContext) -> Built:

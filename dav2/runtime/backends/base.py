@@ -27,7 +27,7 @@ import numpy as np
 
 from dav2 import processing
 from dav2.errors import Dav2Error
-from dav2.metadata import ArtifactMetadata, sidecar_path
+from dav2.metadata import FLOAT_INPUT, UINT8_INPUT, ArtifactMetadata, sidecar_path
 from dav2.vocabulary import PATCH_SIZE, ModelKind, encoder_from_embed_dim
 
 # --- what a graph says about itself ---------------------------------------------------------
@@ -70,12 +70,29 @@ class GraphFacts:
         return found.pop() if len(found) == 1 else None
 
     @property
+    def input_format(self) -> str | None:
+        """FLOAT_INPUT (float32 B,3,H,W), UINT8_INPUT (uint8 B,H,W,3: --input uint8), or None."""
+        return input_format(self.inputs[0]) if self.inputs else None
+
+    @property
     def fixed_hw(self) -> tuple[int, int] | None:
-        """(H, W) of a graph whose input sides are fixed numbers, else None."""
+        """(H, W) of a graph whose input sides are fixed numbers, else None (NCHW or NHWC)."""
         shape = self.inputs[0].shape if self.inputs else None
-        if shape is None or len(shape) != 4 or shape[2] is None or shape[3] is None:
+        if shape is None or len(shape) != 4:
             return None
-        return shape[2], shape[3]
+        hw = shape[1:3] if self.input_format == UINT8_INPUT else shape[2:4]
+        return None if None in hw else (hw[0], hw[1])
+
+
+def input_format(image: TensorFacts) -> str | None:
+    """Which of the two inputs dav2 can feed this tensor is, if either."""
+    if image.shape is None or len(image.shape) != 4:
+        return None
+    if image.dtype == "float32" and image.shape[1] in (3, None):
+        return FLOAT_INPUT
+    if image.dtype == "uint8" and image.shape[3] in (3, None):
+        return UINT8_INPUT
+    return None
 
 
 def is_patch_kernel(shape) -> bool:
@@ -111,7 +128,10 @@ def kind_from_tail(op_of: Callable[[Any], tuple[str, list] | None], output: Any)
 
 # --- checking a graph against its metadata --------------------------------------------------
 
-EXPECTED_IO = "dav2 runs graphs with one float32 input (B, 3, H, W) and one float32 output (B, H, W)"
+EXPECTED_IO = (
+    "dav2 runs graphs with one float32 input (B, 3, H, W) or uint8 BGR input (B, H, W, 3) "
+    "and one float32 output (B, H, W)"
+)
 
 
 def io_problems(facts: GraphFacts) -> list[str]:
@@ -124,7 +144,7 @@ def io_problems(facts: GraphFacts) -> list[str]:
     if problems:
         return problems
     image, depth = facts.inputs[0], facts.outputs[0]
-    if image.dtype != "float32" or image.shape is None or len(image.shape) != 4 or image.shape[1] not in (3, None):
+    if input_format(image) is None:
         problems.append(f"input {image.label}")
     if depth.dtype != "float32" or (depth.shape is not None and len(depth.shape) != 3):
         problems.append(f"output {depth.label}")
@@ -139,8 +159,15 @@ def sidecar_problems(facts: GraphFacts, metadata: ArtifactMetadata) -> list[str]
         problems.append(f"it names the input {metadata.input_name!r}, the graph's is {image.label}")
     if metadata.output_name not in depth.names:
         problems.append(f"it names the output {metadata.output_name!r}, the graph's is {depth.label}")
+    if facts.input_format != metadata.input_format:
+        problems.append(f"it says the input is {metadata.input_format}, the graph's is {image.label}")
+        return problems
     graph_hw = facts.fixed_hw
-    if graph_hw is not None and metadata.fixed_hw is None:
+    if metadata.camera_hw is not None:
+        if graph_hw != tuple(metadata.camera_hw):
+            camera = "x".join(map(str, metadata.camera_hw))
+            problems.append(f"it says {camera} camera frames, the graph takes {image.label}")
+    elif graph_hw is not None and metadata.fixed_hw is None:
         problems.append(f"it says dynamic, the graph takes only {graph_hw[0]}x{graph_hw[1]}")
     elif graph_hw is not None and metadata.fixed_hw != graph_hw:
         problems.append(f"it says {metadata.shape_label}, the graph takes {graph_hw[0]}x{graph_hw[1]}")
@@ -182,6 +209,10 @@ def with_graph_facts(metadata: ArtifactMetadata, facts: GraphFacts) -> ArtifactM
     if metadata.from_sidecar:
         return metadata
     metadata.encoder = metadata.encoder or facts.encoder
+    if facts.input_format == UINT8_INPUT:  # a uint8 graph made elsewhere: it takes frames of its own size
+        metadata.input_format = UINT8_INPUT
+        metadata.dynamic, metadata.input_shape = True, None
+        metadata.camera_hw = list(facts.fixed_hw) if facts.fixed_hw else None
     if facts.kind is not None:
         metadata.kind = facts.kind
     return metadata
@@ -243,7 +274,8 @@ class Backend(ABC):
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """(B, 3, H, W) float32 normalised RGB -> (B, H, W) float32 depth."""
+        """(B, 3, H, W) float32 normalised RGB -> (B, H, W) float32 depth; artifacts exported
+        with --input uint8 take (B, H, W, 3) uint8 BGR frames instead (metadata.input_format)."""
 
     def predict(self, bgr_image: np.ndarray, input_size: int | None = None) -> np.ndarray:
         """Depth at the image's own resolution (upstream's infer_image): the shared
