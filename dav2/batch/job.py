@@ -21,7 +21,7 @@ from dav2.batch import manifest
 from dav2.batch.cluster import RaySession, connect
 from dav2.batch.inputs import InputItem, collect_items
 from dav2.batch.options import BatchOptions
-from dav2.batch.outputs import output_path
+from dav2.batch.outputs import output_path, sweep_temporary_files
 from dav2.batch.stages import DecodeSettings, InferenceActor, WriteSettings, decode_batch, write_batch
 from dav2.batch.summary import BatchSummary
 from dav2.errors import Dav2Error
@@ -80,10 +80,11 @@ def items_to_do(items: list[InputItem], options: BatchOptions, sha256: str) -> l
     path = options.manifest_path
     if manifest.exists(path) and not (options.resume or options.overwrite):
         raise Dav2Error(f"{path} records an earlier job: add --resume to finish it, or --overwrite to start again")
+    if not (options.resume or options.overwrite):
+        return items
+    sweep_temporary_files(options.output)
     if options.overwrite:
         manifest.remove_manifest(path)
-        return items
-    if not options.resume:
         return items
     done = manifest.DoneSet.from_manifest(manifest.read_manifest(path), sha256)
     return [item for item in items if item.key not in done.keys]

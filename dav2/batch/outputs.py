@@ -15,6 +15,8 @@ A shard is named from its first item and its size, and written atomically too; t
 """
 
 import hashlib
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,8 @@ from dav2.runtime.sinks import ImageSink
 from dav2.runtime.sources import Frame
 
 SHARD_FOLDER = "depth"
+# dav2.files.atomic_path's temporary names (tempfile.mkstemp: 8 random characters) for our extensions
+TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp\.(png|npy|parquet)$")
 EXTENSIONS = {"npy": ".npy", "parquet": ".parquet"}  # the other formats write .png
 
 
@@ -68,3 +72,15 @@ def write_shard(path: Path, rows: list[dict]) -> str:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return str(path)
+
+
+def sweep_temporary_files(output: Path) -> int:
+    """Remove temporary files a killed job left below `output` (Ray stops its workers with
+    SIGKILL, so a write in progress cannot clean up after itself); the count removed."""
+    removed = 0
+    for folder, _, names in os.walk(output):
+        for name in names:
+            if TEMPORARY_NAME.match(name):
+                Path(folder, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
