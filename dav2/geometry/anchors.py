@@ -1,0 +1,172 @@
+"""Metric scale from a few measured points ("anchors": pixel u, v and the distance in metres).
+
+A relative model predicts disparity up to an unknown scale and shift: true 1/z = s * d + t. A
+tape measure or a few LiDAR returns give 1/z at some pixels, and two of them already fix s and
+t; more make the fit robust. The fit is done in disparity space (where the model is affine),
+weighted so that every anchor counts by its relative error (a 10 cm miss at 1 m matters as much
+as 1 m at 10 m), with Huber weights re-estimated from the residuals (IRLS) so that one wrong
+measurement or an anchor on an edge does not drag the whole map. A metric model needs only a
+scale correction (a camera unlike the training data, a wrong max_depth): 1/z = s / depth.
+
+The fit reports its residual on the anchors (RMS in metres, median relative error) so a user
+can tell a good calibration from a bad one before trusting the metres.
+
+Anchors are in the pixel coordinates of the input image (the depth map at full resolution):
+(0, 0) is the centre of the top-left pixel; they are sampled bilinearly.
+"""
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dav2.errors import Dav2Error
+from dav2.vocabulary import ModelKind
+
+HUBER_K = 1.345  # 95% efficiency on Gaussian residuals
+MIN_SIGMA = 1e-3  # relative error below which residuals count as exact (keeps exact data exact)
+MAX_ITERATIONS = 50
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A measured point: pixel (u, v) of the input image and its depth along the optical axis, metres."""
+
+    u: float
+    v: float
+    metres: float
+
+
+@dataclass(frozen=True)
+class AnchorFit:
+    """metres = 1 / (scale * disparity + shift) for relative models, depth / scale for metric ones."""
+
+    kind: ModelKind
+    scale: float
+    shift: float
+    anchors: int
+    inliers: int  # anchors with full Huber weight at the end
+    rms_m: float  # residual on the anchors, metres
+    median_rel: float  # median |fitted - measured| / measured on the anchors
+
+    def apply(self, prediction: np.ndarray) -> np.ndarray:
+        """The model's output in metres (float32); 0 where the fitted disparity is not positive."""
+        prediction = prediction.astype(np.float64)
+        if self.kind == ModelKind.METRIC:
+            return (prediction / self.scale).astype(np.float32)
+        disparity = self.scale * prediction + self.shift
+        with np.errstate(divide="ignore"):
+            depth = np.where(disparity > 0, 1.0 / disparity, 0.0)
+        return depth.astype(np.float32)
+
+    def describe(self) -> str:
+        what = (
+            f"scale {self.scale:.4g}, shift {self.shift:.4g} (disparity)"
+            if self.kind == ModelKind.RELATIVE
+            else (f"scale correction x{1 / self.scale:.4g}")
+        )
+        return (
+            f"anchors: {what}; {self.inliers} of {self.anchors} inliers, residual {self.rms_m:.3g} m RMS, "
+            f"median {100 * self.median_rel:.2g}%"
+        )
+
+
+def read_anchors(path: str | Path) -> list[Anchor]:
+    """A CSV of `u,v,metres` rows (a header row and `#` comments allowed)."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Dav2Error(f"cannot read anchors {path} ({type(exc).__name__})") from None
+    anchors = []
+    for number, row in enumerate(csv.reader(lines), start=1):
+        cells = [cell.strip() for cell in row]
+        if not cells or not any(cells) or cells[0].startswith("#"):
+            continue
+        try:
+            u, v, metres = (float(cell) for cell in cells)
+        except ValueError:
+            if not anchors and number == 1:  # a header
+                continue
+            raise Dav2Error(f"{path}:{number}: expected u,v,metres, got {','.join(cells)!r}") from None
+        if not (np.isfinite([u, v, metres]).all() and metres > 0):
+            raise Dav2Error(f"{path}:{number}: metres must be positive and all values finite")
+        anchors.append(Anchor(u, v, metres))
+    if not anchors:
+        raise Dav2Error(f"{path} has no u,v,metres rows")
+    return anchors
+
+
+def sample_bilinear(image: np.ndarray, anchors: list[Anchor]) -> np.ndarray:
+    """The map's values at the anchors' (sub-)pixel positions."""
+    height, width = image.shape
+    u = np.array([a.u for a in anchors], dtype=np.float64)
+    v = np.array([a.v for a in anchors], dtype=np.float64)
+    outside = (u < 0) | (u > width - 1) | (v < 0) | (v > height - 1)
+    if outside.any():
+        a = anchors[int(np.argmax(outside))]
+        raise Dav2Error(f"anchor ({a.u:g}, {a.v:g}) lies outside the {width}x{height} image")
+    u0 = np.minimum(np.floor(u).astype(int), width - 2) if width > 1 else np.zeros(len(u), int)
+    v0 = np.minimum(np.floor(v).astype(int), height - 2) if height > 1 else np.zeros(len(v), int)
+    fu, fv = u - u0, v - v0
+    u1, v1 = np.minimum(u0 + 1, width - 1), np.minimum(v0 + 1, height - 1)
+    top = image[v0, u0] * (1 - fu) + image[v0, u1] * fu
+    bottom = image[v1, u0] * (1 - fu) + image[v1, u1] * fu
+    return (top * (1 - fv) + bottom * fv).astype(np.float64)
+
+
+def weighted_fit(design: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    root = np.sqrt(weights)[:, None]
+    solution, *_ = np.linalg.lstsq(design * root, target * root[:, 0], rcond=None)
+    return solution
+
+
+def huber_weights(relative_residual: np.ndarray) -> np.ndarray:
+    sigma = max(1.4826 * float(np.median(np.abs(relative_residual))), MIN_SIGMA)
+    scaled = np.abs(relative_residual) / (HUBER_K * sigma)
+    return np.where(scaled <= 1, 1.0, 1.0 / np.maximum(scaled, 1e-12))
+
+
+def fit_anchors(prediction: np.ndarray, anchors: list[Anchor], kind: str) -> AnchorFit:
+    """Fit the metric scale (and for relative models the shift) of `prediction` to the anchors.
+
+    Relative: true disparity 1/z = scale * d + shift. Metric: 1/z = scale / depth. Least squares
+    on the relative disparity error, re-weighted with Huber weights until it settles."""
+    kind = ModelKind(kind)
+    needed = 2 if kind == ModelKind.RELATIVE else 1
+    if len(anchors) < needed:
+        raise Dav2Error(f"a {kind} model needs at least {needed} anchor(s) to fix its metric scale")
+    sampled = sample_bilinear(prediction.astype(np.float64), anchors)
+    target = 1.0 / np.array([a.metres for a in anchors], dtype=np.float64)
+    if kind == ModelKind.METRIC:
+        if (sampled <= 0).any():
+            raise Dav2Error("a metric model predicted no positive depth at some anchors")
+        design = (1.0 / sampled)[:, None]
+    else:
+        if np.ptp(sampled) <= 1e-12 * max(np.abs(sampled).max(), 1e-12):
+            raise Dav2Error("the model predicts the same disparity at every anchor: place anchors at different depths")
+        design = np.stack([sampled, np.ones_like(sampled)], axis=1)
+    # rows divided by the target: residuals are relative disparity (= relative depth) errors
+    design, ones = design / target[:, None], np.ones_like(target)
+    weights = ones
+    for _ in range(MAX_ITERATIONS):
+        solution = weighted_fit(design, ones, weights)
+        new_weights = huber_weights(design @ solution - 1)
+        if np.allclose(new_weights, weights, rtol=0, atol=1e-9):
+            break
+        weights = new_weights
+    scale, shift = float(solution[0]), float(solution[1]) if kind == ModelKind.RELATIVE else 0.0
+    if scale <= 0:
+        raise Dav2Error("the anchors contradict the model's ordering (nearer points have smaller disparity); check u,v")
+    return summarise(AnchorFit(kind, scale, shift, len(anchors), int((weights >= 1).sum()), 0.0, 0.0), sampled, anchors)
+
+
+def summarise(fit: AnchorFit, sampled: np.ndarray, anchors: list[Anchor]) -> AnchorFit:
+    """The fit with its residual on the anchors filled in."""
+    measured = np.array([a.metres for a in anchors], dtype=np.float64)
+    fitted = fit.apply(sampled).astype(np.float64)
+    error = np.where(fitted > 0, fitted - measured, np.inf)
+    rms = float(np.sqrt(np.mean(error**2)))
+    median_rel = float(np.median(np.abs(error) / measured))
+    return AnchorFit(fit.kind, fit.scale, fit.shift, fit.anchors, fit.inliers, rms, median_rel)
