@@ -63,6 +63,40 @@ def eval_da2k(annotations, images, model, reference, input_size, as_json):
     _print_result(result, as_json, lines)
 
 
+@eval_main.command("temporal")
+@EVAL_MODEL
+@click.option("--video", required=True, type=click.Path(exists=True, dir_okay=False), help="Video clip to score.")
+@click.option("--stabilize", is_flag=True, help="Also score the stabilised output (dav2-run --stabilize).")
+@click.option("--max-frames", type=int, default=None, help="Score only the first N frames.")
+@INPUT_SIZE_OPTION
+@JSON_OPTION
+@user_errors
+def eval_temporal(model, video, stabilize, max_frames, input_size, as_json):
+    """Flicker (mean change of disparity between frames on static pixels) and a TAE-like error on a video.
+
+    \b
+    Example:
+      dav2-eval temporal --model m.onnx --video clip.mp4 --stabilize --json
+    """
+    from dav2.cli.common import check_number
+    from dav2.evaluation.temporal import MAX_FRAMES, evaluate_temporal
+
+    check_number(max_frames, "--max-frames", 2, MAX_FRAMES)
+    result = evaluate_temporal(model, video, stabilize, input_size, max_frames)
+    lines = [
+        f"{result['video']}: {result['frames']} frames, flicker {result['flicker']:.4f}, tae {result['tae']:.4f} "
+        f"({'stabilised' if stabilize else 'per-frame output'}, {Path(model).name})"
+    ]
+    if stabilize:
+        base = result["unstabilized"]
+        lines.append(
+            f"  per-frame output: flicker {base['flicker']:.4f}, tae {base['tae']:.4f}; flicker reduced "
+            f"{result['flicker_reduction']:.2f}x; AbsRel of stabilised vs per-frame "
+            f"{result['abs_rel_vs_unstabilized']:.4f}"
+        )
+    _print_result(result, as_json, lines)
+
+
 @eval_main.command("dense")
 @click.option("--images", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of images.")
 @click.option(

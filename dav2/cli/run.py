@@ -95,6 +95,12 @@ from dav2.vocabulary import ModelKind
     help="Refuse network inputs of more than this many 14x14 patches (dynamic models; memory grows with its square).",
 )
 @click.option(
+    "--stabilize",
+    is_flag=True,
+    help="Videos and cameras: align each frame's relative depth to a running reference (least-squares scale "
+    "and shift on a robust pixel subset, smoothed), so depth does not flicker; metric models keep their metres.",
+)
+@click.option(
     "--preprocess",
     type=click.Choice(["auto", "exact", "float32"]),
     default="auto",
@@ -130,6 +136,7 @@ def run_main(
     max_megapixels,
     max_aspect,
     max_tokens,
+    stabilize,
     preprocess,
     as_json,
 ):
@@ -145,6 +152,7 @@ def run_main(
       dav2-run --model depth_anything_v2_vits_dynamic_fp16.engine --source 0 --show
       dav2-run --model depth_anything_v2_vits_dynamic_int8.xml --source clip.mp4 --save depth.mp4
       dav2-run --model m.onnx --source rtsp://camera/stream --show --range 0,8
+      dav2-run --model m_uint8_1280x720.xml --source 0 --camera-size 1280x720 --show --stabilize
 
     Capture, inference and output run in parallel. Cameras and streams keep only the newest
     frame (stale ones are dropped, so latency does not grow); files drop nothing.
@@ -169,6 +177,7 @@ def run_main(
         limits=ImageLimits(max_pixels=int(max_megapixels * 1_000_000), max_aspect=max_aspect),
         max_tokens=max_tokens,
         preprocess=preprocess,
+        stabilize=stabilize,
     )
     camera = parse_pair(camera_size, "x", int, "--camera-size")
     if camera is not None:
@@ -195,6 +204,7 @@ def run_main(
             on_tick=(lambda snapshot: click.echo(json.dumps({"live": snapshot}))) if as_json else None,
             max_tokens=plan.max_tokens,
             preprocessing=plan.preprocessing,
+            stabilizer=plan.stabilizer,
         )
     summary.update({"model": str(model), "backend": engine.name, "source": source, "input_size": plan.input_size})
     console.info(format_summary(summary))

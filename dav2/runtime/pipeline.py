@@ -47,6 +47,7 @@ from dav2.runtime.fps import FpsMeter
 from dav2.runtime.session import StretchWarning
 from dav2.runtime.sinks import Sink, WindowSink
 from dav2.runtime.sources import Frame, Source
+from dav2.runtime.stabilize import Stabilizer
 
 QUEUE_SIZE = 4
 POLL_S = 0.05
@@ -210,6 +211,7 @@ def run(
     tick_s: float | None = None,
     max_tokens: int = processing.DEFAULT_MAX_TOKENS,
     preprocessing: str = "exact",
+    stabilizer: Stabilizer | None = None,
 ) -> dict:
     """Process `source` through `backend` into `sinks`; return the FPS summary.
 
@@ -218,7 +220,9 @@ def run(
     kept; Ctrl-C and SIGTERM discard unfinished outputs and propagate (module docstring).
     `on_tick` gets a live snapshot every `tick_s` seconds (default TICK_S). `preprocessing`
     is "exact" (bit-equal with upstream, the default for library callers) or "float32"
-    (dav2-run's default for videos and live sources); artifacts that take uint8 frames get the frame's bytes either way.
+    (dav2-run's default for videos and live sources); artifacts that take uint8 frames get
+    the frame's bytes either way. `stabilizer` (dav2-run --stabilize) aligns each frame's
+    depth to the previous ones before it is resized and coloured.
     """
     input_size = input_size or backend.default_input_size
     tick_s = TICK_S if tick_s is None else tick_s
@@ -243,7 +247,8 @@ def run(
             if job is STOP:
                 break
             t3 = time.perf_counter()
-            depth = processing.postprocess(job.network_depth, job.frame.image.shape[:2])
+            network_depth = job.network_depth if stabilizer is None else stabilizer(job.network_depth)
+            depth = processing.postprocess(network_depth, job.frame.image.shape[:2])
             value_range = color_range.update(depth)
             t4 = time.perf_counter()
             for window in windows:

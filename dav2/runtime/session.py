@@ -32,6 +32,7 @@ from dav2.media import DEFAULT_LIMITS, ImageLimits
 from dav2.runtime.backends.base import Backend
 from dav2.runtime.sinks import FORMATS, Sink, WindowSink, open_sink
 from dav2.runtime.sources import Source
+from dav2.runtime.stabilize import Stabilizer
 from dav2.vocabulary import PATCH_SIZE, output_unit
 
 SEQUENCE_SMOOTHING = 0.9  # weight of the past in a sequence's colour range (see processing.ColorRange)
@@ -63,6 +64,7 @@ class RunOptions:
     also_save: tuple[SaveTarget, ...] = ()  # further outputs (the web app writes four formats at once)
     limits: ImageLimits = DEFAULT_LIMITS  # --max-megapixels, --max-aspect
     max_tokens: int = processing.DEFAULT_MAX_TOKENS  # --max-tokens
+    stabilize: bool = False  # --stabilize: align relative depth through time (runtime.stabilize)
     preprocess: str = "auto"  # --preprocess: auto (exact for stills, float32 for sequences), exact, float32
 
     def __post_init__(self) -> None:
@@ -109,6 +111,7 @@ class RunPlan:
     unit: str  # "m" or "disparity"
     input_size: int  # the short side fed to a dynamic artifact (a static one ignores it)
     max_tokens: int = processing.DEFAULT_MAX_TOKENS  # the pipeline refuses larger network inputs
+    stabilizer: Stabilizer | None = None  # pipeline.run's, for --stabilize
     preprocessing: str = "exact"  # pipeline.run's: "exact" or "float32" (dav2.runtime.feed)
     warnings: list[str] = field(default_factory=list)  # already printed; kept for callers that show them
 
@@ -136,6 +139,7 @@ def plan_run(backend: Backend, source: Source, options: RunOptions) -> RunPlan:
         input_size=options.input_size or backend.default_input_size,
         max_tokens=options.max_tokens,
         preprocessing=preprocessing(options, source),
+        stabilizer=Stabilizer(backend.kind) if options.stabilize else None,
         warnings=warnings,
     )
 
