@@ -52,13 +52,16 @@ class AnchorFit:
 
     def apply(self, prediction: np.ndarray) -> np.ndarray:
         """The model's output in metres (float32); 0 where the fitted disparity is not positive."""
-        prediction = prediction.astype(np.float64)
+        return self.metres(prediction).astype(np.float32)
+
+    def metres(self, prediction: np.ndarray) -> np.ndarray:
+        """`apply` in float64."""
+        prediction = np.asarray(prediction, dtype=np.float64)
         if self.kind == ModelKind.METRIC:
-            return (prediction / self.scale).astype(np.float32)
+            return prediction / self.scale
         disparity = self.scale * prediction + self.shift
         with np.errstate(divide="ignore"):
-            depth = np.where(disparity > 0, 1.0 / disparity, 0.0)
-        return depth.astype(np.float32)
+            return np.where(disparity > 0, 1.0 / disparity, 0.0)
 
     def describe(self) -> str:
         what = (
@@ -79,15 +82,16 @@ def read_anchors(path: str | Path) -> list[Anchor]:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise Dav2Error(f"cannot read anchors {path} ({type(exc).__name__})") from None
-    anchors = []
+    anchors, rows = [], 0
     for number, row in enumerate(csv.reader(lines), start=1):
         cells = [cell.strip() for cell in row]
         if not cells or not any(cells) or cells[0].startswith("#"):
             continue
+        rows += 1
         try:
             u, v, metres = (float(cell) for cell in cells)
         except ValueError:
-            if not anchors and number == 1:  # a header
+            if rows == 1:  # a header
                 continue
             raise Dav2Error(f"{path}:{number}: expected u,v,metres, got {','.join(cells)!r}") from None
         if not (np.isfinite([u, v, metres]).all() and metres > 0):
@@ -165,7 +169,7 @@ def fit_anchors(prediction: np.ndarray, anchors: list[Anchor], kind: str) -> Anc
 def summarise(fit: AnchorFit, sampled: np.ndarray, anchors: list[Anchor]) -> AnchorFit:
     """The fit with its residual on the anchors filled in."""
     measured = np.array([a.metres for a in anchors], dtype=np.float64)
-    fitted = fit.apply(sampled).astype(np.float64)
+    fitted = fit.metres(sampled)
     error = np.where(fitted > 0, fitted - measured, np.inf)
     rms = float(np.sqrt(np.mean(error**2)))
     median_rel = float(np.median(np.abs(error) / measured))
