@@ -15,8 +15,12 @@ Ray's banners, worker log forwarding and C++ warnings would bury the summary, so
 turned down (errors still show); Ray Data's progress bars stay.
 """
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dav2.errors import Dav2Error
@@ -55,6 +59,24 @@ def connect(address: str | None, min_cpus: float) -> RaySession:
     if ray.is_initialized():
         return RaySession(started=False, address="this process's Ray session")
     common = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
+    with kept_sigterm_handler():
+        return start_or_join(ray, address, min_cpus, common)
+
+
+@contextlib.contextmanager
+def kept_sigterm_handler() -> Iterator[None]:
+    """ray.init replaces the driver's SIGTERM handler with one that exits at once (status 15);
+    dav2's own (SIGTERM handled like Ctrl-C: manifest written, exit 143) is put back."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def start_or_join(ray, address: str | None, min_cpus: float, common: dict) -> RaySession:
     try:
         if address is None:
             cpus = max(os.cpu_count() or 1, int(-(-min_cpus // 1)))

@@ -155,7 +155,7 @@ def run_batch(options: BatchOptions) -> BatchSummary:
     console.info(f"{len(todo)} of {len(items)} inputs to process on {session.address}")
     try:
         execute(build_dataset(todo, options, facts), writer, summary, len(todo))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM (dav2.cli.common raises it like Ctrl-C)
         summary.interrupted = True
         raise
     finally:
