@@ -1,17 +1,21 @@
 """Temporal consistency of depth on a video (dav2-eval temporal): flicker and a TAE-like error.
 
 Why these two: `flicker` is what a viewer sees, the mean absolute change of disparity between
-consecutive frames on static pixels (where the input itself barely changes), in units of the
-sequence's median disparity, so one number compares models and clips. `tae` is what
+consecutive frames on static pixels (where the input itself barely changes). `tae` is what
 alignment cannot fix: each frame is aligned to the previous one by least-squares scale and
-shift on the same static pixels and the remaining change is averaged, in the same units (as Video
-Depth Anything's temporal alignment error, with the previous frame instead of a pose-warped
-one, since a plain clip has no camera poses). Stabilisation should cut flicker and leave
-tae alone: it changes each frame by a scale and shift only.
+shift on the same static pixels and the remaining change is averaged (as Video Depth
+Anything's temporal alignment error, with the previous frame instead of a pose-warped one,
+since a plain clip has no camera poses). Stabilisation should cut flicker and leave tae
+alone: it changes each frame by a scale and shift only.
+
+Both are in units of the two frames' disparity spread (their 10-90 % range, averaged), so
+they do not reward a stabiliser for flattening the depth's contrast: a map squeezed towards
+its mean changes less between frames in absolute terms, but not relative to its own spread.
 
 With --stabilize the same per-frame predictions are also run through the stabiliser, and
-`abs_rel_vs_unstabilized` says how far stabilised frames moved from the model's own output
-(mean |stabilised - raw| / raw, per frame, then averaged; see `abs_rel`).
+`abs_rel_vs_unstabilized` is the per-frame AbsRel of the stabilised frames against the model's
+own frames after least-squares scale-and-shift alignment (as every relative comparison in
+dav2): what stabilising costs each frame as a depth map. An affine stabiliser costs nothing.
 """
 
 from dataclasses import asdict, dataclass
@@ -20,8 +24,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dav2.accuracy import align_scale_shift, compare
 from dav2.errors import Dav2Error
-from dav2.runtime.stabilize import Stabilizer, fit_scale_shift
+from dav2.runtime.stabilize import Stabilizer
+from dav2.vocabulary import ModelKind
 
 STATIC_THRESHOLD = 3.0  # grey-level change (0..255, after a 5x5 blur) below which a pixel is static
 MAX_FRAMES = 10_000
@@ -41,16 +47,22 @@ def static_masks(frames: list[np.ndarray]) -> list[np.ndarray]:
     return [np.abs(b - a) < STATIC_THRESHOLD for a, b in zip(grey, grey[1:], strict=False)]
 
 
+def spread(depth: np.ndarray) -> float:
+    """The 10-90 % range of a disparity map: its contrast, robust to a few extreme pixels."""
+    low, high = np.percentile(depth, [10, 90])
+    return float(high - low)
+
+
 def temporal_scores(depths: list[np.ndarray], masks: list[np.ndarray]) -> TemporalScores:
     """Flicker and TAE of a sequence of disparity maps, given each pair's static mask."""
-    norm = float(np.median(np.abs(np.stack(depths)))) or 1.0
     flicker, tae, used = [], [], []
     for (previous, current), mask in zip(zip(depths, depths[1:], strict=False), masks, strict=False):
         if mask.sum() < 16:
             continue
+        norm = 0.5 * (spread(previous) + spread(current)) or 1.0
         p, c = previous[mask], current[mask]
         flicker.append(float(np.abs(c - p).mean()) / norm)
-        aligned = fit_scale_shift(c, p).apply(c)
+        aligned = align_scale_shift(c, p, np.ones(c.shape, bool))
         tae.append(float(np.abs(aligned - p).mean()) / norm)
         used.append(float(mask.mean()))
     if not flicker:
@@ -73,13 +85,9 @@ def read_video(path: str | Path, max_frames: int | None) -> list[np.ndarray]:
 
 
 def abs_rel(stabilized: list[np.ndarray], raw: list[np.ndarray]) -> float:
-    """Mean |stabilised - raw| / raw per frame, on pixels whose raw disparity is at least 5 % of
-    the frame's median (a relative model's far background is ~0 and would divide by zero)."""
-    values = []
-    for s, r in zip(stabilized, raw, strict=True):
-        valid = r > 0.05 * np.median(r)
-        values.append(float(np.mean(np.abs(s[valid] - r[valid]) / r[valid])))
-    return float(np.mean(values))
+    """Mean per-frame AbsRel of the stabilised frames against the raw ones, after least-squares
+    scale-and-shift alignment (dav2.accuracy.compare, relative)."""
+    return float(np.mean([compare(s, r, ModelKind.RELATIVE)["abs_rel"] for s, r in zip(stabilized, raw, strict=True)]))
 
 
 def evaluate_temporal(
