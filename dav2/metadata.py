@@ -93,6 +93,8 @@ class ArtifactMetadata:
     opset: int | None = None
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
+    # how the weights were stored: "pth", "pth:model/module." (what was unwrapped), "safetensors", "transformers"
+    checkpoint_format: str | None = None
     licence: str | None = None
     check_image: str | None = None
     tools: dict[str, str] = field(default_factory=dict)

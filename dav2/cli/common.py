@@ -80,26 +80,30 @@ def option_group(*decorators: Callable) -> Callable:
 
 # --- the option groups ------------------------------------------------------------------------
 
-ENCODER_OPTION = click.option(
-    "--encoder",
-    type=click.Choice(ENCODERS),
-    default="vits",
-    help="ViT size: Small (24.8M parameters, Apache-2.0), Base, Large, Giant (CC-BY-NC-4.0).",
+ENCODER_HELP = "ViT size: Small (24.8M parameters, Apache-2.0), Base, Large, Giant (CC-BY-NC-4.0)."
+CHECKPOINT_HELP = (
+    "Local .pth/.safetensors file, a fine-tune ({'model'}/{'state_dict'}, module.), a transformers model folder "
+    "or a Hugging Face repo id (…-hf). Default: $DAV2_CHECKPOINT, else download the official file from Hugging Face."
 )
-CHECKPOINT_OPTION = click.option(
-    "--checkpoint",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Local .pth file. Default: $DAV2_CHECKPOINT, else download the official file from Hugging Face.",
-)
+KIND_HELP = "relative: disparity (larger = nearer); metric: metres."
+
+
+def encoder_option(default: str | None = "vits", note: str = "") -> Callable:
+    """--encoder; dav2-export defaults it to None (the checkpoint decides), other commands to vits."""
+    return click.option("--encoder", type=click.Choice(ENCODERS), default=default, help=ENCODER_HELP + note)
+
+
+def kind_option(default: str | None = ModelKind.RELATIVE.value, note: str = "") -> Callable:
+    """--kind; dav2-export defaults it to None (a transformers config.json decides), others to relative."""
+    return click.option("--kind", type=click.Choice(ModelKind.values()), default=default, help=KIND_HELP + note)
+
+
+ENCODER_OPTION = encoder_option()
+# str, not click.Path: a transformers model folder or a hub repo id is a checkpoint too
+CHECKPOINT_OPTION = click.option("--checkpoint", type=str, default=None, help=CHECKPOINT_HELP)
 ENCODER_AND_CHECKPOINT = option_group(ENCODER_OPTION, CHECKPOINT_OPTION)
 
-KIND_OPTION = click.option(
-    "--kind",
-    type=click.Choice(ModelKind.values()),
-    default=ModelKind.RELATIVE.value,
-    help="relative: disparity (larger = nearer); metric: metres.",
-)
+KIND_OPTION = kind_option()
 
 MODEL_OPTION = click.option(
     "--model",

@@ -6,10 +6,11 @@ import click
 
 from dav2.cli.common import (
     CALIBRATION,
+    CHECKPOINT_OPTION,
     CONTEXT,
-    ENCODER_AND_CHECKPOINT,
-    KIND_OPTION,
     MAX_ABS_REL_OPTION,
+    encoder_option,
+    kind_option,
     require_export_tools,
     user_errors,
 )
@@ -18,13 +19,15 @@ from dav2.vocabulary import ModelKind, Precision
 
 
 @click.command(context_settings=CONTEXT)
-@ENCODER_AND_CHECKPOINT
-@KIND_OPTION
+@encoder_option(None, " [default: the checkpoint's own (its weights or config.json), else vits]")
+@CHECKPOINT_OPTION
+@kind_option(None, " [default: a transformers model's config.json, else relative]")
 @click.option(
     "--max-depth",
     type=click.FloatRange(0, 1e4, min_open=True),
     default=None,
-    help="Metric models only: 20 (Hypersim, indoor) or 80 (Virtual KITTI 2, outdoor). [default: 20]",
+    help="Metric models only: 20 (Hypersim, indoor) or 80 (Virtual KITTI 2, outdoor). "
+    "[default: a transformers model's config.json, else 20]",
 )
 @click.option("--onnx", "to_onnx", is_flag=True, help="Export ONNX (the default target when none is named).")
 @click.option("--fp16", is_flag=True, help="ONNX in FP16 (input and output stay FP32).")
@@ -164,10 +167,16 @@ def export_main(
       dav2-export --encoder vits --onnx --height 518 --width 924      # fixed 16:9 camera input
       dav2-export --encoder vits --openvino int8 --calib-dir photos/ --input uint8 --camera-size 1280x720
       dav2-export --encoder vitl --kind metric --max-depth 80 --checkpoint m.pth
+      dav2-export --checkpoint depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf --onnx
+      dav2-export --checkpoint finetune.ckpt --encoder vitb --kind metric --max-depth 20 --onnx
 
-    Offline, pass the checkpoint with --checkpoint or DAV2_CHECKPOINT=PATH.
+    A transformers model (a folder with config.json + model.safetensors, or a hub repo id)
+    brings its encoder, kind and max_depth; a flag that disagrees with its config.json is an
+    error. For a .pth/.safetensors file the encoder is read from the weights and the kind is
+    relative unless --kind says otherwise. Offline, pass the checkpoint with --checkpoint or
+    DAV2_CHECKPOINT=PATH.
     """
-    if kind == ModelKind.RELATIVE and max_depth is not None:
+    if kind == ModelKind.RELATIVE and max_depth is not None:  # kind None: the checkpoint decides
         raise Dav2Error("--max-depth applies to --kind metric only")
     if fp16 and int8:
         raise Dav2Error("--fp16 and --int8 are two ONNX precisions; choose one")

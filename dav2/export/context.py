@@ -58,10 +58,10 @@ class GraphOptions:
 class ExportRequest:
     """Everything dav2-export was asked for (the command line, parsed)."""
 
-    encoder: str = "vits"
-    kind: str = ModelKind.RELATIVE
-    max_depth: float | None = None
-    checkpoint: str | None = None
+    encoder: str | None = None  # None: the checkpoint's own (its weights, or a transformers config.json)
+    kind: str | None = None  # None: a transformers config.json's, else relative
+    max_depth: float | None = None  # None: the config's, else 20 for metric models
+    checkpoint: str | None = None  # a file, a transformers model folder or hub repo id; None: the official file
     height: int | None = None  # given: a static graph of this size (unless dynamic is asked)
     width: int | None = None
     dynamic: bool = False  # asked explicitly: dynamic even with --height/--width
@@ -98,6 +98,7 @@ class Provenance:
     checkpoint_sha256: str
     licence: str
     check_image: str
+    checkpoint_format: str | None = None  # models.checkpoint.CheckpointSource.label: "pth:model/module.", ...
 
 
 @dataclass
@@ -154,6 +155,7 @@ class ExportContext:
             opset=OPSET,
             checkpoint=self.provenance.checkpoint,
             checkpoint_sha256=self.provenance.checkpoint_sha256,
+            checkpoint_format=self.provenance.checkpoint_format,
             licence=self.provenance.licence,
             check_image=self.provenance.check_image,
             tools=dict(self.tools),

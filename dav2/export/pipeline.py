@@ -27,7 +27,7 @@ from dav2.files import move_into_place
 from dav2.metadata import sidecar_path
 from dav2.models.registry import checkpoint_info
 from dav2.sample import render_sample
-from dav2.vocabulary import Precision
+from dav2.vocabulary import ModelKind, Precision
 
 __all__ = ["ExportRequest", "PendingWork", "export_artifacts", "export_from_onnx", "requested_targets"]
 
@@ -80,24 +80,13 @@ def load_check_image(path: str | None) -> np.ndarray:
 def export_artifacts(request: ExportRequest) -> list[Path]:
     """Run the whole export; return the artifacts written, in target order."""
     from dav2.export.onnx import export_fp32_onnx, tool_versions
-    from dav2.models.checkpoint import load_model, sha256_file
 
     options = graph_options(request)
     targets = requested_targets(request)
     preflight(request, targets)
-    info = checkpoint_info(request.encoder, request.kind, request.max_depth)
-    if info.non_commercial:
-        console.warn(
-            f"{info.filename}: the official {request.encoder} weights are licensed {info.licence} "
-            "(non-commercial use only); ViT-S is Apache-2.0"
-        )
     image = load_check_image(request.check_image)
     calibration = calibration_set(request, options)
-    with console.step(f"loading the {request.encoder} {request.kind} checkpoint"):
-        model, path = load_model(request.encoder, request.kind, request.max_depth, request.checkpoint)
-        provenance = Provenance(
-            path.name, sha256_file(path), info.licence, request.check_image or "built-in sample scene"
-        )
+    model, provenance = load_checkpoint(request)
     held_out = calibration.holdout_images() if calibration and calibration.holdout else []
     held_out = held_out or [(provenance.check_image, image)]
     output = Path(request.output)
@@ -118,6 +107,27 @@ def export_artifacts(request: ExportRequest) -> list[Path]:
     if pending:
         raise PendingWork(pending[0], placed)
     return placed
+
+
+def load_checkpoint(request: ExportRequest):
+    """The model and its provenance. The loaded model is the truth about encoder, kind and
+    max_depth (a transformers config.json decides them when the flags do not), so the licence
+    is looked up from it, not from the flags: an HF vitb model is CC-BY-NC even without --encoder."""
+    from dav2.models.checkpoint import load_model
+
+    what = "".join(f"{part} " for part in (request.encoder, request.kind) if part)
+    with console.step(f"loading the {what}checkpoint"):
+        model, source = load_model(request.encoder, request.kind, request.max_depth, request.checkpoint)
+    kind = ModelKind.METRIC if model.metric else ModelKind.RELATIVE
+    info = checkpoint_info(model.encoder, kind, model.max_depth if model.metric else None)
+    if info.non_commercial:
+        console.warn(
+            f"{source.name}: the official {model.encoder} weights are licensed {info.licence} "
+            "(non-commercial use only); ViT-S is Apache-2.0"
+        )
+    check_image = request.check_image or "built-in sample scene"
+    provenance = Provenance(source.name, source.sha256, info.licence, check_image, checkpoint_format=source.label)
+    return model, provenance
 
 
 def export_from_onnx(request: ExportRequest, source: Path) -> list[Path]:
