@@ -40,7 +40,9 @@ from dav2.vocabulary import ModelKind
     "fmt",
     type=click.Choice(FORMATS),
     default="color",
-    help="color/gray/side-by-side pictures, 16-bit PNG with its scale, or raw float32 .npy.",
+    help="color/gray/side-by-side pictures, 16-bit PNG with its scale, raw float32 .npy, or ply: a binary point "
+    "cloud (metres, coloured) per image or frame, from a metric model or --anchors, with --intrinsics; a single "
+    "image may be saved to a .ply file, folders, videos and cameras to a folder (one .ply per frame).",
 )
 @click.option(
     "--cmap",
@@ -109,6 +111,32 @@ from dav2.vocabulary import ModelKind
     "Models exported with --input uint8 preprocess in the graph.",
 )
 @click.option(
+    "--intrinsics",
+    default=None,
+    help="Camera for --format ply and the 3D view: fx,fy,cx,cy[,width,height] in pixels, or an OpenCV / ROS "
+    "CameraInfo calibration YAML; scaled to the frame when made at another resolution. "
+    "[default: upstream's 470.4 px focal length, principal point at the centre (said once)]",
+)
+@click.option(
+    "--anchors",
+    default=None,
+    help="CSV of u,v,metres: a few measured distances (tape measure, LiDAR) at pixels of the input image; "
+    "each frame's depth is fitted to them (scale and shift of a relative model's disparity, a scale correction "
+    "of a metric one) and written in metres. The fit's residual is printed.",
+)
+@click.option(
+    "--viewer",
+    is_flag=True,
+    help="Stream the frame, the coloured depth and the point cloud to a Rerun 3D viewer (needs a display and "
+    "pip install 'dav2[viewer]'); points for metric depth (or --anchors) only.",
+)
+@click.option(
+    "--viewer-save",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Record the 3D view to this .rrd file (no display needed; open it later with `rerun FILE`).",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -138,6 +166,10 @@ def run_main(
     max_tokens,
     stabilize,
     preprocess,
+    intrinsics,
+    anchors,
+    viewer,
+    viewer_save,
     as_json,
 ):
     """Run a depth model on images, folders, videos, cameras or streams, with per-stage FPS.
@@ -153,6 +185,9 @@ def run_main(
       dav2-run --model depth_anything_v2_vits_dynamic_int8.xml --source clip.mp4 --save depth.mp4
       dav2-run --model m.onnx --source rtsp://camera/stream --show --range 0,8
       dav2-run --model m_uint8_1280x720.xml --source 0 --camera-size 1280x720 --show --stabilize
+      dav2-run --model metric.onnx --source room.jpg --format ply --intrinsics 600,600,320,240 --save room.ply
+      dav2-run --model metric.onnx --source 0 --intrinsics camera.yaml --viewer
+      dav2-run --model relative.onnx --source street.jpg --anchors tape.csv --format npy --save d.npy
 
     Capture, inference and output run in parallel. Cameras and streams keep only the newest
     frame (stale ones are dropped, so latency does not grow); files drop nothing.
@@ -160,6 +195,7 @@ def run_main(
     Outputs are written under temporary names and renamed when complete; Ctrl-C or SIGTERM
     removes an unfinished video and keeps an earlier file of that name (exit 130/143).
     """
+    from dav2.geometry import parse_intrinsics, read_anchors
     from dav2.runtime.backends import open_backend
     from dav2.runtime.fps import format_summary
     from dav2.runtime.pipeline import run
@@ -178,12 +214,16 @@ def run_main(
         max_tokens=max_tokens,
         preprocess=preprocess,
         stabilize=stabilize,
+        intrinsics=parse_intrinsics(intrinsics) if intrinsics is not None else None,
+        anchors=tuple(read_anchors(anchors)) if anchors is not None else (),
+        viewer=viewer,
+        viewer_save=viewer_save,
     )
     camera = parse_pair(camera_size, "x", int, "--camera-size")
     if camera is not None:
         for side in camera:
             check_number(side, "--camera-size (each side)", 1, 16384)
-    if save is None and not show and not as_json:
+    if save is None and not show and not as_json and not (viewer or viewer_save):
         console.warn("neither --save nor --show given: depth is computed and timed, but not kept")
     with (
         open_backend(model, backend, threads=threads, kind=kind, max_depth=max_depth, device=device) as engine,
@@ -201,12 +241,16 @@ def run_main(
             max_frames=max_frames,
             on_frame=_progress_printer(frames),
             color_range=plan.color_range,
-            on_tick=(lambda snapshot: click.echo(json.dumps({"live": snapshot}))) if as_json else None,
+            on_tick=_live_printer(plan) if as_json else None,
             max_tokens=plan.max_tokens,
             preprocessing=plan.preprocessing,
             stabilizer=plan.stabilizer,
+            transforms=plan.depth_transforms(),
         )
     summary.update({"model": str(model), "backend": engine.name, "source": source, "input_size": plan.input_size})
+    if plan.anchors is not None:
+        summary["anchors"] = plan.anchors.summary()
+        summary["unit"] = plan.unit
     console.info(format_summary(summary))
     if save is not None:
         console.info(f"saved to {save}")
@@ -224,6 +268,18 @@ def check_numbers(threads, max_frames, max_depth, camera_fps, reconnects, max_me
     check_number(max_megapixels, "--max-megapixels", 0, 100_000, low_open=True)
     check_number(max_aspect, "--max-aspect", 1, 100_000)
     check_number(max_tokens, "--max-tokens", 1, 10_000_000)
+
+
+def _live_printer(plan):
+    """--json: one line per second; with --anchors it carries the latest fit (its residual can drift)."""
+
+    def tick(snapshot: dict) -> None:
+        line = {"live": snapshot}
+        if plan.anchors is not None:
+            line["anchors"] = plan.anchors.summary()
+        click.echo(json.dumps(line))
+
+    return tick
 
 
 def _progress_printer(source):

@@ -30,13 +30,19 @@ Ownership: `run` closes the source and the sinks it is given (it is their last u
 backend stays open, because callers reuse it across runs (the web app keeps models loaded),
 so whoever opened it closes it: `with open_backend(path) as backend: run(...)`.
 What to write and how to colour it is decided by dav2.runtime.session.plan_run.
+
+Depth hooks: `stabilizer` aligns the network's output through time (at network resolution,
+before postprocessing); `transforms` (`DepthTransform`s, e.g. session.AnchorScale for
+--anchors) change the full-resolution depth after postprocessing, in order, before it is
+coloured and written, so every sink sees the same depth in the same unit.
 """
 
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -55,6 +61,19 @@ TICK_S = 1.0  # seconds between live snapshots (on_tick) unless run() is given t
 CAPTURE_JOIN_S = 0.5  # how long a stopping run waits for a capture blocked in a read
 STAGE_JOIN_S = 10.0  # how long it waits for the other stages (at most one inference in progress)
 STOP = None  # end-of-stream marker passed down the stages
+
+
+class DepthTransform(Protocol):
+    """Full-resolution depth (H x W, the frame's size) in, depth out: applied by the output
+    stage after postprocessing and before the colour range and the sinks."""
+
+    def __call__(self, depth: np.ndarray) -> np.ndarray: ...
+
+
+def apply_transforms(transforms: Sequence[DepthTransform], depth: np.ndarray) -> np.ndarray:
+    for transform in transforms:
+        depth = transform(depth)
+    return depth
 
 
 @dataclass
@@ -212,6 +231,7 @@ def run(
     max_tokens: int = processing.DEFAULT_MAX_TOKENS,
     preprocessing: str = "exact",
     stabilizer: Stabilizer | None = None,
+    transforms: Sequence[DepthTransform] = (),
 ) -> dict:
     """Process `source` through `backend` into `sinks`; return the FPS summary.
 
@@ -222,7 +242,8 @@ def run(
     is "exact" (bit-equal with upstream, the default for library callers) or "float32"
     (dav2-run's default for videos and live sources); artifacts that take uint8 frames get
     the frame's bytes either way. `stabilizer` (dav2-run --stabilize) aligns each frame's
-    depth to the previous ones before it is resized and coloured.
+    depth to the previous ones before it is resized and coloured; `transforms` (--anchors)
+    change the resized depth before it is coloured and written.
     """
     input_size = input_size or backend.default_input_size
     tick_s = TICK_S if tick_s is None else tick_s
@@ -248,7 +269,7 @@ def run(
                 break
             t3 = time.perf_counter()
             network_depth = job.network_depth if stabilizer is None else stabilizer(job.network_depth)
-            depth = processing.postprocess(network_depth, job.frame.image.shape[:2])
+            depth = apply_transforms(transforms, processing.postprocess(network_depth, job.frame.image.shape[:2]))
             value_range = color_range.update(depth)
             t4 = time.perf_counter()
             for window in windows:

@@ -6,34 +6,45 @@ the user's to repeat live here rather than in each front end:
 - the colour range: a fixed MIN,MAX when given; otherwise one picture (an image, or a folder
   of unrelated photos) is coloured over its own min..max, as upstream, and a sequence (a video,
   a camera, a stream) over a range smoothed through time, so colours do not flicker;
-- the unit written into 16-bit PNGs: metres for metric models, disparity for relative ones;
+- the unit written into 16-bit PNGs: metres for metric models, disparity for relative ones,
+  metres for a relative model given --anchors (AnchorScale fits each frame's metric scale);
+- whether 3D is possible: a point cloud (--format ply) needs metric depth, so a relative model
+  without --anchors is refused here, before a frame is read (dav2.geometry.require_metric);
 - the input size: at least one patch (14), at most processing.MAX_INPUT_SIZE and within the
   token limit (--max-tokens); ignored, with a warning, by a static artifact;
 - the limits on images (dav2.media.ImageLimits: --max-megapixels, --max-aspect) and on the
   network input (--max-tokens, checked per frame by the pipeline);
 - the sinks: the --save target (an image file, a folder or a video), any further files, and
   the window; no output may replace one of the source's own files (--save equal to --source,
-  a folder saved into itself with outputs named like its inputs), checked before the run.
+  a folder saved into itself with outputs named like its inputs), checked before the run;
+  the Rerun 3D view (--viewer, --viewer-save) is one more sink.
 
 `plan_run(backend, source, options)` returns a `RunPlan` with the sinks opened; pass its parts
-to `dav2.runtime.pipeline.run`, which closes them. Stretching frames to a static artifact's
-shape is warned about once per run by the pipeline itself (`StretchWarning`), since only it
-sees the frames.
+to `dav2.runtime.pipeline.run` (its `transforms`: `RunPlan.depth_transforms()`), which closes
+them. Stretching frames to a static artifact's shape is warned about once per run by the
+pipeline itself (`StretchWarning`), since only it sees the frames.
 """
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from dav2 import console, processing
 from dav2.errors import Dav2Error
+from dav2.geometry.anchors import Anchor, AnchorFit, fit_anchors
+from dav2.geometry.intrinsics import Intrinsics
+from dav2.geometry.pointcloud import require_metric
 from dav2.media import DEFAULT_LIMITS, ImageLimits
 from dav2.runtime.backends.base import Backend
 from dav2.runtime.sinks import FORMATS, Sink, WindowSink, open_sink
 from dav2.runtime.sources import Source
 from dav2.runtime.stabilize import Stabilizer
-from dav2.vocabulary import PATCH_SIZE, output_unit
+from dav2.runtime.viewer import RerunViewer
+from dav2.vocabulary import PATCH_SIZE, ModelKind, output_unit
 
 SEQUENCE_SMOOTHING = 0.9  # weight of the past in a sequence's colour range (see processing.ColorRange)
 PREPROCESS_CHOICES = ("auto", "exact", "float32")
@@ -66,6 +77,10 @@ class RunOptions:
     max_tokens: int = processing.DEFAULT_MAX_TOKENS  # --max-tokens
     stabilize: bool = False  # --stabilize: align relative depth through time (runtime.stabilize)
     preprocess: str = "auto"  # --preprocess: auto (exact for stills, float32 for sequences), exact, float32
+    intrinsics: Intrinsics | None = None  # --intrinsics, parsed; None: upstream's default camera (said once)
+    anchors: tuple[Anchor, ...] = ()  # --anchors: u,v,metres that fix each frame's metric scale
+    viewer: bool = False  # --viewer: a live Rerun 3D view (needs a display)
+    viewer_save: str | Path | None = None  # --viewer-save: record the 3D view to an .rrd file
 
     def __post_init__(self) -> None:
         if self.preprocess not in PREPROCESS_CHOICES:
@@ -87,6 +102,11 @@ class RunOptions:
         first = [SaveTarget(self.save, self.fmt)] if self.save is not None else []
         return first + list(self.also_save)
 
+    @property
+    def wants_3d(self) -> bool:
+        """A point cloud file or the 3D view: what --intrinsics is for."""
+        return self.viewer or self.viewer_save is not None or any(t.fmt == "ply" for t in self.saves())
+
 
 def check_input_size(input_size: int, max_tokens: int) -> None:
     """--input-size: at least one patch, at most MAX_INPUT_SIZE, and a square input within the token limit."""
@@ -102,6 +122,42 @@ def check_input_size(input_size: int, max_tokens: int) -> None:
         )
 
 
+class AnchorScale:
+    """Turns each frame's depth into metres from the user's anchors (`--anchors`), as a depth
+    transform of the pipeline (after postprocessing, at the frame's resolution, where the
+    anchors' pixel coordinates live; before the colour range and the sinks).
+
+    Fitted per frame, because a relative model's scale and shift change from frame to frame;
+    the first fit is reported (its residual says whether to trust the metres), later ones are
+    kept in `last` for --json."""
+
+    def __init__(self, anchors: tuple[Anchor, ...] | list[Anchor], kind: str):
+        self.anchors, self.kind = list(anchors), ModelKind(kind)
+        self.last: AnchorFit | None = None
+        self.fits = 0
+
+    def __call__(self, depth: np.ndarray) -> np.ndarray:
+        fit = fit_anchors(depth, self.anchors, self.kind)
+        if self.last is None:
+            console.info(fit.describe())
+        self.last, self.fits = fit, self.fits + 1
+        return fit.apply(depth)
+
+    def summary(self) -> dict | None:
+        """The last fit as JSON-able numbers (None before the first frame)."""
+        fit = self.last
+        if fit is None:
+            return None
+        return {
+            "scale": fit.scale,
+            "shift": fit.shift,
+            "anchors": fit.anchors,
+            "inliers": fit.inliers,
+            "rms_m": fit.rms_m,
+            "median_rel": fit.median_rel,
+        }
+
+
 @dataclass
 class RunPlan:
     """What `pipeline.run` needs besides the source and the backend; the sinks are open."""
@@ -114,6 +170,11 @@ class RunPlan:
     stabilizer: Stabilizer | None = None  # pipeline.run's, for --stabilize
     preprocessing: str = "exact"  # pipeline.run's: "exact" or "float32" (dav2.runtime.feed)
     warnings: list[str] = field(default_factory=list)  # already printed; kept for callers that show them
+    anchors: AnchorScale | None = None  # --anchors: the metric scale fitted per frame
+
+    def depth_transforms(self) -> list[Callable[[np.ndarray], np.ndarray]]:
+        """pipeline.run's `transforms`, in order: what turns the model's depth into the run's unit."""
+        return [self.anchors] if self.anchors is not None else []
 
     def close(self, success: bool = False) -> None:
         """Close the sinks when the run never starts (pipeline.run closes them otherwise)."""
@@ -128,8 +189,11 @@ def plan_run(backend: Backend, source: Source, options: RunOptions) -> RunPlan:
     file for many frames, a window without a display); sinks opened before such an error are
     closed again, so nothing is left half-written.
     """
-    unit = output_unit(backend.kind)
-    warnings = input_size_warnings(backend, options)
+    anchors = AnchorScale(options.anchors, backend.kind) if options.anchors else None
+    if any(target.fmt == "ply" for target in options.saves()):
+        require_metric(backend.kind, scale_known=anchors is not None)  # before any frame is read
+    unit = "m" if anchors is not None else output_unit(backend.kind)
+    warnings = input_size_warnings(backend, options) + intrinsics_warnings(options)
     for message in warnings:
         console.warn(message)
     return RunPlan(
@@ -141,7 +205,14 @@ def plan_run(backend: Backend, source: Source, options: RunOptions) -> RunPlan:
         preprocessing=preprocessing(options, source),
         stabilizer=Stabilizer(backend.kind) if options.stabilize else None,
         warnings=warnings,
+        anchors=anchors,
     )
+
+
+def intrinsics_warnings(options: RunOptions) -> list[str]:
+    if options.intrinsics is None or options.wants_3d:
+        return []
+    return ["--intrinsics is used by --format ply and the 3D view (--viewer, --viewer-save) only; ignored"]
 
 
 def preprocessing(options: RunOptions, source: Source) -> str:
@@ -174,15 +245,31 @@ def open_sinks(options: RunOptions, unit: str, source: Source) -> list[Sink]:
     sinks: list[Sink] = []
     try:
         for target in options.saves():
-            sinks.append(open_sink(target.path, target.fmt, options.cmap, unit, source.single, source.fps))
+            sinks.append(
+                open_sink(target.path, target.fmt, options.cmap, unit, source.single, source.fps, options.intrinsics)
+            )
         if options.show:
             sinks.append(WindowSink(options.fmt, options.cmap))
+        if options.viewer or options.viewer_save is not None:
+            sinks.append(open_viewer(options, unit))
         check_inputs_kept(sinks, source)
     except BaseException:
         for sink in sinks:
             sink.close(False)
         raise
     return sinks
+
+
+def open_viewer(options: RunOptions, unit: str) -> Sink:
+    """The Rerun 3D view: points only for metric depth (a relative model's 3D shape is unknown).
+    rerun-sdk itself is imported by the viewer, so a missing one is one line naming the extra."""
+    return RerunViewer(
+        metric=unit == "m",
+        intrinsics=options.intrinsics,
+        save=options.viewer_save,
+        live=options.viewer,
+        cmap=options.cmap,
+    )
 
 
 def check_inputs_kept(sinks: list[Sink], source: Source) -> None:

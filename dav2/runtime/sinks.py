@@ -1,4 +1,5 @@
-"""Where depth goes: image files (colour, grey, 16-bit PNG, .npy, side-by-side), a video, a window.
+"""Where depth goes: image files (colour, grey, 16-bit PNG, .npy, side-by-side), point clouds (.ply),
+a video, a window (and the Rerun 3D view, dav2.runtime.viewer, which is shaped like a sink).
 
 Every file is written under a temporary name and renamed when complete (dav2.files), so an
 interrupted or failed run never leaves a half-written output and never replaces an earlier
@@ -11,6 +12,11 @@ run with one line; the earlier file of that name is kept.
 Interrupted runs (Ctrl-C, SIGTERM): the pipeline closes the sinks with success=False, so a
 video's temporary file is removed and an earlier video of that name stays as it was; image
 files already complete (one per frame, each renamed into place when written) are kept.
+
+Point clouds (--format ply) are files like the others: one .ply per image or frame (a single
+image may be saved to a file, anything else to a folder), unprojected with the run's pinhole
+intrinsics (dav2.geometry). They need metric depth; dav2.runtime.session refuses a relative
+model without --anchors before anything runs.
 
 Which sinks a run opens is decided in one place, dav2.runtime.session, for dav2-run and the
 web app alike.
@@ -25,13 +31,17 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from dav2 import processing
+from dav2 import console, processing
 from dav2.errors import Dav2Error
 from dav2.files import OutputError, atomic_path, atomic_write_bytes, check_output_file, write_failed
+from dav2.geometry.intrinsics import Intrinsics, default_note, intrinsics_for_frame
+from dav2.geometry.pointcloud import unproject, write_ply
 from dav2.media import is_video
+from dav2.optional import require
 from dav2.runtime.sources import Frame
 
-FORMATS = ("color", "gray", "png16", "npy", "side-by-side")
+FORMATS = ("color", "gray", "png16", "npy", "side-by-side", "ply")
+EXTENSIONS = {"npy": ".npy", "ply": ".ply"}  # every other format writes .png
 VIDEO_FORMATS = ("color", "gray", "side-by-side")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
@@ -65,7 +75,7 @@ class ImageSink:
 
     def __init__(self, target: Path, fmt: str, cmap: str, unit: str, single: bool):
         self.fmt, self.cmap, self.unit = fmt, cmap, unit
-        self.extension = ".npy" if fmt == "npy" else ".png"
+        self.extension = EXTENSIONS.get(fmt, ".png")
         self.file = target if single and target.suffix else None
         self.folder = None if self.file else target
         if self.file is not None and self.file.suffix.lower() != self.extension:
@@ -103,6 +113,32 @@ class ImageSink:
 
     def close(self, success: bool = True) -> None:
         pass
+
+
+class PlySink(ImageSink):
+    """One binary PLY point cloud per frame (metric depth in metres, coloured from the frame).
+
+    The user's intrinsics are scaled to each frame (a calibration made at another resolution of
+    the same aspect ratio); without them upstream's default camera is used, and said once."""
+
+    def __init__(self, target: Path, single: bool, intrinsics: Intrinsics | None = None):
+        require("plyfile", "--format ply")  # before the run, not at its first frame
+        super().__init__(target, "ply", "spectral", "m", single)
+        self.intrinsics = intrinsics
+        self.warned = False
+
+    def write(self, frame: Frame, depth: np.ndarray, value_range: tuple[float, float] | None = None) -> None:
+        height, width = depth.shape
+        camera = intrinsics_for_frame(self.intrinsics, width, height)
+        if camera.assumed and not self.warned:
+            console.warn(default_note(camera))
+            self.warned = True
+        comments = [
+            f"dav2 point cloud of {frame.name}: metres, camera frame x right, y down, z forward",
+            f"intrinsics {camera.describe()}",
+        ]
+        write_ply(self.path_for(frame), unproject(depth, camera, frame.image), comments)
+        self.written += 1
 
 
 class VideoSink:
@@ -249,9 +285,15 @@ class MemorySink:
 
 
 def open_sink(
-    save: str | Path, fmt: str, cmap: str, unit: str, single: bool, fps: float | None
+    save: str | Path,
+    fmt: str,
+    cmap: str,
+    unit: str,
+    single: bool,
+    fps: float | None,
+    intrinsics: Intrinsics | None = None,
 ) -> ImageSink | VideoSink:
-    """ImageSink, or VideoSink when --save names a video file."""
+    """ImageSink (PlySink for point clouds), or VideoSink when --save names a video file."""
     if fmt not in FORMATS:
         raise Dav2Error(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     target = Path(save)
@@ -261,4 +303,6 @@ def open_sink(
         check_output_file(target)  # a device, fifo or socket is never written to nor replaced
         if not single:
             raise Dav2Error(f"--save {target} is a file, but this source gives many frames: name a folder")
+    if fmt == "ply":
+        return PlySink(target, single, intrinsics)
     return ImageSink(target, fmt, cmap, unit, single)
