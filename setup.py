@@ -36,7 +36,12 @@ setup(
         "onnxruntime>=1.17",
     ],
     extras_require={
-        "export": ["torch>=2.4", "onnx>=1.16", "onnxscript>=0.2", "huggingface_hub>=0.23"],
+        "export": ["torch>=2.4", "onnx>=1.16", "onnxscript>=0.2", "huggingface_hub>=0.23", "safetensors>=0.4"],
+        # --format ply (point clouds); the 3D view (Rerun) draws them live or records an .rrd
+        "3d": ["plyfile>=1.0"],
+        "viewer": ["rerun-sdk>=0.41", "plyfile>=1.0"],
+        # tests only: transformers' own DepthAnythingForDepthEstimation as an independent oracle
+        "oracle": ["transformers>=5", "safetensors>=0.4"],
         # NNCF 3.x pins openvino < 2026.6 and numpy < 2.5
         "openvino": ["openvino>=2024.4", "nncf>=2.14"],
         # NVIDIA Model Optimizer's ONNX API makes the precision-explicit FP16/INT8 graphs on any CPU.

@@ -30,6 +30,10 @@ EXTRAS = {
     "matplotlib": "pip install 'dav2[plot]'",
     "modelopt": "pip install 'dav2[modelopt]' (nvidia-modelopt without its [onnx] extra, see README)",
     "onnx_graphsurgeon": "pip install 'dav2[modelopt]'",
+    "plyfile": "pip install 'dav2[3d]'",
+    "rerun": "pip install 'dav2[viewer]'",
+    "safetensors": "pip install 'dav2[export]'",
+    "transformers": "pip install 'dav2[oracle]' (tests only)",
 }
 
 

@@ -4,6 +4,8 @@ image, a live viewer without a display) as one `error:` line with nothing writte
 
 import json
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -212,3 +214,22 @@ def test_live_viewer_without_a_display_points_to_viewer_save(metric_onnx, tmp_pa
     result = dav2_run("--model", metric_onnx, "--source", PHOTO, "--viewer", "--save", out)
     assert_one_error(result, "--viewer needs a display")
     assert "--viewer-save run.rrd" in result.stderr and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "module,args,extra",
+    [
+        ("plyfile", ["--format", "ply", "--save", "x.ply"], "pip install 'dav2[3d]'"),
+        ("rerun", ["--viewer-save", "x.rrd"], "pip install 'dav2[viewer]'"),
+    ],
+)
+def test_a_missing_extra_is_named(metric_onnx, tmp_path, module, args, extra):
+    """Without plyfile / rerun-sdk: one line naming the extra, before the run (as tests/test_extras.py)."""
+    code = (
+        f"import sys\nsys.modules[{module!r}] = None\nfrom dav2.cli import run_main\n"
+        f"run_main({['--model', str(metric_onnx), '--source', str(PHOTO), *args]!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 1 and len(errors) == 1 and extra in errors[0], done.stderr
+    assert not list(tmp_path.iterdir())

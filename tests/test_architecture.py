@@ -34,6 +34,11 @@ RUNTIME_MODULES = [
     "dav2.runtime.backends.onnxruntime",
     "dav2.runtime.backends.openvino",
     "dav2.runtime.backends.tensorrt",
+    "dav2.runtime.viewer",  # the 3D view on a Jetson: rerun-sdk and numpy, no PyTorch
+    "dav2.geometry",
+    "dav2.geometry.intrinsics",
+    "dav2.geometry.pointcloud",
+    "dav2.geometry.anchors",
 ]
 
 
@@ -47,7 +52,7 @@ def imported_after(modules: list[str]) -> set[str]:
 def test_runtime_modules_do_not_import_torch():
     loaded = imported_after(RUNTIME_MODULES)
     assert "torch" not in loaded
-    assert not {"openvino", "tensorrt", "gradio", "ray", "modelopt"} & loaded  # imported where used
+    assert not {"openvino", "tensorrt", "gradio", "ray", "modelopt", "rerun", "plyfile"} & loaded  # imported where used
 
 
 @pytest.mark.parametrize("module", ["dav2.vocabulary", "dav2.errors", "dav2.files", "dav2.console", "dav2.optional"])
@@ -71,6 +76,15 @@ def dav2_imports(path: Path) -> set[str]:
 def test_models_never_reach_into_runtime_export_or_cli():
     for path in (ROOT / "dav2" / "models").glob("*.py"):
         bad = {m for m in dav2_imports(path) if m.startswith(("dav2.runtime", "dav2.export", "dav2.cli"))}
+        assert not bad, f"{path.name} imports {bad}"
+
+
+def test_geometry_never_reaches_into_models_runtime_export_or_cli():
+    """dav2.geometry is shared by the runtime and the evaluation: numpy and OpenCV, never torch or the runtime."""
+    for path in (ROOT / "dav2" / "geometry").glob("*.py"):
+        bad = {
+            m for m in dav2_imports(path) if m.startswith(("dav2.models", "dav2.runtime", "dav2.export", "dav2.cli"))
+        }
         assert not bad, f"{path.name} imports {bad}"
 
 
