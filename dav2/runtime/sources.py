@@ -1,10 +1,15 @@
-"""Where frames come from: the sample scene, an image, a folder, a video, a camera, a stream.
+"""Where frames come from: the sample scene, an image, a folder, a video, a camera, a stream,
+or a synthetic camera.
 
 `open_source(spec)` reads the --source string by these rules, in this order, so that no file
 is ever mistaken for something else:
   "gst:PIPELINE"             a GStreamer pipeline (e.g. a Jetson CSI camera, see README)
   "cam:0", "cam:/dev/video0" a camera, by index or device
   "rtsp://...", "http://..." a network stream (reopened when it drops)
+  "synthetic:FPS[:WxH]"      a synthetic camera: the sample scene, panning, at FPS frames a
+                             second (default 30; --camera-fps when FPS is left out), WxH
+                             pixels (default --camera-size, else 640x480); live like a camera,
+                             with capture timestamps: latency and drops measured without hardware
   an existing path           a folder (every image below it, recursively, in sorted order,
                              hidden files left out: dav2.media.scan_folder), a video file
                              (by extension), a camera device (/dev/videoN), else one image;
@@ -25,9 +30,11 @@ their extension ("x.jpg", "x.png", saved as x.jpg.png and x.png.png) so that nei
 replaces the other. Names that would still collide are refused before anything runs.
 """
 
+import math
 import os
 import stat
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +52,11 @@ STREAM_TIMEOUT_MS = 5000
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://")
 GSTREAMER_PREFIX = "gst:"
 CAMERA_PREFIX = "cam:"
+SYNTHETIC_PREFIX = "synthetic:"
+SYNTHETIC_FPS = 30.0
+SYNTHETIC_SIZE = (640, 480)  # width, height
+SYNTHETIC_MAX_FPS = 1000.0
+SYNTHETIC_SIDE = (16, 8192)  # smallest and largest width or height
 
 
 @dataclass
@@ -52,6 +64,7 @@ class Frame:
     image: np.ndarray  # BGR uint8, H x W x 3
     name: str  # output name without extension: "photo", "sub/photo", "frame_000012"
     index: int
+    captured: float | None = None  # time.perf_counter() when the sensor made it, where a source knows
 
 
 class Source:
@@ -321,6 +334,89 @@ class CaptureSource(Source):
                 self._release()
 
 
+class SyntheticCamera(Source):
+    """A camera without hardware: frame k is due at start + k / fps, and is delivered then.
+
+    Why: latency and the latest-frame policy can only be checked against a source whose
+    timing is known. Each frame carries its due time (`Frame.captured`), the sample scene
+    panning a few pixels a frame (so depth changes from frame to frame). Like a real sensor it
+    does not wait for a slow reader: a reader more than one period late gets the newest due
+    frame, and the frames it never read are counted in `missed` (a driver overwrites them too).
+    `delivered` counts frames handed out. `frames` ends the stream after that many due frames
+    (None: runs until closed, like a camera); `close()` ends a wait at once.
+    """
+
+    kind = "synthetic"
+    live = True
+
+    def __init__(self, fps: float = SYNTHETIC_FPS, size: tuple[int, int] = SYNTHETIC_SIZE, frames: int | None = None):
+        check_synthetic(fps, size)
+        self.fps, self.size, self.frames = float(fps), (int(size[0]), int(size[1])), frames
+        self.label = f"synthetic camera {self.size[0]}x{self.size[1]} at {self.fps:g} FPS"
+        self.delivered = 0
+        self.missed = 0
+        self._stopping = threading.Event()
+        self._scene: np.ndarray | None = None
+
+    def image(self, index: int) -> np.ndarray:
+        """The scene shifted sideways by 4 pixels a frame (np.roll: about a millisecond at 640x480)."""
+        if self._scene is None:
+            width, height = self.size
+            self._scene = render_sample(height, width)[0]
+        return np.roll(self._scene, 4 * index, axis=1)
+
+    def __iter__(self) -> Iterator[Frame]:
+        period = 1.0 / self.fps
+        start = time.perf_counter()
+        index = 0
+        while not self._stopping.is_set() and (self.frames is None or index < self.frames):
+            due = start + index * period
+            wait = due - time.perf_counter()
+            if wait > 0 and self._stopping.wait(wait):
+                break
+            newest = int((time.perf_counter() - start) / period)  # the reader may be late
+            if newest > index and self.frames is not None:
+                newest = min(newest, self.frames - 1)
+            if newest > index:
+                self.missed += newest - index
+                index, due = newest, start + newest * period
+            yield Frame(self.image(index), f"frame_{index:06d}", index, captured=due)
+            self.delivered += 1
+            index += 1
+
+    def close(self) -> None:
+        self._stopping.set()
+
+
+def check_synthetic(fps: float, size: tuple[int, int]) -> None:
+    """One Dav2Error line for a rate or size the synthetic camera cannot honour."""
+    if not (math.isfinite(fps) and 0 < fps <= SYNTHETIC_MAX_FPS):
+        raise Dav2Error(f"the synthetic camera's FPS must be more than 0 and at most {SYNTHETIC_MAX_FPS:g}, not {fps}")
+    low, high = SYNTHETIC_SIDE
+    if not all(low <= side <= high for side in size):
+        raise Dav2Error(
+            f"the synthetic camera's width and height must be from {low} to {high}, not {size[0]}x{size[1]}"
+        )
+
+
+def parse_synthetic(text: str, camera_size: tuple[int, int] | None, camera_fps: float | None) -> SyntheticCamera:
+    """SyntheticCamera from the part after "synthetic:" ("30", "30:1280x720", "" for the defaults)."""
+    rate, _, size_text = text.partition(":")
+    try:
+        fps = float(rate) if rate.strip() else (camera_fps or SYNTHETIC_FPS)
+        if size_text.strip():
+            width, height = (int(part) for part in size_text.lower().split("x"))
+            size = (width, height)
+        else:
+            size = tuple(camera_size) if camera_size else SYNTHETIC_SIZE
+    except ValueError:
+        raise Dav2Error(
+            f"--source {SYNTHETIC_PREFIX}{text}: write {SYNTHETIC_PREFIX}FPS or {SYNTHETIC_PREFIX}FPS:WIDTHxHEIGHT, "
+            f"e.g. {SYNTHETIC_PREFIX}30:1280x720"
+        ) from None
+    return SyntheticCamera(fps, size)
+
+
 def gstreamer_available() -> bool:
     for line in cv2.getBuildInformation().splitlines():
         if line.strip().startswith("GStreamer:"):
@@ -330,7 +426,8 @@ def gstreamer_available() -> bool:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """What a --source string names: kind is sample, image, folder, video, camera, stream or gstreamer."""
+    """What a --source string names: kind is sample, image, folder, video, camera, stream, gstreamer or
+    synthetic."""
 
     kind: str
     target: str | int
@@ -341,6 +438,8 @@ def classify_source(spec: str) -> SourceSpec:
     """The kind of source a --source string names, by the rules of the module docstring."""
     if spec.startswith(GSTREAMER_PREFIX):
         return SourceSpec("gstreamer", spec[len(GSTREAMER_PREFIX) :].strip(), "GStreamer pipeline")
+    if spec.startswith(SYNTHETIC_PREFIX):
+        return SourceSpec("synthetic", spec[len(SYNTHETIC_PREFIX) :].strip(), "synthetic camera")
     if spec.startswith(CAMERA_PREFIX):
         device = spec[len(CAMERA_PREFIX) :].strip()
         if device.isdigit():
@@ -389,6 +488,8 @@ def open_source(
     camera = {"camera_size": camera_size, "camera_fps": camera_fps, "limits": limits}
     if found.kind == "sample":
         return SampleSource()
+    if found.kind == "synthetic":
+        return parse_synthetic(str(found.target), camera_size, camera_fps)
     if found.kind == "folder":
         return FolderSource(Path(spec), limits)
     if found.kind == "image":
