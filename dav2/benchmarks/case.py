@@ -14,11 +14,12 @@ What is timed (all in milliseconds, batch 1):
   (OpenVINO AsyncInferQueue with the THROUGHPUT hint; PyTorch with batch 4); static batch-1
   artifacts report none;
 - accuracy: the backend's outputs on the held-out images against the PyTorch FP32
-  references written by the torch FP32 case of the same run.
+  references written by the torch FP32 case of the same run;
+- pipeline (dav2-bench --pipeline VIDEO): the video through dav2-run's threaded pipeline on the
+  same open backend, right after the standalone timing (dav2.benchmarks.pipeline).
 """
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -31,9 +32,20 @@ from dav2.media import read_image
 from dav2.sample import render_sample
 from dav2.vocabulary import BackendName, Precision
 
+OPENVINO_SETTLE_S = 0.2
+
 
 def load_image(spec: dict) -> np.ndarray:
     if spec["image"] == "sample":
+        return render_sample()[0]
+    if spec.get("image_is_video"):  # --model with --pipeline: the video's first frame
+        import cv2
+
+        capture = cv2.VideoCapture(spec["image"])
+        ok, frame = capture.read()
+        capture.release()
+        if ok:
+            return frame
         return render_sample()[0]
     return read_image(Path(spec["image"]))
 
@@ -75,11 +87,11 @@ def torch_fp16(backend):
     return infer
 
 
-def measure_split(backend, infer, image: np.ndarray, tensor: np.ndarray, size: int) -> dict[str, float]:
+def measure_split(backend, infer, image: np.ndarray, tensor: np.ndarray, prepare) -> dict[str, float]:
     pre, post, parts = [], [], {}
     for _ in range(5):
         start = time.perf_counter()
-        processing.preprocess(image, fixed_hw=(size, size))
+        prepare(image)
         pre.append((time.perf_counter() - start) * 1000.0)
         depth = infer(tensor)
         for key, value in backend.last_timing.items():
@@ -102,6 +114,10 @@ def measure_throughput(spec: dict, backend, tensor: np.ndarray) -> tuple[float |
             start = time.perf_counter()
             queue_backend.infer_many(frames)
             seconds = time.perf_counter() - start
+            # OpenVINO's callback threads may still want the GIL after wait_all(); destroying the
+            # compiled model (close) while this thread holds it joins them forever (seen with
+            # openvino 2026.4). A GIL-free pause lets them finish first.
+            time.sleep(OPENVINO_SETTLE_S)
         return len(frames) / seconds, "AsyncInferQueue, THROUGHPUT hint, 8 frames"
     if spec["backend"] == BackendName.TORCH and spec["precision"] == Precision.FP32:
         batch = np.repeat(tensor, 4, axis=0)
@@ -128,7 +144,7 @@ def accuracy_columns(spec: dict, infer) -> dict | None:
     return accuracy.summarize(per_image)
 
 
-def peak_host_mb() -> float:
+def peak_host_mb() -> float | None:
     """This process's peak resident memory. Linux's VmHWM starts afresh at exec; ru_maxrss
     would also count the parent's memory at fork time, so it is only the fallback."""
     try:
@@ -138,6 +154,10 @@ def peak_host_mb() -> float:
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
+    try:
+        import resource  # Unix only: Windows has neither /proc nor this module
+    except ImportError:
+        return None
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -149,18 +169,33 @@ def peak_device_mb(spec: dict) -> float | None:
     return None
 
 
+def timing_input(spec: dict, backend, image: np.ndarray):
+    """(tensor, preparation) for timing. Built artifacts take the runner's square tensor and
+    the exact preprocessing; an artifact measured as it is (--model) gets the timing image
+    prepared for its own input (shape, float32 or uint8) the way dav2-run prepares videos."""
+    if not spec.get("own_input"):
+        size = spec["size"]
+        tensor = np.load(Path(spec["work_dir"]) / f"timing_{size}.npy")
+        return tensor, lambda frame: processing.preprocess(frame, fixed_hw=(size, size))
+    from dav2.runtime.feed import Feeder
+
+    feeder = Feeder(backend, backend.default_input_size, "float32")
+    return np.array(feeder(image)), lambda frame: np.array(feeder(frame))
+
+
 def run_case(spec: dict) -> dict:
     image = load_image(spec)
-    tensor = np.load(Path(spec["work_dir"]) / f"timing_{spec['size']}.npy")
     with open_case_backend(spec) as backend:
+        tensor, prepare = timing_input(spec, backend, image)
         half_torch = spec["backend"] == BackendName.TORCH and spec["precision"] == Precision.FP16
         infer = torch_fp16(backend) if half_torch else backend.infer
         times = time_runs(infer, tensor, spec)
         latency = latency_stats(times)
-        split = measure_split(backend, infer, image, tensor, spec["size"])
+        split = measure_split(backend, infer, image, tensor, prepare)
         throughput, mode = measure_throughput(spec, backend, tensor)
         measured_accuracy = accuracy_columns(spec, infer)
         detail = backend.describe()
+        pipeline = pipeline_columns(spec, backend, fps(latency["median"]))
     return {
         "latency_ms": latency,
         "fps": fps(latency["median"]),
@@ -171,7 +206,26 @@ def run_case(spec: dict) -> dict:
         "peak_host_mb": peak_host_mb(),
         "peak_device_mb": peak_device_mb(spec),
         "backend_detail": detail,
+        **pipeline,
     }
+
+
+def pipeline_columns(spec: dict, backend, standalone_fps: float) -> dict:
+    """{"pipeline": ...} when the spec asks for a pipeline pass, else {}.
+
+    PyTorch FP16 is timed through a half-precision wrapper the pipeline does not use, so it
+    gets the reason instead of a number that would belong to another precision."""
+    wanted = spec.get("pipeline")
+    if not wanted:
+        return {}
+    if spec["backend"] == BackendName.TORCH and spec["precision"] == Precision.FP16:
+        return {"pipeline": {"skipped": "the pipeline runs PyTorch in FP32 only"}}
+    from dav2.benchmarks.pipeline import measure_pipeline
+
+    result = measure_pipeline(backend, wanted["video"], wanted.get("max_frames"), wanted.get("output", "video"))
+    if result.end_to_end_fps:
+        result.ratio_to_standalone = result.end_to_end_fps / standalone_fps
+    return {"pipeline": result.as_dict()}
 
 
 def main() -> None:

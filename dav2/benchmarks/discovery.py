@@ -56,14 +56,44 @@ def library_versions() -> dict[str, str | None]:
 
 
 def cuda_gpus() -> list[str]:
-    """Names of the CUDA GPUs PyTorch sees (an empty list without torch or without a GPU)."""
-    if importlib.util.find_spec("torch") is None:
+    """Names of the CUDA GPUs: pycuda's answer first, PyTorch's only when pycuda has none.
+
+    Why pycuda first: a TensorRT machine (a Jetson, a deployment box) has pycuda and often no
+    torch, and importing torch costs seconds and gigabytes where it is installed. An empty list
+    without either library, or without a driver or GPU."""
+    names = pycuda_gpus()
+    return names if names is not None else torch_gpus()
+
+
+def pycuda_gpus() -> list[str] | None:
+    """GPU names from the CUDA driver through pycuda; None when pycuda or a driver is missing."""
+    if not module_available("pycuda"):
+        return None
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        return [cuda.Device(index).name() for index in range(cuda.Device.count())]
+    except Exception:  # noqa: BLE001 - ImportError (no libcuda), pycuda's driver errors: no usable GPU
+        return None
+
+
+def torch_gpus() -> list[str]:
+    if not module_available("torch"):
         return []
     import torch
 
     if not torch.cuda.is_available():
         return []
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def module_available(name: str) -> bool:
+    """Installed and not blocked (a module set to None in sys.modules cannot be imported)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def openvino_devices() -> list[str]:

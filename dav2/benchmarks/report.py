@@ -10,7 +10,11 @@ Schema 1 (one JSON object):
            latency_ms: {median, p90, p99, mean, stdev, min, runs}, fps, speedup,
            throughput_fps, throughput_mode, split_ms: {preprocess, h2d, infer, d2h, postprocess},
            accuracy: {abs_rel, delta1, max_abs_diff, images}, peak_host_mb, peak_device_mb,
-           artifact, artifact_mb, build_s, artifact_reused, backend_detail}]
+           artifact, artifact_mb, build_s, artifact_reused, backend_detail,
+           pipeline (with --pipeline VIDEO): {video, frames, timed_frames, end_to_end_fps,
+             inference_fps, inference_ms, host_ms: {read, preprocess, postprocess, write},
+             host_ms_per_frame, latency_ms: {mean, p50, p90}, preprocessing, output,
+             ratio_to_standalone} or {skipped: reason}}]
 """
 
 import json
@@ -112,7 +116,60 @@ def to_markdown(document: dict) -> str:
     ]
     if not document.get("complete", True):
         notes += ["**Interrupted**: the table holds the cases measured before Ctrl-C.", ""]
-    return "\n".join(notes) + "\n" + table(document["cases"]) + "\n"
+    text = "\n".join(notes) + "\n" + table(document["cases"]) + "\n"
+    pipeline = pipeline_table(document["cases"])
+    return text + ("\n" + pipeline if pipeline else "")
+
+
+PIPELINE_HEADER = [
+    "backend", "precision", "size", "standalone FPS", "pipeline FPS", "pipeline / standalone",
+    "inference FPS in pipeline", "host ms/frame: read / pre / post / write", "host ms/frame", "latency p50 / p90 ms",
+    "frames", "preprocessing",
+]  # fmt: skip
+
+
+def pipeline_cells(case: dict) -> list[str] | None:
+    measured = case.get("pipeline")
+    if case["status"] != "ok" or not measured:
+        return None
+    head = [case["backend"], case["precision"], str(case["size"]), _num(case["fps"], 2)]
+    if measured.get("skipped"):
+        return head + [f"skipped: {measured['skipped']}"] + [""] * (len(PIPELINE_HEADER) - len(head) - 1)
+    host = measured["host_ms"]
+    latency = measured.get("latency_ms") or {}
+    ratio = measured.get("ratio_to_standalone")
+    return head + [
+        _num(measured["end_to_end_fps"], 2),
+        f"{100 * ratio:.1f}%" if ratio else "–",
+        _num(measured["inference_fps"], 2),
+        " / ".join(_num(host.get(stage)) for stage in ("read", "preprocess", "postprocess", "write")),
+        _num(measured["host_ms_per_frame"]),
+        f"{_num(latency.get('p50'), 0)} / {_num(latency.get('p90'), 0)}",
+        str(measured["frames"]),
+        measured["preprocessing"],
+    ]
+
+
+def pipeline_table(cases: list[dict]) -> str:
+    """The --pipeline table: end-to-end FPS of dav2-run's pipeline beside the standalone FPS."""
+    rows = [cells for cells in map(pipeline_cells, cases) if cells]
+    if not rows:
+        return ""
+    video = next(c["pipeline"]["video"] for c in cases if c.get("pipeline", {}).get("video"))
+    lines = [
+        f"## Pipeline on `{video}`",
+        "",
+        "dav2-run's threaded pipeline on the video, as `dav2-run --model ARTIFACT --source VIDEO --save depth.mp4` "
+        "runs it, on the same open backend right after the standalone timing. Pipeline FPS: frames after the "
+        "first over their wall time; standalone FPS: 1000 / median of batch-1 inference. Host ms: mean per "
+        "frame of each stage beside inference (they share the CPU with it). Latency: capture to written "
+        "frame (files queue frames, so it spans several inferences).",
+        "",
+        "| " + " | ".join(PIPELINE_HEADER) + " |",
+        "|" + "---|" * len(PIPELINE_HEADER),
+    ]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines) + "\n"
 
 
 def slug(text: str) -> str:

@@ -5,7 +5,9 @@
    held-out images for accuracy, through the shared preprocessing.
 3. For each case: build or reuse its artifact, then measure it in a child process. PyTorch
    eager FP32 runs first at each size: it is the speed-up baseline and writes the FP32
-   references the accuracy columns compare against.
+   references the accuracy columns compare against. With --pipeline VIDEO the child also runs
+   the video through dav2-run's threaded pipeline (the backends asked for; not the implicit
+   torch baseline), so end-to-end FPS stands next to the standalone FPS.
 4. Ctrl-C stops the run and keeps every case already measured.
 """
 
@@ -23,8 +25,10 @@ from dav2 import console, processing
 from dav2.benchmarks.artifacts import artifact_mb, build_artifact
 from dav2.benchmarks.discovery import BACKENDS, PRECISIONS, Case, Machine, plan
 from dav2.benchmarks.machine import machine_record
+from dav2.benchmarks.pipeline import DEFAULT_FRAMES
 from dav2.calibration.dataset import CalibrationSet
 from dav2.errors import Dav2Error
+from dav2.metadata import ArtifactMetadata
 from dav2.vocabulary import DEFAULT_INPUT_SIZE, BackendName, Precision
 
 SCHEMA_VERSION = 1
@@ -49,6 +53,10 @@ class BenchSettings:
     cache_dir: Path = Path.home() / ".cache" / "dav2" / "bench"
     label: str | None = None
     command: str | None = None  # the command line, recorded with the results
+    pipeline: str | None = None  # --pipeline VIDEO: also time dav2-run's pipeline on it
+    pipeline_frames: int = DEFAULT_FRAMES  # at most this many frames of it
+    pipeline_output: str = "video"  # a key of benchmarks.pipeline.OUTPUTS: what the write stage does
+    model: str | None = None  # --model ARTIFACT: measure this artifact as it is (no export, no baseline)
 
     def public(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -108,6 +116,8 @@ def checkpoint_for(settings: BenchSettings) -> tuple[str, str]:
 def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
     """Measure every runnable case; return the result document (see report.py for its schema)."""
     machine = machine or Machine.here()
+    if settings.model:
+        return run_artifact_bench(settings, machine)
     backends = list(settings.backends)
     if "torch" not in backends and machine.has("torch"):
         backends.insert(0, "torch")  # the baseline and the accuracy reference are always measured
@@ -140,6 +150,82 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
     return result
 
 
+def artifact_case(path: Path) -> Case:
+    """The case an existing artifact is: its backend, precision and short side, from its sidecar."""
+    from dav2.runtime.backends import backend_for
+
+    metadata = ArtifactMetadata.read(path)
+    if metadata is None:
+        raise Dav2Error(f"{path.name} has no dav2 sidecar ({path.name}.json): --model measures dav2-export artifacts")
+    size = min(metadata.fixed_hw) if metadata.fixed_hw else metadata.default_input_size
+    return Case(backend_for(path, metadata).value, metadata.precision or Precision.FP32, size)
+
+
+def run_artifact_bench(settings: BenchSettings, machine: Machine) -> dict:
+    """dav2-bench --model ARTIFACT: one case, the artifact as it is (its own input shape and
+    format), timed on the --pipeline video's first frame (else the sample scene); no export,
+    no PyTorch baseline, no accuracy columns (there are no references to compare with)."""
+    artifact = Path(settings.model)
+    case = artifact_case(artifact)
+    settings.backends = [case.backend]  # the pipeline pass is for this case
+    settings.encoder = ArtifactMetadata.read(artifact).encoder or "unknown encoder"
+    result = {
+        "schema": SCHEMA_VERSION,
+        "machine": machine_record(machine, settings.threads, settings.label, settings.command),
+        "settings": settings.public(),
+        "cases": [],
+        "complete": False,
+    }
+    row = {"backend": case.backend, "precision": case.precision, "size": case.size, "status": "ok"}
+    with tempfile.TemporaryDirectory(prefix="dav2-bench-") as tmp:
+        spec = case_spec(case, settings, artifact, "cpu", settings.pipeline or "sample", Path(tmp), False)
+        spec.update({"own_input": True, "image_is_video": settings.pipeline is not None})
+        try:
+            console.info(f"[1/1] {case.label} ({artifact.name})")
+            start = time.perf_counter()
+            row.update(run_child(spec, Path(tmp)))
+            row.update(artifact_fields(artifact, None, True, time.perf_counter() - start))
+            console.info(f"  {summary_line(row)}")
+            result["complete"] = True
+        except Dav2Error as exc:
+            row.update({"status": "failed", "reason": str(exc)})
+        except KeyboardInterrupt:
+            console.warn("interrupted")
+            return result
+    result["cases"].append(row)
+    return result
+
+
+def case_spec(case: Case, settings, artifact: Path, device: str, image: str, work: Path, writes_reference) -> dict:
+    """What the child process (benchmarks.case) needs to measure one case."""
+    return {
+        "backend": case.backend,
+        "precision": case.precision,
+        "size": case.size,
+        "artifact": str(artifact),
+        "device": device,
+        "threads": settings.threads,
+        "image": image,
+        "work_dir": str(work),
+        "writes_reference": writes_reference,
+        "seconds": settings.seconds,
+        "min_runs": settings.min_runs,
+        "max_runs": settings.max_runs,
+        "warmup": settings.warmup,
+        "pipeline": pipeline_request(case, settings),
+    }
+
+
+def artifact_fields(artifact: Path, build_s: float | None, reused: bool, wall_s: float) -> dict:
+    return {
+        "artifact": artifact.name,
+        "artifact_mb": artifact_mb(artifact),
+        "build_s": build_s,
+        "artifact_reused": reused,
+        "case_wall_s": wall_s,
+    }
+
+
 def nothing_measured(document: dict) -> str | None:
     """Why a finished run measured no case (the first failure's or skip's reason), or None
     when at least one case was measured: a table of failures is not a benchmark, and a
@@ -169,36 +255,23 @@ def measure(case: Case, settings, machine, checkpoint, digest, work, timing_imag
                 case, checkpoint, digest, settings.encoder, machine, settings.cache_dir, settings.images,
                 settings.calib_count, settings.eval_images, calibration_sha,
             )  # fmt: skip
-        spec = {
-            "backend": case.backend,
-            "precision": case.precision,
-            "size": case.size,
-            "artifact": str(artifact),
-            "device": "cuda" if case.backend == "torch" and machine.gpus else "cpu",
-            "threads": settings.threads,
-            "image": timing_image,
-            "work_dir": str(work),
-            "writes_reference": case.backend == BackendName.TORCH and case.precision == Precision.FP32,
-            "seconds": settings.seconds,
-            "min_runs": settings.min_runs,
-            "max_runs": settings.max_runs,
-            "warmup": settings.warmup,
-        }
+        device = "cuda" if case.backend == "torch" and machine.gpus else "cpu"
+        writes_reference = case.backend == BackendName.TORCH and case.precision == Precision.FP32
+        spec = case_spec(case, settings, artifact, device, timing_image, work, writes_reference)
         start = time.perf_counter()
         measured = run_child(spec, work)
         row.update(measured)
-        row.update(
-            {
-                "artifact": artifact.name,
-                "artifact_mb": artifact_mb(artifact),
-                "build_s": build_s,
-                "artifact_reused": reused,
-                "case_wall_s": time.perf_counter() - start,
-            }
-        )
+        row.update(artifact_fields(artifact, build_s, reused, time.perf_counter() - start))
     except Dav2Error as exc:
         row.update({"status": "failed", "reason": str(exc)})
     return row
+
+
+def pipeline_request(case: Case, settings: BenchSettings) -> dict | None:
+    """What the child needs for a pipeline pass, for the backends the user asked for."""
+    if settings.pipeline is None or case.backend not in settings.backends:
+        return None
+    return {"video": settings.pipeline, "max_frames": settings.pipeline_frames, "output": settings.pipeline_output}
 
 
 def skipped_row(case: Case, reason: str) -> dict:
@@ -228,4 +301,18 @@ def summary_line(row: dict) -> str:
         return f"{row['status']}: {row['reason']}"
     acc = row.get("accuracy")
     accuracy_text = f", AbsRel {acc['abs_rel']:.4f}, δ1 {acc['delta1']:.4f}" if acc else ""
-    return f"median {row['latency_ms']['median']:.1f} ms ({row['fps']:.1f} FPS){accuracy_text}"
+    return f"median {row['latency_ms']['median']:.1f} ms ({row['fps']:.1f} FPS){accuracy_text}{pipeline_text(row)}"
+
+
+def pipeline_text(row: dict) -> str:
+    measured = row.get("pipeline") or {}
+    if measured.get("skipped"):
+        return f"; pipeline skipped: {measured['skipped']}"
+    if not measured.get("end_to_end_fps"):
+        return ""
+    ratio = measured.get("ratio_to_standalone")
+    share = f" ({100 * ratio:.0f}% of standalone)" if ratio else ""
+    return (
+        f"; pipeline {measured['end_to_end_fps']:.2f} FPS end-to-end{share}, "
+        f"host {measured['host_ms_per_frame']:.1f} ms/frame"
+    )

@@ -10,6 +10,7 @@ from dav2.cli.common import (
     CONTEXT,
     ENCODER_AND_CHECKPOINT,
     THREADS_OPTION,
+    check_number,
     csv_option,
     require_export_tools,
     user_errors,
@@ -53,6 +54,34 @@ from dav2.vocabulary import BackendName, Precision
     default=str(Path.home() / ".cache" / "dav2" / "bench"),
     help="Where built artifacts are kept and reused.",
 )
+@click.option(
+    "--pipeline",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Also run this video through dav2-run's threaded pipeline for each case of the backends asked for: "
+    "end-to-end FPS beside the standalone FPS, and host ms per frame (read, preprocess, postprocess, write).",
+)
+@click.option(
+    "--pipeline-frames",
+    type=int,
+    default=300,
+    show_default=True,
+    help="Most frames of the --pipeline video per case (1 to 100000).",
+)
+@click.option(
+    "--pipeline-output",
+    type=click.Choice(["video", "none"]),
+    default="video",
+    show_default=True,
+    help="What the pipeline's write stage does: a colour mp4 (as dav2-run --save depth.mp4), or nothing kept.",
+)
+@click.option(
+    "--model",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Measure this dav2-export artifact as it is (its own input shape and format) instead of building "
+    "artifacts: no PyTorch baseline, no accuracy columns; --sizes/--backends/--precisions/--images are not used.",
+)
 @click.option("--label", default=None, help="Machine name in tables. [default: GPU name, else CPU model and cores]")
 @click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for the JSON, Markdown (and PNG).")
 @click.pass_context
@@ -65,6 +94,8 @@ def bench_main(ctx, save, cache_dir, **options):
       dav2-bench --encoder vits
       dav2-bench --encoder vits --sizes 308,364,518 --backends openvino,onnxruntime --precisions fp32,int8
       dav2-bench --encoder vits --checkpoint my.pth --images photos/ --save benchmarks/results/
+      dav2-bench --backends openvino --precisions int8 --sizes 308 --images photos/ --pipeline clip.mp4
+      dav2-bench --model depth_anything_v2_vits_308x546_int8.xml --pipeline clip.mp4 --save results/
       dav2-bench compare benchmarks/results/*.json
     """
     if ctx.invoked_subcommand is not None:
@@ -75,10 +106,15 @@ def bench_main(ctx, save, cache_dir, **options):
 
     if not options["sizes"]:
         raise Dav2Error("--sizes needs at least one size")
-    require_export_tools("dav2-bench")
-    from dav2.export.context import checked_size
+    check_pipeline_options(options["pipeline"], options["pipeline_frames"])
+    if options["model"]:
+        sizes = []
+    else:
+        require_export_tools("dav2-bench")
+        from dav2.export.context import checked_size
 
-    sizes = [checked_size("sizes", size) for size in options.pop("sizes")]
+        sizes = [checked_size("sizes", size) for size in options.pop("sizes")]
+    options.pop("sizes", None)
     command = " ".join(["dav2-bench", *sys.argv[1:]])
     settings = BenchSettings(sizes=sizes, cache_dir=Path(cache_dir), command=command, **options)
     document = run_bench(settings)
@@ -92,6 +128,16 @@ def bench_main(ctx, save, cache_dir, **options):
     click.echo(markdown)
     if not document["complete"]:
         sys.exit(130)
+
+
+def check_pipeline_options(video: str | None, frames: int) -> None:
+    """A --pipeline that is not a video, or a frame count out of range, is one error line before any work."""
+    from dav2.benchmarks.pipeline import MAX_FRAMES
+    from dav2.media import is_video
+
+    check_number(frames, "--pipeline-frames", 1, MAX_FRAMES)
+    if video is not None and not is_video(Path(video)):
+        raise Dav2Error(f"--pipeline needs a video file (by its extension), not {video}")
 
 
 @bench_main.command("compare")
