@@ -155,12 +155,12 @@ def pipeline_table(cases: list[dict]) -> str:
     rows = [cells for cells in map(pipeline_cells, cases) if cells]
     if not rows:
         return ""
-    video = next(c["pipeline"]["video"] for c in cases if c.get("pipeline", {}).get("video"))
+    first = next(c["pipeline"] for c in cases if c.get("pipeline", {}).get("video"))
     lines = [
-        f"## Pipeline on `{video}`",
+        f"## Pipeline on `{first['video']}`",
         "",
-        "dav2-run's threaded pipeline on the video, as `dav2-run --model ARTIFACT --source VIDEO --save depth.mp4` "
-        "runs it, on the same open backend right after the standalone timing. Pipeline FPS: frames after the "
+        f"dav2-run's threaded pipeline on the video, writing: {first['output']}; on the same open backend right "
+        "after the standalone timing. Pipeline FPS: frames after the "
         "first over their wall time; standalone FPS: 1000 / median of batch-1 inference. Host ms: mean per "
         "frame of each stage beside inference (they share the CPU with it). Latency: capture to written "
         "frame (files queue frames, so it spans several inferences).",
