@@ -32,8 +32,6 @@ from dav2.media import read_image
 from dav2.sample import render_sample
 from dav2.vocabulary import BackendName, Precision
 
-OPENVINO_SETTLE_S = 0.2
-
 
 def load_image(spec: dict) -> np.ndarray:
     if spec["image"] == "sample":
@@ -114,10 +112,6 @@ def measure_throughput(spec: dict, backend, tensor: np.ndarray) -> tuple[float |
             start = time.perf_counter()
             queue_backend.infer_many(frames)
             seconds = time.perf_counter() - start
-            # OpenVINO's callback threads may still want the GIL after wait_all(); destroying the
-            # compiled model (close) while this thread holds it joins them forever (seen with
-            # openvino 2026.4). A GIL-free pause lets them finish first.
-            time.sleep(OPENVINO_SETTLE_S)
         return len(frames) / seconds, "AsyncInferQueue, THROUGHPUT hint, 8 frames"
     if spec["backend"] == BackendName.TORCH and spec["precision"] == Precision.FP32:
         batch = np.repeat(tensor, 4, axis=0)

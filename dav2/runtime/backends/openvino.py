@@ -36,6 +36,7 @@ from dav2.vocabulary import INPUT_NAME, OUTPUT_NAME, ArtifactFormat, ModelKind
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 HINTS = ("LATENCY", "THROUGHPUT")
+QUEUE_SETTLE_S = 0.2  # see close()
 
 
 def metadata_from_model(path: Path, model) -> ArtifactMetadata:
@@ -152,10 +153,18 @@ class OpenVinoBackend(Backend):
             queue.start_async({0: batch}, userdata=index)
             count += 1
         queue.wait_all()
+        self._queued = True
         self.last_timing = {"infer_ms": (time.perf_counter() - start) * 1000.0 / max(count, 1)}
         return [results[i] for i in range(count)]
 
     def close(self) -> None:
+        """Release the compiled model. After `infer_many`, OpenVINO's callback threads may still
+        want the GIL once wait_all() has returned; destroying the compiled model while this
+        thread holds the GIL then waits for them forever (seen with openvino 2026.4, about one
+        close in three). A short GIL-free pause lets them finish first."""
+        if getattr(self, "_queued", False):
+            time.sleep(QUEUE_SETTLE_S)
+            self._queued = False
         self.request = None
         self.compiled = None
 
