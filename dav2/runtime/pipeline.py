@@ -186,7 +186,8 @@ def capture_stage(
                     stretch.check(frame.image.shape[:2])
                 tensor = feed(frame.image)
                 t2 = time.perf_counter()
-                job = Job(frame, t1, tensor, {"read": (t1 - t0) * 1000, "preprocess": (t2 - t1) * 1000})
+                captured = frame.captured if frame.captured is not None else t1  # the sensor's time, if known
+                job = Job(frame, captured, tensor, {"read": (t1 - t0) * 1000, "preprocess": (t2 - t1) * 1000})
                 if not put_until_stopped(outbox, job, stop):
                     break
                 count += 1
@@ -248,7 +249,7 @@ def run(
     input_size = input_size or backend.default_input_size
     tick_s = TICK_S if tick_s is None else tick_s
     color_range = color_range or processing.ColorRange()
-    meter = FpsMeter()
+    meter = FpsMeter(live=source.live)
     windows = [sink for sink in sinks if isinstance(sink, WindowSink)]
     stop = threading.Event()
     to_inference, to_output = new_channel(source.live), new_channel(source.live)
@@ -273,7 +274,9 @@ def run(
             value_range = color_range.update(depth)
             t4 = time.perf_counter()
             for window in windows:
-                window.overlay = meter.live_text()
+                window.overlay = meter.live_text(
+                    dropped=dropped_frames(to_inference, to_output) if source.live else None
+                )
             for sink in sinks:
                 sink.write(job.frame, depth, value_range)
             t5 = time.perf_counter()
