@@ -1,6 +1,6 @@
 """Metric scale from 10 anchors on real RGB-D frames (../shared/depth-gt): AbsRel against the full ground truth.
 
-    python benchmarks/results/anchors_depth_gt.py [--anchors 10] [--seed 0] [--out FILE.md]
+    python benchmarks/anchors_depth_gt.py [--anchors 10] [--seed 0] [--out FILE.md]
 
 For every frame: the seeded vits relative and metric models (scripts/seeded_checkpoint.py; no
 pretrained weights can be had here, so absolute numbers mean little), 10 ground-truth pixels drawn
@@ -14,6 +14,7 @@ at random as anchors, and AbsRel over all valid ground-truth pixels of
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dav2.errors import Dav2Error  # noqa: E402
@@ -30,7 +31,7 @@ from dav2.evaluation.dense import align_disparity  # noqa: E402
 from dav2.evaluation.groundtruth import read_depth  # noqa: E402
 from dav2.geometry.anchors import Anchor, fit_anchors  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "depth-gt"
+SHARED = Path(os.environ.get("DAV2_SHARED") or ROOT.parent / "shared") / "depth-gt"  # the measured RGB-D frames
 MIN_DEPTH = 1e-3
 
 
@@ -163,7 +164,7 @@ def table(rows: list[dict], args) -> str:
     header = (
         f"AbsRel against all valid ground-truth pixels, {args.anchors} anchors per frame (random valid GT pixels, "
         f"seed {args.seed}), seeded vits weights (scripts/seeded_checkpoint.py), PyTorch FP32 on the CPU.\n\n"
-        f"Command: `python benchmarks/results/anchors_depth_gt.py --anchors {args.anchors} --seed {args.seed} "
+        f"Command: `python benchmarks/anchors_depth_gt.py --anchors {args.anchors} --seed {args.seed} "
         "--out benchmarks/results/anchors_depth_gt.md`\n\n"
     )
     return header + "\n".join(lines) + "\n"
