@@ -18,6 +18,8 @@ are tested everywhere; tests/test_tensorrt_api.py checks every TensorRT attribut
 against the bindings of TensorRT 10.3, 10.13 and 11.4.
 """
 
+import copy
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,22 +177,17 @@ def graph_options_of(metadata: ArtifactMetadata) -> GraphOptions:
 
 def engine_metadata(source: ArtifactMetadata, engine: Path, record: TensorRTRecord) -> ArtifactMetadata:
     """The engine's sidecar: the source ONNX's facts, the TensorRT record, the engine's name."""
-    metadata = ArtifactMetadata.from_json(_json(source), "source metadata")
-    metadata.artifact = engine.name
-    metadata.format = ArtifactFormat.TENSORRT
-    metadata.weights_file = None
-    metadata.parity = None
-    metadata.accuracy = None
-    metadata.tensorrt = record
-    metadata.tools = {**metadata.tools, "tensorrt": record.version}
-    metadata.source_onnx = source.artifact
-    return metadata
-
-
-def _json(metadata: ArtifactMetadata) -> str:
-    import json
-
-    return json.dumps(metadata.to_dict())
+    return dataclasses.replace(
+        copy.deepcopy(source),  # the source's records stay the source's
+        artifact=engine.name,
+        format=ArtifactFormat.TENSORRT,
+        weights_file=None,
+        parity=None,
+        accuracy=None,
+        tensorrt=record,
+        tools={**source.tools, "tensorrt": record.version},
+        source_onnx=source.artifact,
+    )
 
 
 def compare_with_source(engine: Path, onnx_path: Path, image: np.ndarray) -> dict:

@@ -13,8 +13,6 @@ from dav2.runtime.backends.base import Backend
 from dav2.vocabulary import FORMAT_BACKEND, SUFFIX_FORMAT, BackendName
 
 BACKENDS = ("auto", *BackendName.values())
-# file ending -> backend name, for listing runnable files
-EXTENSIONS = {suffix: FORMAT_BACKEND[fmt].value for suffix, fmt in SUFFIX_FORMAT.items()}
 
 
 def backend_for(path: Path, metadata: ArtifactMetadata | None) -> BackendName:
