@@ -60,7 +60,8 @@ setup(
         # dav2-batch: a corpus on Ray Data, one laptop to a cluster (DESIGN rule 7)
         "batch": ["ray[data]>=2.40", "pyarrow>=14"],
         # the browser test drives the app with Selenium and the system's chromium-driver
-        "test": ["pytest>=8", "ruff>=0.5", "selenium>=4.10"],
+        # moto[server]: a local S3 server for dav2-batch's s3:// test (pyarrow's own client talks to it)
+        "test": ["pytest>=8", "ruff>=0.5", "selenium>=4.10", "moto[server]>=5.2"],
     },
     entry_points={
         "console_scripts": [

@@ -8,6 +8,12 @@
                          are relative to the text file's folder)
   anything else          a glob (`photos/**/*.jpg`; `**` crosses folders)
 
+A URI (s3://bucket/images/, gs://..., any filesystem pyarrow.fs knows; storage.py) is a
+prefix listed recursively with the rules of a folder (image extensions, hidden names left out,
+sorted folder by folder, names relative to the prefix), or one image object; a list file may
+name URIs too (all its lines URIs, or all local paths). Videos at a URI are refused: OpenCV
+reads video from files, so mount the bucket or download the clips.
+
 Output names are those dav2-run gives a folder's files (dav2.runtime.sources.frame_names): the
 path below the common folder without its extension ("sub/photo"), both extensions kept when two
 files share a stem. A video's frames are named "<video name>/frame_000012", as dav2-run names
@@ -23,12 +29,14 @@ count is exact for the common containers: MP4, MKV, AVI, WebM).
 import glob
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 
+from dav2.batch import storage
+from dav2.batch.storage import Remote
 from dav2.errors import Dav2Error
-from dav2.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image, is_video, scan_folder
+from dav2.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_hidden, is_image, is_video, scan_folder
 from dav2.runtime.sources import frame_names
 
 IMAGE_FRAME = -1  # the `frame` of an item that is a whole image
@@ -38,9 +46,10 @@ IMAGE_FRAME = -1  # the `frame` of an item that is a whole image
 class InputItem:
     """One picture to process: an image file, or one frame of a video file."""
 
-    source: str  # absolute path of the file
+    source: str  # absolute path of the file, or its URI ("s3://bucket/images/photo.jpg")
     name: str  # output name without extension: "photo", "sub/photo", "clip/frame_000012"
     frame: int = IMAGE_FRAME  # the frame's index in its video; IMAGE_FRAME for an image
+    filesystem: str = ""  # a URI source's filesystem URI (storage.Remote.filesystem); "" for a path
 
     @property
     def key(self) -> tuple[str, int]:
@@ -52,14 +61,17 @@ class InputItem:
 class InputSet:
     """The files an --input names (images and videos), below one root folder."""
 
-    root: Path
-    files: list[Path]
+    root: Path | PurePosixPath  # PurePosixPath of the common prefix's URI for URIs
+    files: list[Path] | list[Remote]
     ignored: int = 0  # visible files of other kinds in a scanned folder
 
 
 def find_inputs(spec: str) -> InputSet:
     """The files --input names, by the rules of the module docstring."""
-    path = Path(spec).expanduser()
+    where = storage.location(spec)
+    if isinstance(where, Remote):
+        return from_uri(where)
+    path = where.expanduser()
     if path.is_dir():
         scan = scan_folder(path, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
         return InputSet(path.resolve(), [file.resolve() for file in scan.files], len(scan.others))
@@ -78,16 +90,54 @@ def from_list_file(path: Path) -> InputSet:
         raise Dav2Error(f"cannot read {path} as a text file of paths: {exc}") from None
     base = path.resolve().parent
     files = []
-    for number, line in enumerate(lines, 1):
+    for line in lines:
         entry = line.split("#", 1)[0].strip()
-        if not entry:
-            continue
-        if "://" in entry:
-            raise Dav2Error(f"{path}:{number}: {entry} is a URI; dav2-batch reads local (or mounted) paths")
-        files.append((base / Path(entry).expanduser()).resolve())
+        if entry:
+            where = storage.location(entry)
+            files.append(where if isinstance(where, Remote) else (base / where).resolve())
     if not files:
         raise Dav2Error(f"{path} lists no paths")
-    return InputSet(common_root(files), files)
+    remote = [file for file in files if isinstance(file, Remote)]
+    if not remote:
+        return InputSet(common_root(files), files)
+    if len(remote) < len(files):
+        raise Dav2Error(f"{path} lists both URIs and local paths; give each kind its own job")
+    for file in remote:
+        refuse_video(file)
+    return InputSet(common_prefix(remote), remote)
+
+
+def from_uri(where: Remote) -> InputSet:
+    """One image object, or every image below a prefix (a folder's rules; videos refused)."""
+    if is_image(where.key) and storage.is_file(where):
+        return InputSet(PurePosixPath(where.uri).parent, [where])
+    found = []
+    ignored = 0
+    for file in storage.list_files(where):
+        parts = PurePosixPath(file.uri).relative_to(PurePosixPath(where.uri)).parts
+        if any(is_hidden(part) for part in parts):
+            continue
+        if is_video(file.key):
+            refuse_video(file)
+        if is_image(file.key):
+            found.append((parts, file))
+        else:
+            ignored += 1
+    if not found and not storage.is_dir(where):
+        raise Dav2Error(f"--input {where}: no such object or prefix")
+    found.sort(key=lambda entry: entry[0])
+    return InputSet(PurePosixPath(where.uri), [file for _, file in found], ignored)
+
+
+def refuse_video(file: Remote) -> None:
+    if is_video(file.key):
+        raise Dav2Error(
+            f"{file} is a video at a URI; dav2-batch reads videos from local files: mount the bucket or download it"
+        )
+
+
+def common_prefix(files: list[Remote]) -> PurePosixPath:
+    return PurePosixPath(os.path.commonpath([str(PurePosixPath(file.uri).parent) for file in files]))
 
 
 def from_glob(pattern: str) -> InputSet:
@@ -106,15 +156,22 @@ def common_root(files: list[Path]) -> Path:
 
 def expand(inputs: InputSet, frame_stride: int = 1) -> list[InputItem]:
     """One item per image and per kept video frame, named as the module docstring says."""
-    names = frame_names(inputs.root, inputs.files)
+    names = frame_names(inputs.root, [naming_path(file) for file in inputs.files])
     items: list[InputItem] = []
     for file, name in zip(inputs.files, names):
-        if is_video(file):
+        if isinstance(file, Remote):
+            items.append(InputItem(file.uri, name, IMAGE_FRAME, file.filesystem))
+        elif is_video(file):
             items.extend(video_items(file, name, frame_stride))
         else:
             items.append(InputItem(str(file), name))
     check_unique(items)
     return items
+
+
+def naming_path(file: Path | Remote) -> Path | PurePosixPath:
+    """What output names are made from: the path, or the URI as a POSIX path ("s3:/bucket/a.jpg")."""
+    return PurePosixPath(file.uri) if isinstance(file, Remote) else file
 
 
 def video_items(file: Path, name: str, frame_stride: int) -> list[InputItem]:

@@ -11,18 +11,20 @@ it), and the interruption goes on to the CLI (exit 130/143). Outputs are whole f
 """
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from dav2 import console
-from dav2.batch import manifest
+from dav2.batch import manifest, storage
 from dav2.batch.cluster import RaySession, connect
 from dav2.batch.inputs import InputItem, collect_items
 from dav2.batch.options import BatchOptions
 from dav2.batch.outputs import output_path, sweep_temporary_files
 from dav2.batch.stages import DecodeSettings, InferenceActor, WriteSettings, decode_batch, write_batch
+from dav2.batch.storage import Remote
 from dav2.batch.summary import BatchSummary
 from dav2.errors import Dav2Error
 from dav2.metadata import ArtifactMetadata
@@ -64,15 +66,22 @@ def model_facts(options: BatchOptions) -> ModelFacts:
         )
 
 
+def resolved(where: Path | Remote) -> Path | Remote:
+    return where if isinstance(where, Remote) else where.resolve()
+
+
 def check_outputs(items: list[InputItem], options: BatchOptions) -> None:
-    """No output, and not the manifest, may replace an input."""
+    """No output, and not the manifest, may replace an input; a bucket to write to must exist."""
     sources = {item.source for item in items}
-    if str(options.manifest_path.resolve()) in sources:
+    if str(resolved(options.manifest_path)) in sources:
         raise Dav2Error(f"the manifest {options.manifest_path} would overwrite an input; choose another --output")
     for item in items:
-        path = output_path(options.output.resolve(), item.name, options.fmt)
+        path = output_path(resolved(options.output), item.name, options.fmt)
         if path is not None and str(path) in sources:
             raise Dav2Error(f"--output would overwrite the input {item.source}; write somewhere else")
+    for where in (options.output, options.manifest_path):
+        if isinstance(where, Remote) and not storage.is_dir(Remote(where.root, "", where.filesystem)):
+            raise Dav2Error(f"cannot write to {where}: {where.root} does not exist (create the bucket first)")
 
 
 def items_to_do(items: list[InputItem], options: BatchOptions, sha256: str) -> list[InputItem]:
@@ -82,12 +91,31 @@ def items_to_do(items: list[InputItem], options: BatchOptions, sha256: str) -> l
         raise Dav2Error(f"{path} records an earlier job: add --resume to finish it, or --overwrite to start again")
     if not (options.resume or options.overwrite):
         return items
-    sweep_temporary_files(options.output)
+    if not isinstance(options.output, Remote):  # objects are written whole: none to sweep
+        sweep_temporary_files(options.output)
     if options.overwrite:
         manifest.remove_manifest(path)
         return items
-    done = manifest.DoneSet.from_manifest(manifest.read_manifest(path), sha256)
+    done = manifest.DoneSet.from_manifest(manifest.read_manifest(path), sha256, output_check(options.output))
     return [item for item in items if item.key not in done.keys]
+
+
+def output_check(output: Path | Remote):
+    """Whether a manifest's `output` is in place: a file test, or (at a URI) one listing of the prefix."""
+    if not isinstance(output, Remote):
+        return os.path.isfile
+    return {remote.uri for remote in storage.list_files(output)}.__contains__
+
+
+def filesystems(items: list[InputItem]) -> tuple[tuple[str, str], ...]:
+    """(root, filesystem URI) of the URI inputs, for the decode tasks (one filesystem per root)."""
+    found: dict[str, str] = {}
+    for item in items:
+        if item.filesystem:
+            root = storage.root_of(item.source)
+            if found.setdefault(root, item.filesystem) != item.filesystem:
+                raise Dav2Error(f"{root} is named with two sets of options ({found[root]}, {item.filesystem}); use one")
+    return tuple(sorted(found.items()))
 
 
 def build_dataset(items: list[InputItem], options: BatchOptions, facts: ModelFacts):
@@ -111,8 +139,11 @@ def build_dataset(items: list[InputItem], options: BatchOptions, facts: ModelFac
         fixed_hw=facts.fixed_hw,
         max_tokens=options.max_tokens,
         limits=options.limits,
+        filesystems=filesystems(items),
     )
-    write = WriteSettings(str(options.output.resolve()), options.fmt, options.cmap, output_unit(facts.kind))
+    output = resolved(options.output)
+    remote = output if isinstance(output, Remote) else None
+    write = WriteSettings(str(output), options.fmt, options.cmap, output_unit(facts.kind), remote)
     common = {"batch_size": options.batch_size, "batch_format": "numpy"}
     dataset = ray.data.from_arrow(blocks)
     dataset = dataset.map_batches(decode_batch, fn_kwargs={"settings": decode}, num_cpus=CPU_TASK_CPUS, **common)

@@ -12,11 +12,16 @@ parts into `manifest.parquet` (atomically), keeping the newest row of each input
 the parts. A job killed outright (SIGKILL, power) leaves the parts, and the next --resume reads
 them. Outputs whose row was not recorded yet are simply redone by --resume: an output counts
 as done only when it exists AND its newest row is `ok` for the same model.
+
+A manifest at a URI (storage.py; the default when --output is one) works the same way with
+objects: the parts are objects below `manifest.parquet.parts/`, each written whole.
 """
 
 import hashlib
 import os
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dav2.batch import storage
+from dav2.batch.storage import Remote
 from dav2.errors import Dav2Error
 from dav2.files import atomic_path, describe_os_error
 from dav2.metadata import ArtifactMetadata
@@ -32,6 +39,7 @@ OK, FAILED = "ok", "failed"
 FLUSH_ROWS = 1000
 FLUSH_S = 30.0
 PARTS_SUFFIX = ".parts"
+PART_NAME = re.compile(r"^part-\d+\.parquet$")
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -67,16 +75,28 @@ def model_sha256(model: Path, metadata: ArtifactMetadata | None) -> str:
     return digest.hexdigest()
 
 
-def parts_folder(path: Path) -> Path:
+def parts_folder(path: Path | Remote) -> Path | Remote:
+    if isinstance(path, Remote):
+        return Remote(path.root, path.key + PARTS_SUFFIX, path.filesystem)
     return path.with_name(path.name + PARTS_SUFFIX)
 
 
-def exists(path: Path) -> bool:
+def exists(path: Path | Remote) -> bool:
+    if isinstance(path, Remote):
+        return storage.is_file(path) or bool(remote_parts(path))
     return path.is_file() or parts_folder(path).is_dir()
 
 
-def read_manifest(path: Path) -> pa.Table:
+def remote_parts(path: Remote) -> list[Remote]:
+    """The part objects of a manifest at a URI, in name order."""
+    found = storage.list_files(parts_folder(path))
+    return sorted((part for part in found if PART_NAME.match(part.key.rpartition("/")[2])), key=lambda p: p.key)
+
+
+def read_manifest(path: Path | Remote) -> pa.Table:
     """The manifest and any parts left by a killed job, newest row per input (empty when none)."""
+    if isinstance(path, Remote):
+        return read_remote_manifest(path)
     tables = []
     try:
         if path.is_file():
@@ -84,6 +104,15 @@ def read_manifest(path: Path) -> pa.Table:
         parts = parts_folder(path)
         if parts.is_dir():
             tables += [pq.read_table(part, schema=MANIFEST_SCHEMA) for part in sorted(parts.glob("part-*.parquet"))]
+    except (OSError, pa.ArrowException) as exc:
+        raise Dav2Error(f"cannot read the manifest {path}: {exc}") from None
+    return newest_rows(pa.concat_tables(tables)) if tables else MANIFEST_SCHEMA.empty_table()
+
+
+def read_remote_manifest(path: Remote) -> pa.Table:
+    objects = ([path] if storage.is_file(path) else []) + remote_parts(path)
+    try:
+        tables = [storage.read_parquet(item, MANIFEST_SCHEMA) for item in objects]
     except (OSError, pa.ArrowException) as exc:
         raise Dav2Error(f"cannot read the manifest {path}: {exc}") from None
     return newest_rows(pa.concat_tables(tables)) if tables else MANIFEST_SCHEMA.empty_table()
@@ -105,14 +134,17 @@ class DoneSet:
     keys: frozenset[tuple[str, int]]
 
     @classmethod
-    def from_manifest(cls, table: pa.Table, sha256: str) -> "DoneSet":
+    def from_manifest(
+        cls, table: pa.Table, sha256: str, is_output: Callable[[str], bool] = os.path.isfile
+    ) -> "DoneSet":
+        """`is_output`: whether an output is in place (outputs at a URI: listed once, not one request each)."""
         ok = table.filter(pc.and_(pc.equal(table["status"], OK), pc.equal(table["model_sha256"], sha256)))
         keys = {
             (source, frame)
             for source, frame, output in zip(
                 ok["source"].to_pylist(), ok["frame"].to_pylist(), ok["output"].to_pylist()
             )
-            if output and os.path.isfile(output)
+            if output and is_output(output)
         }
         return cls(frozenset(keys))
 
@@ -121,7 +153,7 @@ class DoneSet:
 class ManifestWriter:
     """Collects rows and keeps the manifest on disk consistent (see the module docstring)."""
 
-    path: Path
+    path: Path | Remote
     model_sha256: str = ""
     pending: list[pa.Table] = field(default_factory=list)
     pending_rows: int = 0
@@ -150,12 +182,11 @@ class ManifestWriter:
         if not self.pending:
             return
         table = pa.concat_tables(self.pending)
+        taken = part_exists(self.path)
         self.parts_written += 1
-        part = parts_folder(self.path) / f"part-{self.parts_written:06d}.parquet"
-        while part.exists():  # parts of a killed job stay until they are merged
+        while taken(self.parts_written):  # parts of a killed job stay until they are merged
             self.parts_written += 1
-            part = parts_folder(self.path) / f"part-{self.parts_written:06d}.parquet"
-        write_table(part, table)
+        write_table(part_path(self.path, self.parts_written), table)
         self.pending, self.pending_rows = [], 0
 
     def close(self) -> pa.Table:
@@ -167,7 +198,24 @@ class ManifestWriter:
         return merged
 
 
-def write_table(path: Path, table: pa.Table) -> None:
+def part_path(path: Path | Remote, number: int) -> Path | Remote:
+    name = f"part-{number:06d}.parquet"
+    folder = parts_folder(path)
+    return folder.child(name) if isinstance(folder, Remote) else folder / name
+
+
+def part_exists(path: Path | Remote) -> Callable[[int], bool]:
+    """Whether part number n exists (at a URI: from one listing)."""
+    if isinstance(path, Remote):
+        names = {part.key.rpartition("/")[2] for part in remote_parts(path)}
+        return lambda number: f"part-{number:06d}.parquet" in names
+    return lambda number: part_path(path, number).exists()
+
+
+def write_table(path: Path | Remote, table: pa.Table) -> None:
+    if isinstance(path, Remote):
+        storage.write_bytes(path, storage.parquet_bytes(table))
+        return
     with atomic_path(path) as tmp:
         try:
             pq.write_table(table, tmp)
@@ -175,13 +223,20 @@ def write_table(path: Path, table: pa.Table) -> None:
             raise Dav2Error(f"could not write the manifest {path}: {describe_os_error(exc)}") from None
 
 
-def remove_manifest(path: Path) -> None:
+def remove_manifest(path: Path | Remote) -> None:
     """--overwrite: the earlier job's manifest and parts go (its outputs are replaced as they come)."""
     remove_parts(path)
-    path.unlink(missing_ok=True)
+    if isinstance(path, Remote):
+        storage.delete(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
-def remove_parts(path: Path) -> None:
+def remove_parts(path: Path | Remote) -> None:
+    if isinstance(path, Remote):
+        for part in remote_parts(path):
+            storage.delete(part)
+        return
     parts = parts_folder(path)
     if not parts.is_dir():
         return

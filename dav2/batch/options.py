@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dav2 import processing
+from dav2.batch.storage import Remote
 from dav2.errors import Dav2Error
 from dav2.media import DEFAULT_LIMITS, ImageLimits
 
@@ -26,8 +27,8 @@ class BatchOptions:
     """What to run, on what, where the results go, and how much of Ray to use."""
 
     model: Path
-    input: str  # a folder, a glob, or a text file of paths (one a line)
-    output: Path
+    input: str  # a folder, a glob, a text file of paths (one a line), or a URI (s3://bucket/images/)
+    output: Path | Remote  # storage.location(what the user typed)
     fmt: str = "png16"
     cmap: str = "spectral"
     input_size: int | None = None  # short side for dynamic artifacts; None: the artifact's own
@@ -42,7 +43,7 @@ class BatchOptions:
     address: str | None = None  # None: Ray starts in this process; "auto", "ray://host:10001": join a cluster
     limits: ImageLimits = DEFAULT_LIMITS
     max_tokens: int = processing.DEFAULT_MAX_TOKENS
-    manifest: Path | None = None  # default: <output>/manifest.parquet
+    manifest: Path | Remote | None = None  # default: <output>/manifest.parquet
     max_items: int | None = None  # stop after this many inputs (trial runs)
 
     def __post_init__(self) -> None:
@@ -66,8 +67,10 @@ class BatchOptions:
             check_input_size(self.input_size, self.max_tokens)
 
     @property
-    def manifest_path(self) -> Path:
-        return self.manifest if self.manifest is not None else self.output / MANIFEST_NAME
+    def manifest_path(self) -> Path | Remote:
+        if self.manifest is not None:
+            return self.manifest
+        return self.output.child(MANIFEST_NAME) if isinstance(self.output, Remote) else self.output / MANIFEST_NAME
 
     @property
     def cpus_per_actor(self) -> float:

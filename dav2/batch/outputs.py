@@ -12,17 +12,26 @@ output name, height, width and `depth` (the float32 depth at the image's size, C
 raw little-endian bytes: `np.frombuffer(row.depth, "<f4").reshape(row.height, row.width)`).
 A shard is named from its first item and its size, and written atomically too; the manifest's
 `output` column names the shard that holds an item's depth.
+
+At a URI (storage.py) the same bytes are made in memory (`encode_picture`, `shard_bytes`) and
+written as whole objects: an object store has no rename, and publishes an object only whole.
 """
 
 import hashlib
+import io
 import os
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from dav2 import processing
+from dav2.batch import storage
+from dav2.batch.storage import Remote
+from dav2.errors import Dav2Error
 from dav2.files import atomic_path
-from dav2.runtime.sinks import ImageSink
+from dav2.runtime.sinks import ImageSink, render
 from dav2.runtime.sources import Frame
 
 SHARD_FOLDER = "depth"
@@ -31,11 +40,12 @@ TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp\.(png|npy|parquet)$")
 EXTENSIONS = {"npy": ".npy", "parquet": ".parquet"}  # the other formats write .png
 
 
-def output_path(output: Path, name: str, fmt: str) -> Path | None:
+def output_path(output: Path | Remote, name: str, fmt: str) -> Path | Remote | None:
     """Where an item's picture goes (None for parquet: known when its shard is written)."""
     if fmt == "parquet":
         return None
-    return output / f"{name}{EXTENSIONS.get(fmt, '.png')}"
+    file = f"{name}{EXTENSIONS.get(fmt, '.png')}"
+    return output.child(file) if isinstance(output, Remote) else output / file
 
 
 class PictureWriter:
@@ -49,17 +59,55 @@ class PictureWriter:
         return str(self.sink.path_for_name(name))
 
 
-def shard_path(output: Path, first_name: str, first_frame: int, count: int) -> Path:
+class RemotePictureWriter:
+    """One object per item below a URI prefix, byte for byte PictureWriter's file."""
+
+    def __init__(self, output: Remote, fmt: str, cmap: str, unit: str):
+        self.output, self.fmt, self.cmap, self.unit = output, fmt, cmap, unit
+
+    def write(self, name: str, depth: np.ndarray) -> str:
+        target = output_path(self.output, name, self.fmt)
+        storage.write_bytes(target, encode_picture(depth, self.fmt, self.cmap, self.unit))
+        return target.uri
+
+
+def encode_picture(depth: np.ndarray, fmt: str, cmap: str, unit: str) -> bytes:
+    """The bytes ImageSink.write puts in a file for a folder's image (no shared colour range)."""
+    if fmt == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, depth.astype(np.float32))
+        return buffer.getvalue()
+    if fmt == "png16":
+        return processing.encode_png16(depth, unit)
+    ok, encoded = cv2.imencode(".png", render(Frame(np.empty((0, 0, 3), np.uint8), "", 0), depth, fmt, cmap))
+    if not ok:
+        raise Dav2Error("could not encode the depth picture")
+    return encoded.tobytes()
+
+
+def shard_path(output: Path | Remote, first_name: str, first_frame: int, count: int) -> Path | Remote:
     digest = hashlib.sha1(f"{first_name}\0{first_frame}\0{count}".encode()).hexdigest()[:16]
-    return Path(output) / SHARD_FOLDER / f"part-{digest}.parquet"
+    file = f"{SHARD_FOLDER}/part-{digest}.parquet"
+    return output.child(file) if isinstance(output, Remote) else Path(output) / file
 
 
-def write_shard(path: Path, rows: list[dict]) -> str:
-    """One Parquet shard of depth arrays, written atomically."""
-    import pyarrow as pa
+def write_shard(path: Path | Remote, rows: list[dict]) -> str:
+    """One Parquet shard of depth arrays, written atomically (a whole object at a URI)."""
     import pyarrow.parquet as pq
 
-    table = pa.table(
+    table = shard_table(rows)
+    if isinstance(path, Remote):
+        storage.write_bytes(path, storage.parquet_bytes(table))
+        return path.uri
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return str(path)
+
+
+def shard_table(rows: list[dict]):
+    import pyarrow as pa
+
+    return pa.table(
         {
             "source": pa.array([row["source"] for row in rows], pa.string()),
             "frame": pa.array([row["frame"] for row in rows], pa.int64()),
@@ -69,9 +117,6 @@ def write_shard(path: Path, rows: list[dict]) -> str:
             "depth": pa.array([row["depth"].astype("<f4").tobytes() for row in rows], pa.large_binary()),
         }
     )
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return str(path)
 
 
 def sweep_temporary_files(output: Path) -> int:

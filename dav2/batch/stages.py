@@ -8,8 +8,10 @@ as Ray Data hands it over, so it can be tested and reasoned about without Ray. A
 Decoding and preprocessing (`decode_batch`) run as CPU tasks apart from inference, so an
 accelerator is not kept waiting on JPEG decoding; the actors (`InferenceActor`) hold one opened
 backend each for their whole life; postprocessing and writing (`write_batch`) run as CPU tasks
-again. Tensors travel between stages as raw float32 bytes with their shape in columns, which
-Ray's object store carries without conversion whatever the image sizes.
+again. Images at a URI are read as bytes through pyarrow (storage.py) and decoded under the
+same limits as a file; outputs at a URI are written as whole objects (outputs.py). Tensors
+travel between stages as raw float32 bytes with their shape in columns, which Ray's object
+store carries without conversion whatever the image sizes.
 """
 
 import time
@@ -21,11 +23,13 @@ import cv2
 import numpy as np
 
 from dav2 import processing
+from dav2.batch import storage
 from dav2.batch.inputs import IMAGE_FRAME
 from dav2.batch.manifest import FAILED, OK
-from dav2.batch.outputs import PictureWriter, shard_path, write_shard
+from dav2.batch.outputs import PictureWriter, RemotePictureWriter, shard_path, write_shard
+from dav2.batch.storage import Remote
 from dav2.errors import Dav2Error
-from dav2.media import ImageLimits, ImageRejected, read_image
+from dav2.media import ImageLimits, ImageRejected, header_size, read_image
 from dav2.runtime.backends.base import error_reason
 
 Row = dict
@@ -76,6 +80,7 @@ class DecodeSettings:
     fixed_hw: tuple[int, int] | None  # a static artifact's (H, W); None: dynamic
     max_tokens: int
     limits: ImageLimits
+    filesystems: tuple[tuple[str, str], ...] = ()  # (root, filesystem URI) of URI sources: storage.from_uri
 
 
 def decode_batch(batch: dict[str, np.ndarray], settings: DecodeSettings) -> dict[str, np.ndarray]:
@@ -85,7 +90,7 @@ def decode_batch(batch: dict[str, np.ndarray], settings: DecodeSettings) -> dict
          "network_height": 0, "tensor": b"", "seconds": 0.0}
         for row in rows_of(batch)
     ]  # fmt: skip
-    for row, (image, error, seconds) in zip(rows, read_pictures(rows, settings.limits)):
+    for row, (image, error, seconds) in zip(rows, read_pictures(rows, settings.limits, dict(settings.filesystems))):
         start = time.perf_counter()
         if image is None:
             fail(row, error)
@@ -112,13 +117,17 @@ def prepare(row: Row, image: np.ndarray, settings: DecodeSettings) -> None:
     row.update(network_height=tensor.shape[2], network_width=tensor.shape[3], tensor=tensor.tobytes())
 
 
-def read_pictures(rows: list[Row], limits: ImageLimits) -> Iterator[tuple[np.ndarray | None, str, float]]:
+def read_pictures(
+    rows: list[Row], limits: ImageLimits, filesystems: dict[str, str] | None = None
+) -> Iterator[tuple[np.ndarray | None, str, float]]:
     """(BGR image or None, why not, seconds) per row: images read alone, each video opened once."""
     videos: dict[str, VideoReader] = {}
     try:
         for row in rows:
             start = time.perf_counter()
-            if row["frame"] == IMAGE_FRAME:
+            if row["frame"] == IMAGE_FRAME and storage.is_uri(row["source"]):
+                image, error = read_remote_image(row["source"], filesystems or {}, limits)
+            elif row["frame"] == IMAGE_FRAME:
                 image, error = read_one_image(row["source"], limits)
             else:
                 reader = videos.get(row["source"]) or videos.setdefault(row["source"], VideoReader(row["source"]))
@@ -137,6 +146,36 @@ def read_one_image(source: str, limits: ImageLimits) -> tuple[np.ndarray | None,
     except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the job goes on
         return None, f"cannot read {source}: {error_reason(exc)}"
     return (image, "") if image is not None else (None, f"{source}: {UNREADABLE}")
+
+
+def read_remote_image(source: str, filesystems: dict[str, str], limits: ImageLimits) -> tuple[np.ndarray | None, str]:
+    """An image object's bytes through pyarrow, decoded as read_one_image decodes a file."""
+    try:
+        image = decode_bytes(storage.read_bytes(storage.from_uri(source, filesystems)), source, limits)
+    except Dav2Error as exc:  # unreachable, missing, refused by a limit
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the job goes on
+        return None, f"cannot read {source}: {error_reason(exc)}"
+    return (image, "") if image is not None else (None, f"{source}: {UNREADABLE}")
+
+
+def decode_bytes(data: bytes, what: str, limits: ImageLimits) -> np.ndarray | None:
+    """dav2.media.read_image's decoding, for bytes that come from an object store rather than a
+    path: the size in the header checked before decoding, the decoded size after, None when the
+    bytes are not an image."""
+    array = np.frombuffer(data, np.uint8)
+    if array.size == 0:
+        return None
+    size = header_size(array)
+    if size is not None:
+        limits.check(*size, what)
+    try:
+        image = cv2.imdecode(array, cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV's own limits and decoder failures, as read_image
+        return None
+    if image is not None:
+        limits.check(image.shape[1], image.shape[0], what)
+    return image
 
 
 class VideoReader:
@@ -222,6 +261,11 @@ class WriteSettings:
     fmt: str
     cmap: str
     unit: str
+    remote: Remote | None = None  # outputs at a URI (then `output` is its uri)
+
+    @property
+    def target(self) -> Path | Remote:
+        return self.remote if self.remote is not None else Path(self.output)
 
 
 def write_batch(batch: dict[str, np.ndarray], settings: WriteSettings) -> dict[str, np.ndarray]:
@@ -253,7 +297,8 @@ def image_depth(row: Row) -> np.ndarray:
 
 
 def write_pictures(done: list[tuple[Row, np.ndarray]], settings: WriteSettings) -> None:
-    writer = PictureWriter(Path(settings.output), settings.fmt, settings.cmap, settings.unit)
+    make = RemotePictureWriter if settings.remote is not None else PictureWriter
+    writer = make(settings.target, settings.fmt, settings.cmap, settings.unit)
     for row, depth in done:
         start = time.perf_counter()
         try:
@@ -268,7 +313,7 @@ def write_parquet(done: list[tuple[Row, np.ndarray]], settings: WriteSettings) -
         return
     start = time.perf_counter()
     first = done[0][0]
-    path = shard_path(Path(settings.output), first["name"], first["frame"], len(done))
+    path = shard_path(settings.target, first["name"], first["frame"], len(done))
     try:
         written = write_shard(path, [{**row, "depth": depth} for row, depth in done])
     except (Dav2Error, OSError) as exc:

@@ -24,10 +24,15 @@ INSTALL_HINT = "dav2-batch needs Ray Data: pip install 'dav2[batch]'"
     "--input",
     "input_spec",
     required=True,
-    help="A folder (recursive), an image or video, a text file of paths (one a line), or a glob ('photos/**/*.jpg').",
+    help="A folder (recursive), an image or video, a text file of paths or URIs (one a line), a glob "
+    "('photos/**/*.jpg'), or a URI prefix (s3://bucket/images/, gs://...; videos at a URI: mount or download them).",
 )
 @click.option(
-    "--output", required=True, type=click.Path(file_okay=False), help="Folder for the depth and the manifest."
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),  # a URI passes: it is not a local file
+    help="Folder, or URI prefix (s3://bucket/depth/), for the depth and the manifest. URI options go in its query "
+    "(?endpoint_override=host:9000&scheme=http); credentials come from the environment (AWS_*, ~/.aws, ...).",
 )
 @click.option(
     "--format",
@@ -54,7 +59,9 @@ INSTALL_HINT = "dav2-batch needs Ray Data: pip install 'dav2[batch]'"
     default=None,
     help="Ray cluster to join: 'auto' (this machine's cluster) or ray://HOST:10001. [default: start Ray here]",
 )
-@click.option("--manifest", type=click.Path(dir_okay=False), default=None, help="[default: OUTPUT/manifest.parquet]")
+@click.option(
+    "--manifest", type=click.Path(dir_okay=False), default=None, help="File or URI. [default: OUTPUT/manifest.parquet]"
+)
 @click.option("--max-items", type=int, default=None, help="Process at most this many inputs (a trial run).")
 @click.option("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS, help="Refuse larger images.")
 @click.option("--max-aspect", type=float, default=DEFAULT_MAX_ASPECT, help="Refuse images longer than this ratio.")
@@ -90,6 +97,7 @@ def batch_main(
     Examples:
       dav2-batch --model m_518x518.xml --input photos/ --output depth/ --format png16
       dav2-batch --model m.onnx --input list.txt --output out/ --actors 2 --threads-per-actor 1
+      dav2-batch --model m.onnx --input s3://bucket/images/ --output s3://bucket/depth/
       dav2-batch --model m.engine --input videos/ --output out/ --frame-stride 5 --gpus-per-actor 1 --address auto
       dav2-batch ... --resume        # after a crash or Ctrl-C: only what is missing
 
@@ -104,11 +112,12 @@ def batch_main(
     from pathlib import Path
 
     from dav2.batch import BatchOptions, run_batch
+    from dav2.batch.storage import location
 
     options = BatchOptions(
         model=Path(model),
         input=input_spec,
-        output=Path(output),
+        output=location(output),
         fmt=fmt,
         cmap=cmap,
         input_size=input_size,
@@ -123,7 +132,7 @@ def batch_main(
         address=address,
         limits=ImageLimits(max_pixels=int(max_megapixels * 1_000_000), max_aspect=max_aspect),
         max_tokens=max_tokens,
-        manifest=Path(manifest) if manifest else None,
+        manifest=location(manifest) if manifest else None,
         max_items=max_items,
     )
     summary = run_batch(options)
