@@ -264,3 +264,18 @@ def test_video_frames_decode_as_dav2_run_reads_them(tmp_path):
 
     assert decoded["tensor"][1] == processing.preprocess(frames[5], 196).tobytes()
     assert os.path.basename(str(VIDEO)) in decoded["error"][2]
+
+
+def test_a_cluster_without_cpus_for_the_decode_tasks_is_warned_about(ray_session, capsys, tmp_path):
+    """Actors taking every CPU leave the decode tasks waiting for ever (two 1-CPU nodes, --actors 2)."""
+    from dav2.batch.job import warn_if_short_of_cpus
+    from dav2.batch.options import BatchOptions
+
+    def options(actors: int) -> BatchOptions:
+        return BatchOptions(model=tmp_path / "m.onnx", input=str(tmp_path), output=tmp_path, actors=actors,
+                            threads_per_actor=1)  # fmt: skip
+
+    warn_if_short_of_cpus(options(2))  # the session has 2 CPUs; 2 actors + 0.5 need 2.5
+    assert "has 2 CPUs" in capsys.readouterr().err
+    warn_if_short_of_cpus(options(1))
+    assert capsys.readouterr().err == ""

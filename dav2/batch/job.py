@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dav2 import console
 from dav2.batch import manifest, storage
-from dav2.batch.cluster import RaySession, connect
+from dav2.batch.cluster import RaySession, cluster_cpus, connect
 from dav2.batch.inputs import InputItem, collect_items
 from dav2.batch.options import BatchOptions
 from dav2.batch.outputs import output_path, sweep_temporary_files
@@ -184,6 +184,7 @@ def run_batch(options: BatchOptions) -> BatchSummary:
     session = connect(options.address, options.actors * options.cpus_per_actor + CPU_TASK_CPUS)
     summary.ray, summary.startup_seconds = session.address, time.perf_counter() - start
     console.info(f"{len(todo)} of {len(items)} inputs to process on {session.address}")
+    warn_if_short_of_cpus(options)
     try:
         execute(build_dataset(todo, options, facts), writer, summary, len(todo))
     except KeyboardInterrupt:  # Ctrl-C, and SIGTERM (dav2.cli.common raises it like Ctrl-C)
@@ -192,6 +193,20 @@ def run_batch(options: BatchOptions) -> BatchSummary:
     finally:
         finish(writer, session, summary)
     return summary
+
+
+def warn_if_short_of_cpus(options: BatchOptions) -> None:
+    """The actors take their CPUs first; with none left, the decode and write tasks wait for ever
+    and nothing is processed (seen: two `ray start --num-cpus 1` nodes and --actors 2). A warning,
+    not an error: an autoscaling cluster may still add the CPUs."""
+    needed = options.actors * options.cpus_per_actor + CPU_TASK_CPUS
+    have = cluster_cpus()
+    if have < needed:
+        console.warn(
+            f"the Ray cluster has {have:g} CPUs; {options.actors} actor(s) x {options.cpus_per_actor:g} CPU plus "
+            f"{CPU_TASK_CPUS:g} for the decode and write tasks need {needed:g}: the job waits until they exist "
+            "(give nodes more --num-cpus, or run fewer actors)"
+        )
 
 
 def execute(dataset, writer: manifest.ManifestWriter, summary: BatchSummary, todo: int) -> None:
