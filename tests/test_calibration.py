@@ -24,6 +24,23 @@ def test_holdout_and_calibration_images_are_disjoint_and_seeded():
     assert first.identity()["sha256"] == again.identity()["sha256"] != other.identity()["sha256"]
 
 
+def test_validation_images_are_apart_from_calibration_and_held_out():
+    """Accuracy-controlled INT8 tunes on the validation images; the accuracy report must not
+    see them, nor may the quantizer calibrate on them."""
+    plain = CalibrationSet(IMAGES, (56, 56), count=5, holdout=2)
+    checked = CalibrationSet(IMAGES, (56, 56), count=5, holdout=2, validation=3)
+    held, validation, calib = (
+        {p.name for p in group} for group in (checked.holdout, checked.validation, checked.pictures)
+    )
+    assert (len(held), len(validation), len(calib)) == (2, 3, 5)
+    assert not held & validation and not held & calib and not validation & calib
+    assert [p.name for p in plain.holdout] == [p.name for p in checked.holdout]  # the report's images do not move
+    assert checked.identity()["validation"] == [p.name for p in checked.validation]
+    tensors = checked.validation_tensors()
+    assert len(tensors) == 3 and all(t.shape == (1, 3, 56, 56) for t in tensors)
+    assert plain.validation == [] and plain.identity()["validation"] == []
+
+
 def test_identity_records_the_set():
     calib = CalibrationSet(IMAGES, (70, 98), count=5, holdout=2, seed=3)
     identity = calib.identity()

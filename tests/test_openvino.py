@@ -155,6 +155,21 @@ def test_int8_without_calibration_images_stops_before_any_work(vits_checkpoint, 
     assert "exporting" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--openvino", "int8", "--accuracy-control"], "--accuracy-control needs a budget: add --max-abs-rel"),
+        (["--openvino", "fp16", "--accuracy-control", "--max-abs-rel", "0.01"], "add --openvino int8"),
+        (["--onnx", "--accuracy-control", "--max-abs-rel", "0.01"], "add --openvino int8"),
+    ],
+)
+def test_accuracy_control_needs_openvino_int8_and_a_budget(vits_checkpoint, tmp_path, arguments, message):
+    common = ["--checkpoint", str(vits_checkpoint), "--output", str(tmp_path), "--calib-dir", str(IMAGES)]
+    result = CliRunner().invoke(export_main, common + arguments)
+    assert result.exit_code == 1 and message in result.output
+    assert "exporting" not in result.output and list(tmp_path.iterdir()) == []
+
+
 def test_metadata_is_json_with_tool_versions(ov_fp16):
     meta = json.loads(sidecar_path(ov_fp16).read_text())
     assert meta["tools"]["openvino"] and meta["tools"]["onnxruntime"]

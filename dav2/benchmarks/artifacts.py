@@ -36,6 +36,7 @@ def cache_key(
             tools,
             dav2.__version__,
             calibration_sha256,
+            *([case.max_abs_rel] if case.max_abs_rel is not None else []),
         ],
         sort_keys=True,
     )
@@ -67,7 +68,8 @@ def build_artifact(
 
     calibrated = case.precision == Precision.INT8 and case.backend in (BackendName.OPENVINO, BackendName.TENSORRT)
     key = cache_key(case, checkpoint_sha256, encoder, machine, calibration_sha256 if calibrated else None)
-    folder = cache_dir / f"{encoder}-{case.size}-{case.backend}-{case.precision}-{key}"
+    controlled = "-controlled" if case.max_abs_rel is not None else ""
+    folder = cache_dir / f"{encoder}-{case.size}-{case.backend}-{case.precision}{controlled}-{key}"
     artifact = find_artifact(folder, case)
     if artifact is not None:
         record = json.loads((folder / BUILD_RECORD).read_text())
@@ -80,6 +82,7 @@ def build_artifact(
         static=True,
         output=folder,
         holdout=holdout,
+        max_abs_rel=case.max_abs_rel,
     )
     if case.backend == "onnxruntime":
         request.onnx = case.precision

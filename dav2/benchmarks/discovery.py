@@ -28,10 +28,16 @@ class Case:
     backend: str
     precision: str
     size: int
+    max_abs_rel: float | None = None  # OpenVINO INT8 with accuracy control, to this budget
+
+    @property
+    def recipe(self) -> str:
+        """How the artifact differs from the plain backend/precision one ("" when it does not)."""
+        return f"accuracy-controlled, AbsRel ≤ {self.max_abs_rel:g}" if self.max_abs_rel is not None else ""
 
     @property
     def label(self) -> str:
-        return f"{self.backend} {self.precision} {self.size}"
+        return f"{self.backend} {self.precision} {self.size}" + (f" ({self.recipe})" if self.recipe else "")
 
 
 def library_versions() -> dict[str, str | None]:
@@ -145,18 +151,28 @@ def skip_reason(machine: Machine, backend: str, precision: str, have_images: boo
 
 
 def plan(
-    machine: Machine, backends: list[str], precisions: list[str], sizes: list[int], have_images: bool
+    machine: Machine,
+    backends: list[str],
+    precisions: list[str],
+    sizes: list[int],
+    have_images: bool,
+    controlled_int8: float | None = None,
 ) -> tuple[list[Case], list[tuple[Case, str]]]:
-    """(cases to run, (case, reason) skipped), sizes outermost, torch FP32 first at each size."""
+    """(cases to run, (case, reason) skipped), sizes outermost, torch FP32 first at each size.
+
+    `controlled_int8` adds, after OpenVINO INT8 at each size, OpenVINO INT8 made with NNCF's
+    accuracy control to that AbsRel budget (dav2-bench pick asks for it)."""
     runnable, skipped = [], []
     order = sorted(backends, key=lambda b: BACKENDS.index(b))
     for size in sizes:
         for backend in order:
             for precision in precisions:
-                case = Case(backend, precision, size)
+                variants = [Case(backend, precision, size)]
+                if controlled_int8 is not None and backend == BackendName.OPENVINO and precision == INT8:
+                    variants.append(Case(backend, precision, size, controlled_int8))
                 reason = skip_reason(machine, backend, precision, have_images)
                 if reason is None:
-                    runnable.append(case)
+                    runnable.extend(variants)
                 elif precision in SUPPORTED[backend]:
-                    skipped.append((case, reason))
+                    skipped.extend((case, reason) for case in variants)
     return runnable, skipped

@@ -26,7 +26,7 @@ from dav2.benchmarks.artifacts import artifact_mb, build_artifact
 from dav2.benchmarks.discovery import BACKENDS, PRECISIONS, Case, Machine, plan
 from dav2.benchmarks.machine import machine_record
 from dav2.benchmarks.pipeline import DEFAULT_FRAMES
-from dav2.calibration.dataset import CalibrationSet
+from dav2.calibration.dataset import DEFAULT_VALIDATION, CalibrationSet
 from dav2.errors import Dav2Error
 from dav2.metadata import ArtifactMetadata
 from dav2.vocabulary import DEFAULT_INPUT_SIZE, BackendName, Precision
@@ -57,6 +57,7 @@ class BenchSettings:
     pipeline_frames: int = DEFAULT_FRAMES  # at most this many frames of it
     pipeline_output: str = "video"  # a key of benchmarks.pipeline.OUTPUTS: what the write stage does
     model: str | None = None  # --model ARTIFACT: measure this artifact as it is (no export, no baseline)
+    controlled_int8: float | None = None  # also OpenVINO INT8 with accuracy control to this AbsRel (pick)
 
     def public(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -66,8 +67,14 @@ def prepare_inputs(settings: BenchSettings, work: Path) -> tuple[str, str | None
     """Write timing_<size>.npy and input_<size>_<i>.npy; return (timing image, calibration hash)."""
     calibration_sha = None
     if settings.images:
+        # the same draw as the exports' (a video's frames depend on how many are drawn)
+        validation = DEFAULT_VALIDATION if settings.controlled_int8 is not None else 0
         calib = CalibrationSet(
-            settings.images, (settings.sizes[0], settings.sizes[0]), settings.calib_count, settings.eval_images
+            settings.images,
+            (settings.sizes[0], settings.sizes[0]),
+            settings.calib_count,
+            settings.eval_images,
+            validation=validation,
         )
         calibration_sha = calib.identity()["sha256"]
         held_out = calib.holdout_images()
@@ -121,11 +128,14 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
     backends = list(settings.backends)
     if "torch" not in backends and machine.has("torch"):
         backends.insert(0, "torch")  # the baseline and the accuracy reference are always measured
-    cases, skipped = plan(machine, backends, settings.precisions, settings.sizes, bool(settings.images))
+    cases, skipped = plan(
+        machine, backends, settings.precisions, settings.sizes, bool(settings.images), settings.controlled_int8
+    )
     result = {
         "schema": SCHEMA_VERSION,
         "machine": machine_record(machine, settings.threads, settings.label, settings.command),
         "settings": settings.public(),
+        "baseline": baseline_name(machine),
         "cases": [skipped_row(case, reason) for case, reason in skipped],
         "complete": False,
     }
@@ -219,6 +229,7 @@ def case_spec(case: Case, settings, artifact: Path, device: str, image: str, wor
 def artifact_fields(artifact: Path, build_s: float | None, reused: bool, wall_s: float) -> dict:
     return {
         "artifact": artifact.name,
+        "artifact_path": str(artifact),
         "artifact_mb": artifact_mb(artifact),
         "build_s": build_s,
         "artifact_reused": reused,
@@ -242,11 +253,25 @@ def nothing_measured(document: dict) -> str | None:
 
 def case_order(row: dict) -> tuple:
     """Rows by size, then backend and precision in the documented order (skipped ones in place)."""
-    return (row["size"], BACKENDS.index(row["backend"]), PRECISIONS.index(row["precision"]))
+    return (row["size"], BACKENDS.index(row["backend"]), PRECISIONS.index(row["precision"]), row.get("recipe", ""))
+
+
+def baseline_name(machine: Machine) -> str:
+    """Which PyTorch the speed-ups are against (upstream's own module is slower on CPUs:
+    benchmarks/pytorch_modules.py measures both)."""
+    device = "CUDA" if machine.gpus else "CPU"
+    return f"dav2's DepthAnythingV2 module (dav2.models.dpt), PyTorch eager FP32 on the {device}"
+
+
+def case_row(case: Case, status: str = "ok") -> dict:
+    row = {"backend": case.backend, "precision": case.precision, "size": case.size, "status": status}
+    if case.recipe:
+        row["recipe"] = case.recipe
+    return row
 
 
 def measure(case: Case, settings, machine, checkpoint, digest, work, timing_image, calibration_sha) -> dict:
-    row = {"backend": case.backend, "precision": case.precision, "size": case.size, "status": "ok"}
+    row = case_row(case)
     try:
         if case.backend == "torch":
             artifact, build_s, reused = Path(checkpoint), 0.0, True
@@ -275,13 +300,7 @@ def pipeline_request(case: Case, settings: BenchSettings) -> dict | None:
 
 
 def skipped_row(case: Case, reason: str) -> dict:
-    return {
-        "backend": case.backend,
-        "precision": case.precision,
-        "size": case.size,
-        "status": "skipped",
-        "reason": reason,
-    }
+    return {**case_row(case, "skipped"), "reason": reason}
 
 
 def add_speedups(rows: list[dict]) -> None:

@@ -2,7 +2,9 @@
 
 A folder of images or a video is turned into a reproducible list of pictures: the candidates
 are shuffled with a seed, the first `holdout` are kept aside for the accuracy report (they are
-never calibrated on), and the next `count` are the calibration images. Every picture goes
+never calibrated on), the next `validation` are the images accuracy-controlled INT8 tunes its
+layer choice on (kept apart from both, so the report's numbers are not the ones it optimised),
+and the next `count` are the calibration images. Every picture goes
 through the shared preprocessing (processing.preprocess) at the artifact's input size, so the
 quantizer sees exactly the tensors the runtime will feed.
 
@@ -31,6 +33,7 @@ from dav2.media import DEFAULT_LIMITS, ImageLimits, ImageRejected, header_size, 
 DEFAULT_COUNT = 32
 DEFAULT_HOLDOUT = 4
 DEFAULT_SEED = 0
+DEFAULT_VALIDATION = 4  # accuracy-controlled INT8 only
 
 
 @dataclass
@@ -51,23 +54,26 @@ class CalibrationSet:
         holdout: int = DEFAULT_HOLDOUT,
         seed: int = DEFAULT_SEED,
         limits: ImageLimits = DEFAULT_LIMITS,
+        validation: int = 0,
     ):
         self.limits = limits
         if count < 1:
             raise Dav2Error("--calib-count must be at least 1")
-        if holdout < 0:
-            raise Dav2Error("the number of held-out images cannot be negative")
+        if holdout < 0 or validation < 0:
+            raise Dav2Error("the numbers of held-out and validation images cannot be negative")
         self.source = Path(source)
         self.input_hw = input_hw
         self.seed = seed
-        candidates = self._candidates(count + holdout)
+        candidates = self._candidates(count + holdout + validation)
         if len(candidates) < 2:
             raise Dav2Error(f"{self.source} has {len(candidates)} usable image(s); calibration needs at least 2")
         random.Random(seed).shuffle(candidates)
         # keep at least one picture for calibration when the set is small
         holdout = min(holdout, len(candidates) - 1)
+        validation = min(validation, len(candidates) - 1 - holdout)
         self.holdout = candidates[:holdout]
-        self.pictures = candidates[holdout : holdout + count]
+        self.validation = candidates[holdout : holdout + validation]
+        self.pictures = candidates[holdout + validation : holdout + validation + count]
 
     # -- where the pictures come from --------------------------------------------------------
 
@@ -165,6 +171,10 @@ class CalibrationSet:
                 yield np.ascontiguousarray(np.concatenate(pending, axis=0))
                 pending = []
 
+    def validation_tensors(self, input_hw: tuple[int, int] | None = None) -> list[np.ndarray]:
+        """Network inputs of the validation pictures (accuracy-controlled INT8), in set order."""
+        return [processing.preprocess(self.load(p), fixed_hw=input_hw or self.input_hw) for p in self.validation]
+
     def holdout_images(self) -> list[tuple[str, np.ndarray]]:
         """(name, BGR image) of the held-out pictures, for the accuracy report."""
         return [(picture.name, self.load(picture)) for picture in self.holdout]
@@ -182,5 +192,6 @@ class CalibrationSet:
             "input_hw": list(self.input_hw),
             "files": [picture.name for picture in self.pictures],
             "held_out": [picture.name for picture in self.holdout],
+            "validation": [picture.name for picture in self.validation],
             "sha256": digest.hexdigest(),
         }

@@ -9,6 +9,7 @@ from dav2 import console
 from dav2.cli.common import (
     CONTEXT,
     ENCODER_AND_CHECKPOINT,
+    JSON_OPTION,
     THREADS_OPTION,
     check_number,
     csv_option,
@@ -148,3 +149,128 @@ def bench_compare(results):
     from dav2.benchmarks.report import compare
 
     click.echo(compare([Path(p) for p in results]))
+
+
+@bench_main.command("pick", context_settings=CONTEXT)
+@ENCODER_AND_CHECKPOINT
+@click.option(
+    "--max-abs-rel",
+    type=float,
+    required=True,
+    help="Accuracy budget: AbsRel against PyTorch FP32 on held-out photos (0.01 is about FP16's error).",
+)
+@click.option("--max-ms", type=float, default=None, help="Also require a median latency of at most this (ms).")
+@click.option("--min-fps", type=float, default=None, help="Also require at least this many frames per second.")
+@click.option("--sizes", default="518", callback=csv_option(int), help="Comma-separated square input sizes to try.")
+@click.option(
+    "--backends",
+    default="onnxruntime,openvino,tensorrt",
+    callback=csv_option(str, BackendName.values()),
+    help="Backends to try (what is not installed here is skipped with the reason; PyTorch FP32 always runs as "
+    "the baseline).",
+)
+@click.option(
+    "--precisions", default="fp32,fp16,int8", callback=csv_option(str, Precision.values()), help="Precisions to try."
+)
+@click.option(
+    "--images",
+    type=click.Path(exists=True),
+    default=None,
+    help="Real photos (folder or video): held-out ones for accuracy, the others for INT8 calibration and "
+    "validation. [default: the sample scene only; INT8 for OpenVINO/TensorRT skipped]",
+)
+@click.option("--eval-images", type=int, default=4, show_default=True, help="Held-out images for AbsRel (1-64).")
+@click.option("--calib-count", type=int, default=16, show_default=True, help="INT8 calibration images (1-1000).")
+@click.option(
+    "--accuracy-control/--no-accuracy-control",
+    default=True,
+    show_default=True,
+    help="Also try OpenVINO INT8 made with NNCF's accuracy control to --max-abs-rel (minutes per size).",
+)
+@click.option("--seconds", type=float, default=3.0, show_default=True, help="Timed seconds per candidate (0.5-600).")
+@THREADS_OPTION
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=str(Path.home() / ".cache" / "dav2" / "bench"),
+    help="Where built artifacts are kept and reused (shared with dav2-bench).",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False),
+    default="models/picked",
+    show_default=True,
+    help="Folder for the chosen artifact (with its sidecar and weights), pick.md, pick.json and pick.png.",
+)
+@click.option("--label", default=None, help="Machine name in the report. [default: GPU name, else CPU model and cores]")
+@JSON_OPTION
+@user_errors
+def bench_pick(output, cache_dir, as_json, max_abs_rel, max_ms, min_fps, accuracy_control, **options):
+    """Measure the candidates and install the fastest artifact within an accuracy budget.
+
+    Every backend x precision x size this machine runs is a candidate (built once and cached,
+    as dav2-bench does), plus OpenVINO INT8 with NNCF's accuracy control to the budget. Each
+    is timed (median latency, batch 1) and compared with PyTorch FP32 on held-out photos; the
+    fastest one within the budget is copied into --output with a report of every candidate and
+    why the faster ones were rejected.
+
+    \b
+    Examples:
+      dav2-bench pick --encoder vits --max-abs-rel 0.01 --images photos/
+      dav2-bench pick --max-abs-rel 0.02 --max-ms 120 --sizes 392,518 --images photos/ --json
+      dav2-bench pick --max-abs-rel 0.05 --backends openvino --precisions fp16,int8 --images clip.mp4
+    """
+    from dav2.benchmarks.pick import Budget
+    from dav2.benchmarks.runner import BenchSettings
+
+    require_export_tools("dav2-bench pick")
+    from dav2.export.context import checked_size
+
+    budget = Budget(
+        check_number(max_abs_rel, "--max-abs-rel", 0, 1, low_open=True),
+        check_number(max_ms, "--max-ms", 0, 1e6, low_open=True),
+        check_number(min_fps, "--min-fps", 0, 1e6, low_open=True),
+    )
+    check_number(options["eval_images"], "--eval-images", 1, 64)
+    check_number(options["calib_count"], "--calib-count", 1, 1000)
+    check_number(options["seconds"], "--seconds", 0.5, 600)
+    if not options["sizes"]:
+        raise Dav2Error("--sizes needs at least one size")
+    options["sizes"] = [checked_size("sizes", size) for size in options["sizes"]]
+    settings = BenchSettings(
+        cache_dir=Path(cache_dir),
+        command=" ".join(["dav2-bench", *sys.argv[1:]]),
+        controlled_int8=budget.max_abs_rel if accuracy_control else None,
+        **options,
+    )
+    pick(settings, budget, Path(output), as_json)
+
+
+def pick(settings, budget, output: Path, as_json: bool) -> None:
+    """Run the candidates, judge them, install the winner, write and print the report."""
+    import json
+
+    from dav2.benchmarks import pick as picking
+    from dav2.benchmarks.runner import nothing_measured, run_bench
+
+    document = run_bench(settings)
+    reason = nothing_measured(document)
+    if reason:
+        raise Dav2Error(f"no candidate was measured; first: {reason}")
+    if not document["complete"]:
+        raise Dav2Error("interrupted before every candidate was measured; nothing installed")
+    verdicts = picking.judge_all(document, budget)
+    chosen = picking.choose(verdicts)
+    artifact = picking.install(chosen, output) if chosen else None
+    choice = picking.choice_record(document, chosen, artifact, budget) if chosen else None
+    text = picking.report(document, verdicts, chosen, budget)
+    written = picking.save(document, text, choice, output)
+    png = picking.plot_front(document, verdicts, chosen, budget, output / picking.PLOT)
+    for path in [*written, *([png] if png else [])]:
+        console.info(f"saved {path}")
+    click.echo(text)
+    if chosen is None:
+        raise Dav2Error(f"no candidate meets {budget.describe()}; see {output / picking.REPORT}")
+    click.echo(f"installed {artifact}")
+    if as_json:
+        click.echo(json.dumps(choice))

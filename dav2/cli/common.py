@@ -137,6 +137,15 @@ CALIBRATION = option_group(
         default=4,
         help="Images of --calib-dir kept out of calibration for the accuracy report.",
     ),
+    click.option(
+        "--validation-count",
+        "validation",
+        type=click.IntRange(1, 256),
+        default=4,
+        show_default=True,
+        help="With --accuracy-control: images of --calib-dir (apart from the calibration and held-out ones) "
+        "that NNCF's accuracy control measures AbsRel on while it chooses the layers to keep in float.",
+    ),
 )
 MAX_ABS_REL_OPTION = click.option(
     "--max-abs-rel",

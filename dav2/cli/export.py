@@ -50,6 +50,12 @@ from dav2.vocabulary import ModelKind, Precision
     "--keep-head", is_flag=True, help="OpenVINO INT8: leave the DPT head unquantized (more accurate, slower)."
 )
 @click.option(
+    "--accuracy-control",
+    is_flag=True,
+    help="OpenVINO INT8 within --max-abs-rel: NNCF's accuracy control ranks the quantized layers by the AbsRel "
+    "they cost on validation images and keeps the worst in float until the budget is met (mixed precision).",
+)
+@click.option(
     "--trt",
     type=click.Choice(Precision.values()),
     default=None,
@@ -163,6 +169,7 @@ def export_main(
       dav2-export --encoder vits --trt int8 --calib-dir photos/
       dav2-export --encoder vits --openvino fp16
       dav2-export --encoder vits --openvino int8 --calib-dir photos/ --max-abs-rel 0.05
+      dav2-export --encoder vits --openvino int8 --calib-dir photos/ --max-abs-rel 0.01 --accuracy-control
       dav2-export --encoder vits --onnx --int8
       dav2-export --encoder vits --onnx --height 518 --width 924      # fixed 16:9 camera input
       dav2-export --encoder vits --openvino int8 --calib-dir photos/ --input uint8 --camera-size 1280x720

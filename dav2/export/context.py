@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dav2.calibration.dataset import DEFAULT_COUNT, DEFAULT_HOLDOUT, DEFAULT_SEED, CalibrationSet
+from dav2.calibration.dataset import DEFAULT_COUNT, DEFAULT_HOLDOUT, DEFAULT_SEED, DEFAULT_VALIDATION, CalibrationSet
 from dav2.errors import Dav2Error
 from dav2.metadata import ArtifactMetadata
 from dav2.vocabulary import (
@@ -74,6 +74,8 @@ class ExportRequest:
     ort_int8: str = "dynamic"  # dynamic / static
     openvino: str | None = None  # fp32 / fp16 / int8
     keep_head: bool = False
+    accuracy_control: bool = False  # OpenVINO INT8: NNCF accuracy control to max_abs_rel
+    validation: int = DEFAULT_VALIDATION  # images accuracy control measures on
     trt: str | None = None  # fp16 / int8 / fp32
     keep_fp32: list[str] = field(default_factory=list)
     workspace_gb: float = 4.0

@@ -43,12 +43,9 @@ class OpenVinoTarget(ExportTarget):
         with console.step(f"converting to OpenVINO IR ({self.precision.upper()})"):
             ov_model = ov.convert_model(str(context.fp32_onnx))
         keep_head = context.request.keep_head
+        controlled = None
         if self.precision == Precision.INT8:
-            from dav2.calibration.nncf import quantize_openvino
-
-            head = ", DPT head kept in float" if keep_head else ""
-            with console.step(f"quantizing with NNCF on {len(context.calibration)} calibration images{head}"):
-                ov_model = quantize_openvino(ov_model, context.calibration, keep_head)
+            ov_model, controlled = quantize(ov_model, context)
         ov.save_model(ov_model, str(path), compress_to_fp16=self.precision == Precision.FP16)
         metadata = context.describe(path, ArtifactFormat.OPENVINO, self.precision)
         metadata.openvino = OpenVinoRecord(
@@ -61,6 +58,8 @@ class OpenVinoTarget(ExportTarget):
         )
         if self.precision == Precision.INT8:
             metadata.calibration = context.calibration.identity()
+        if controlled is not None:
+            metadata.quantization = controlled.as_dict()
         if self.precision == Precision.FP32:
             # FP32 promises parity with PyTorch, like the ONNX graph it came from
             from dav2.runtime.backends.openvino import OpenVinoBackend
@@ -71,3 +70,24 @@ class OpenVinoTarget(ExportTarget):
                     diffs = parity_check(backend.infer, context.model, context.image, context.options)
             metadata.parity = require_parity(diffs, Precision.FP32, "OpenVINO IR")
         return [Built(path, metadata, [path.with_suffix(".bin")])]
+
+
+def quantize(ov_model, context: ExportContext):
+    """(INT8 model, ControlledQuantization or None): NNCF's recipe, under accuracy control
+    when --accuracy-control asks for it."""
+    from dav2.calibration.nncf import quantize_openvino, quantize_openvino_within
+
+    request, calibration = context.request, context.calibration
+    head = ", DPT head kept in float" if request.keep_head else ""
+    what = f"{len(calibration)} calibration images{head}"
+    if not request.accuracy_control:
+        with console.step(f"quantizing with NNCF on {what}"):
+            return quantize_openvino(ov_model, calibration, request.keep_head), None
+    budget = f"AbsRel ≤ {request.max_abs_rel:g} on {len(calibration.validation)} validation images"
+    with console.step(f"quantizing with NNCF's accuracy control on {what} ({budget}; minutes)"):
+        model, record = quantize_openvino_within(ov_model, calibration, request.max_abs_rel, request.keep_head)
+    console.info(
+        f"  {len(record.int8_ops)} operations in INT8, {len(record.float_ops)} kept in float; "
+        f"validation AbsRel {record.validation_abs_rel:.4f} (float parts in f32)"
+    )
+    return model, record

@@ -62,6 +62,7 @@ def requested_targets(request: ExportRequest) -> list[ExportTarget]:
 def preflight(request: ExportRequest, targets: list[ExportTarget]) -> None:
     """Fail before any work when a target cannot be built here."""
     check_input_options(request)
+    check_accuracy_control(request)
     if any(t.needs_calibration(request) for t in targets) and not request.calib_dir:
         raise Dav2Error("INT8 needs calibration images: add --calib-dir DIR (a folder of real photos or a video)")
     for target in targets:
@@ -149,14 +150,31 @@ def export_from_onnx(request: ExportRequest, source: Path) -> list[Path]:
 def calibration_set(request: ExportRequest, options: GraphOptions) -> CalibrationSet | None:
     if not request.calib_dir:
         return None
+    validation = request.validation if request.accuracy_control else 0
     calibration = CalibrationSet(
-        request.calib_dir, (options.height, options.width), request.calib_count, request.holdout, request.calib_seed
+        request.calib_dir,
+        (options.height, options.width),
+        request.calib_count,
+        request.holdout,
+        request.calib_seed,
+        validation=validation,
     )
+    checking = f", {len(calibration.validation)} for accuracy control" if validation else ""
     console.info(
         f"calibration set: {len(calibration)} image(s) from {request.calib_dir} (seed {request.calib_seed}), "
-        f"{len(calibration.holdout)} held out for the accuracy report"
+        f"{len(calibration.holdout)} held out for the accuracy report{checking}"
     )
     return calibration
+
+
+def check_accuracy_control(request: ExportRequest) -> None:
+    """--accuracy-control quantizes OpenVINO INT8 to a budget: it needs both."""
+    if not request.accuracy_control:
+        return
+    if request.openvino != Precision.INT8:
+        raise Dav2Error("--accuracy-control is for OpenVINO INT8: add --openvino int8")
+    if request.max_abs_rel is None:
+        raise Dav2Error("--accuracy-control needs a budget: add --max-abs-rel (e.g. 0.01)")
 
 
 def check_input_options(request: ExportRequest) -> None:
