@@ -161,9 +161,11 @@ def test_int8_without_calibration_images_stops_before_any_work(vits_checkpoint, 
         (["--openvino", "int8", "--accuracy-control"], "--accuracy-control needs a budget: add --max-abs-rel"),
         (["--openvino", "fp16", "--accuracy-control", "--max-abs-rel", "0.01"], "add --openvino int8"),
         (["--onnx", "--accuracy-control", "--max-abs-rel", "0.01"], "add --openvino int8"),
+        (["--openvino", "fp16", "--int8-float", "head"], "--int8-float is for OpenVINO INT8"),
+        (["--openvino", "int8", "--int8-float", "head,mlp"], "unknown --int8-float group(s) mlp; choose from head,"),
     ],
 )
-def test_accuracy_control_needs_openvino_int8_and_a_budget(vits_checkpoint, tmp_path, arguments, message):
+def test_int8_options_need_openvino_int8_and_a_budget(vits_checkpoint, tmp_path, arguments, message):
     common = ["--checkpoint", str(vits_checkpoint), "--output", str(tmp_path), "--calib-dir", str(IMAGES)]
     result = CliRunner().invoke(export_main, common + arguments)
     assert result.exit_code == 1 and message in result.output
@@ -174,3 +176,30 @@ def test_metadata_is_json_with_tool_versions(ov_fp16):
     meta = json.loads(sidecar_path(ov_fp16).read_text())
     assert meta["tools"]["openvino"] and meta["tools"]["onnxruntime"]
     assert meta["weights_file"] == ov_fp16.with_suffix(".bin").name
+
+
+def quantized_layers(xml):
+    """{operation name: fed through a FakeQuantize (INT8 input)} for the IR's compute layers."""
+    import openvino as ov
+
+    from dav2.calibration.nncf import COMPUTE_OPS
+
+    layers = {}
+    for op in ov.Core().read_model(str(xml)).get_ordered_ops():
+        if op.get_type_name() in (*COMPUTE_OPS, "ScaledDotProductAttention"):
+            sources = {port.get_source_output().get_node().get_type_name() for port in op.inputs()}
+            layers[op.get_friendly_name()] = "FakeQuantize" in sources
+    return layers
+
+
+def test_int8_float_groups_stay_in_float_and_the_rest_is_int8(vits_checkpoint, tmp_path):
+    args = ("--openvino", "int8", "--calib-dir", str(IMAGES), "--calib-count", "4", "--holdout", "2")
+    xml = export(vits_checkpoint, tmp_path, *args, "--height", "56", "--width", "56", "--int8-float", "head,fc2")
+    layers = quantized_layers(xml)
+    head = {name: q for name, q in layers.items() if "depth_head" in name or "ConvolutionBackpropData" in name}
+    fc2 = {name: q for name, q in layers.items() if "/mlp/fc2/" in name}
+    assert len(head) > 20 and not any(head.values())
+    assert len(fc2) == 12 and not any(fc2.values())
+    assert all(q for name, q in layers.items() if "/attn/qkv/" in name or "/mlp/fc1/" in name)
+    metadata = ArtifactMetadata.read(xml)
+    assert metadata.quantization["float_groups"] == ["head", "fc2"] and metadata.openvino.keep_head is True

@@ -60,12 +60,14 @@ def test_the_fastest_artifact_within_the_budget_is_chosen():
 
 @pytest.fixture(scope="module")
 def picked(vits_checkpoint, tmp_path_factory):
-    """A real pick: ONNX Runtime FP32 and INT8 at 56x56 against the PyTorch baseline, with a
-    budget INT8 cannot meet (its AbsRel is about 0.01 here, FP32's about 1e-7)."""
+    """A real pick at 56x56 against the PyTorch baseline: ONNX Runtime FP32 and INT8, OpenVINO
+    INT8 plain and with the head left in float, with a budget no INT8 meets (their AbsRel is
+    about 0.01 here, FP32's about 1e-7)."""
     folder = tmp_path_factory.mktemp("pick")
     arguments = ["pick", "--checkpoint", str(vits_checkpoint), "--max-abs-rel", "1e-4", "--sizes", "56"]
-    arguments += ["--backends", "onnxruntime", "--precisions", "fp32,int8", "--images", str(IMAGES)]
-    arguments += ["--eval-images", "2", "--seconds", "0.5", "--no-accuracy-control", "--json"]
+    arguments += ["--backends", "onnxruntime,openvino", "--precisions", "fp32,int8", "--images", str(IMAGES)]
+    arguments += ["--int8-float", "head", "--calib-count", "4"]
+    arguments += ["--eval-images", "2", "--seconds", "0.5", "--json"]
     arguments += ["--output", str(folder / "out"), "--cache-dir", str(folder / "cache")]
     result = CliRunner().invoke(bench_main, arguments)
     return result, folder / "out"
@@ -75,20 +77,29 @@ def test_pick_installs_the_winner_with_its_sidecar_and_report(picked):
     result, out = picked
     assert result.exit_code == 0, result.output
     choice = json.loads(result.stdout.strip().splitlines()[-1])
-    assert choice["backend"] == "onnxruntime" and choice["precision"] == "fp32" and choice["size"] == 56
-    assert choice["abs_rel"] <= 1e-4
+    assert choice["precision"] == "fp32" and choice["size"] == 56 and choice["abs_rel"] <= 1e-4
     assert choice["speedup"] == pytest.approx(choice["baseline_ms"] / choice["median_ms"], rel=1e-9)
     assert "dav2's DepthAnythingV2" in choice["baseline"]
-    artifact = out / "depth_anything_v2_vits_56x56.onnx"
+    artifact = out / ("depth_anything_v2_vits_56x56" + {"onnxruntime": ".onnx", "openvino": ".xml"}[choice["backend"]])
     assert choice["artifact"] == str(artifact) and artifact.is_file()
     metadata = ArtifactMetadata.read(artifact)
     assert metadata.precision == "fp32" and metadata.input_shape == [1, 3, 56, 56]
     saved = json.loads((out / "pick.json").read_text())
-    assert saved["choice"] == choice and len([c for c in saved["cases"] if c["status"] == "ok"]) == 3
+    measured = {(c["backend"], c["precision"], c.get("recipe")) for c in saved["cases"] if c["status"] == "ok"}
+    assert measured == {
+        ("torch", "fp32", None),
+        ("onnxruntime", "fp32", None),
+        ("onnxruntime", "int8", None),
+        ("openvino", "fp32", None),
+        ("openvino", "int8", None),
+        ("openvino", "int8", "float: head"),
+    }
+    assert saved["choice"] == choice
     report = (out / "pick.md").read_text()
-    assert "**Chosen: onnxruntime fp32 56**" in report
-    int8_line = next(line for line in report.splitlines() if line.startswith("| onnxruntime int8 56 |"))
-    assert "AbsRel" in int8_line and "> 0.0001" in int8_line  # why it was not taken
+    assert f"**Chosen: {choice['backend']} fp32 56**" in report
+    for label in ("onnxruntime int8 56", "openvino int8 56", "openvino int8 56 (float: head)"):
+        line = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
+        assert "AbsRel" in line and "> 0.0001" in line  # why it was not taken
     assert "the baseline (a checkpoint, not an artifact)" in report
 
 

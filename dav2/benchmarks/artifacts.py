@@ -37,6 +37,7 @@ def cache_key(
             dav2.__version__,
             calibration_sha256,
             *([case.max_abs_rel] if case.max_abs_rel is not None else []),
+            *([list(case.float_groups)] if case.float_groups else []),
         ],
         sort_keys=True,
     )
@@ -68,8 +69,8 @@ def build_artifact(
 
     calibrated = case.precision == Precision.INT8 and case.backend in (BackendName.OPENVINO, BackendName.TENSORRT)
     key = cache_key(case, checkpoint_sha256, encoder, machine, calibration_sha256 if calibrated else None)
-    controlled = "-controlled" if case.max_abs_rel is not None else ""
-    folder = cache_dir / f"{encoder}-{case.size}-{case.backend}-{case.precision}{controlled}-{key}"
+    mixed = "-mixed" if case.recipe else ""
+    folder = cache_dir / f"{encoder}-{case.size}-{case.backend}-{case.precision}{mixed}-{key}"
     artifact = find_artifact(folder, case)
     if artifact is not None:
         record = json.loads((folder / BUILD_RECORD).read_text())
@@ -83,6 +84,8 @@ def build_artifact(
         output=folder,
         holdout=holdout,
         max_abs_rel=case.max_abs_rel,
+        accuracy_control=case.max_abs_rel is not None,
+        int8_float=list(case.float_groups),
     )
     if case.backend == "onnxruntime":
         request.onnx = case.precision

@@ -28,12 +28,16 @@ class Case:
     backend: str
     precision: str
     size: int
-    max_abs_rel: float | None = None  # OpenVINO INT8 with accuracy control, to this budget
+    float_groups: tuple[str, ...] = ()  # OpenVINO INT8: parts left in float (mixed precision)
+    max_abs_rel: float | None = None  # OpenVINO INT8 with NNCF's accuracy control, to this budget
 
     @property
     def recipe(self) -> str:
         """How the artifact differs from the plain backend/precision one ("" when it does not)."""
-        return f"accuracy-controlled, AbsRel ≤ {self.max_abs_rel:g}" if self.max_abs_rel is not None else ""
+        parts = [f"float: {'+'.join(self.float_groups)}"] if self.float_groups else []
+        if self.max_abs_rel is not None:
+            parts.append(f"accuracy control ≤ {self.max_abs_rel:g}")
+        return ", ".join(parts)
 
     @property
     def label(self) -> str:
@@ -156,20 +160,24 @@ def plan(
     precisions: list[str],
     sizes: list[int],
     have_images: bool,
+    int8_recipes: tuple[tuple[str, ...], ...] = (),
     controlled_int8: float | None = None,
 ) -> tuple[list[Case], list[tuple[Case, str]]]:
     """(cases to run, (case, reason) skipped), sizes outermost, torch FP32 first at each size.
 
-    `controlled_int8` adds, after OpenVINO INT8 at each size, OpenVINO INT8 made with NNCF's
-    accuracy control to that AbsRel budget (dav2-bench pick asks for it)."""
+    After OpenVINO INT8 at each size come its mixed-precision variants: one per entry of
+    `int8_recipes` (groups left in float), and with `controlled_int8` one made by NNCF's
+    accuracy control to that AbsRel budget (dav2-bench pick asks for them)."""
     runnable, skipped = [], []
     order = sorted(backends, key=lambda b: BACKENDS.index(b))
     for size in sizes:
         for backend in order:
             for precision in precisions:
                 variants = [Case(backend, precision, size)]
-                if controlled_int8 is not None and backend == BackendName.OPENVINO and precision == INT8:
-                    variants.append(Case(backend, precision, size, controlled_int8))
+                if backend == BackendName.OPENVINO and precision == INT8:
+                    variants += [Case(backend, precision, size, groups) for groups in int8_recipes]
+                    if controlled_int8 is not None:
+                        variants.append(Case(backend, precision, size, max_abs_rel=controlled_int8))
                 reason = skip_reason(machine, backend, precision, have_images)
                 if reason is None:
                     runnable.extend(variants)

@@ -28,6 +28,23 @@ from dav2.metadata import ArtifactMetadata, sidecar_path
 from dav2.vocabulary import BackendName
 
 REPORT, DOCUMENT, PLOT = "pick.md", "pick.json", "pick.png"
+# OpenVINO INT8 mixed-precision candidates: the groups left in float, from the measured error
+# sources (benchmarks/results/amd-epyc-2-cores-int8-error-sources.md): the DPT head is the
+# largest, then the attention output projections (proj) and the patch embedding; the attention
+# MatMuls, qkv and the MLPs cost little
+DEFAULT_INT8_RECIPES = "head;patch_embed,head;patch_embed,head,proj"
+
+
+def parse_recipes(text: str) -> tuple[tuple[str, ...], ...]:
+    """'head;patch_embed,head' -> (("head",), ("patch_embed", "head")), each group checked."""
+    from dav2.calibration.nncf import check_float_groups
+
+    recipes = []
+    for part in text.split(";"):
+        groups = tuple(check_float_groups([g.strip() for g in part.split(",") if g.strip()]))
+        if groups and groups not in recipes:
+            recipes.append(groups)
+    return tuple(recipes)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class BenchSettings:
     pipeline_frames: int = DEFAULT_FRAMES  # at most this many frames of it
     pipeline_output: str = "video"  # a key of benchmarks.pipeline.OUTPUTS: what the write stage does
     model: str | None = None  # --model ARTIFACT: measure this artifact as it is (no export, no baseline)
+    int8_recipes: tuple[tuple[str, ...], ...] = ()  # also OpenVINO INT8 with these groups in float (pick)
     controlled_int8: float | None = None  # also OpenVINO INT8 with accuracy control to this AbsRel (pick)
 
     def public(self) -> dict:
@@ -129,7 +130,13 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
     if "torch" not in backends and machine.has("torch"):
         backends.insert(0, "torch")  # the baseline and the accuracy reference are always measured
     cases, skipped = plan(
-        machine, backends, settings.precisions, settings.sizes, bool(settings.images), settings.controlled_int8
+        machine,
+        backends,
+        settings.precisions,
+        settings.sizes,
+        bool(settings.images),
+        settings.int8_recipes,
+        settings.controlled_int8,
     )
     result = {
         "schema": SCHEMA_VERSION,

@@ -2,9 +2,11 @@
 
 The transformer preset (model_type=TRANSFORMER) is NNCF's recipe for ViT blocks: it quantizes
 the MatMuls (with SmoothQuant on their inputs) and leaves LayerNorm, Softmax and GELU in the
-runtime's float precision. `keep_head` leaves the whole DPT head unquantized: measured on
-vits at 518, quantizing the head accounts for about half of the INT8 error (AbsRel 0.034 ->
-0.016) and a fifth of the speed-up.
+runtime's float precision. `float_groups` leave named parts of the network in float (mixed
+precision): the DPT head, the attention MatMuls (softmax(q kᵀ) v), one kind of linear layer
+across the blocks (qkv, proj, fc1, fc2), the patch embedding, or single blocks (block0 ...).
+Which ones cost how much accuracy on these weights was measured, group by group, in
+benchmarks/results/amd-epyc-2-cores-int8-error-sources.md.
 
 `quantize_openvino_within` is the same recipe under NNCF's accuracy control: NNCF quantizes
 everything, measures AbsRel against the FP32 model on the validation images, ranks the
@@ -25,8 +27,20 @@ import numpy as np
 
 from dav2 import accuracy, optional
 from dav2.calibration.dataset import CalibrationSet
+from dav2.errors import Dav2Error
 
-HEAD_PATTERN = r".*depth_head.*"
+MAX_BLOCKS = 40  # ViT-G has 40 blocks
+FLOAT_GROUPS: dict[str, dict[str, list[str]]] = {  # group -> NNCF IgnoredScope fields
+    # the head's upsampling layers (ConvolutionBackpropData) carry no /depth_head/ name in the IR
+    "head": {"patterns": [r".*depth_head.*"], "types": ["ConvolutionBackpropData"]},
+    "patch_embed": {"patterns": [r".*/patch_embed/.*"]},
+    "attention": {"patterns": [r".*/blocks\.\d+/attn/(MatMul|Gather).*"]},  # the inputs of softmax(q kᵀ) v
+    "qkv": {"patterns": [r".*/blocks\.\d+/attn/qkv/.*"]},
+    "proj": {"patterns": [r".*/blocks\.\d+/attn/proj/.*"]},
+    "fc1": {"patterns": [r".*/blocks\.\d+/mlp/fc1/.*"]},
+    "fc2": {"patterns": [r".*/blocks\.\d+/mlp/fc2/.*"]},
+    **{f"block{i}": {"patterns": [rf".*/blocks\.{i}/.*"]} for i in range(MAX_BLOCKS)},
+}
 COMPUTE_OPS = ("MatMul", "Convolution", "ConvolutionBackpropData", "GroupConvolution")
 RANKING_SUBSET = 3  # validation images NNCF ranks the operations on (each rank costs one inference per image)
 
@@ -56,8 +70,27 @@ class ControlledQuantization:
         }
 
 
-def quantize_openvino(ov_model, calibration: CalibrationSet, keep_head: bool = False):
-    """An INT8 copy of `ov_model` (openvino.Model), calibrated on `calibration`."""
+def check_float_groups(groups: list[str]) -> list[str]:
+    """The groups, or one Dav2Error naming the unknown ones and the choices."""
+    unknown = [group for group in groups if group not in FLOAT_GROUPS]
+    if unknown:
+        choices = ", ".join(name for name in FLOAT_GROUPS if not name.startswith("block")) + ", block0 ... block39"
+        raise Dav2Error(f"unknown --int8-float group(s) {', '.join(unknown)}; choose from {choices}")
+    return list(dict.fromkeys(groups))
+
+
+def float_scope(nncf, groups: list[str]):
+    """NNCF's IgnoredScope for the groups left in float (None: quantize everything)."""
+    if not groups:
+        return None
+    patterns = [p for group in groups for p in FLOAT_GROUPS[group].get("patterns", [])]
+    types = sorted({t for group in groups for t in FLOAT_GROUPS[group].get("types", [])})
+    return nncf.IgnoredScope(patterns=patterns, types=types, validate=False)
+
+
+def quantize_openvino(ov_model, calibration: CalibrationSet, float_groups: list[str] | None = None):
+    """An INT8 copy of `ov_model` (openvino.Model), calibrated on `calibration`, with the
+    `float_groups` (FLOAT_GROUPS) left in float."""
     nncf = optional.require("nncf", "OpenVINO INT8")
     dataset = nncf.Dataset(list(calibration.tensors()))
     return nncf.quantize(
@@ -65,11 +98,13 @@ def quantize_openvino(ov_model, calibration: CalibrationSet, keep_head: bool = F
         dataset,
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(calibration),
-        ignored_scope=head_scope(nncf, keep_head),
+        ignored_scope=float_scope(nncf, check_float_groups(float_groups or [])),
     )
 
 
-def quantize_openvino_within(ov_model, calibration: CalibrationSet, max_abs_rel: float, keep_head: bool = False):
+def quantize_openvino_within(
+    ov_model, calibration: CalibrationSet, max_abs_rel: float, float_groups: list[str] | None = None
+):
     """(mixed-precision model, ControlledQuantization): INT8 where it keeps AbsRel within
     `max_abs_rel` against the FP32 model on the calibration set's validation images."""
     nncf = optional.require("nncf", "OpenVINO INT8 with accuracy control")
@@ -90,7 +125,7 @@ def quantize_openvino_within(ov_model, calibration: CalibrationSet, max_abs_rel:
         max_drop=max_abs_rel,
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(calibration),
-        ignored_scope=head_scope(nncf, keep_head),
+        ignored_scope=float_scope(nncf, check_float_groups(float_groups or [])),
         advanced_accuracy_restorer_parameters=restorer,
     )
     checked = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
@@ -116,7 +151,3 @@ def split_by_precision(model) -> tuple[list[str], list[str]]:
         sources = [port.get_source_output().get_node().get_type_name() for port in op.inputs()]
         (int8 if "FakeQuantize" in sources else kept).append(op.get_friendly_name())
     return int8, kept
-
-
-def head_scope(nncf, keep_head: bool):
-    return nncf.IgnoredScope(patterns=[HEAD_PATTERN], validate=False) if keep_head else None

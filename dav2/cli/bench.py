@@ -182,10 +182,17 @@ def bench_compare(results):
 @click.option("--eval-images", type=int, default=4, show_default=True, help="Held-out images for AbsRel (1-64).")
 @click.option("--calib-count", type=int, default=16, show_default=True, help="INT8 calibration images (1-1000).")
 @click.option(
-    "--accuracy-control/--no-accuracy-control",
-    default=True,
-    show_default=True,
-    help="Also try OpenVINO INT8 made with NNCF's accuracy control to --max-abs-rel (minutes per size).",
+    "--int8-float",
+    default=None,
+    help="OpenVINO INT8 mixed-precision candidates: recipes separated by ';', each a comma-separated list of "
+    "parts left in float (as dav2-export --int8-float); '' for none. "
+    "[default: head;patch_embed,head;patch_embed,head,proj]",
+)
+@click.option(
+    "--accuracy-control",
+    is_flag=True,
+    help="Also try OpenVINO INT8 made by NNCF's accuracy control to --max-abs-rel (slow: it ranks every "
+    "quantized layer; about half an hour at 518 on 2 cores).",
 )
 @click.option("--seconds", type=float, default=3.0, show_default=True, help="Timed seconds per candidate (0.5-600).")
 @THREADS_OPTION
@@ -205,12 +212,12 @@ def bench_compare(results):
 @click.option("--label", default=None, help="Machine name in the report. [default: GPU name, else CPU model and cores]")
 @JSON_OPTION
 @user_errors
-def bench_pick(output, cache_dir, as_json, max_abs_rel, max_ms, min_fps, accuracy_control, **options):
+def bench_pick(output, cache_dir, as_json, max_abs_rel, max_ms, min_fps, int8_float, accuracy_control, **options):
     """Measure the candidates and install the fastest artifact within an accuracy budget.
 
     Every backend x precision x size this machine runs is a candidate (built once and cached,
-    as dav2-bench does), plus OpenVINO INT8 with NNCF's accuracy control to the budget. Each
-    is timed (median latency, batch 1) and compared with PyTorch FP32 on held-out photos; the
+    as dav2-bench does), plus OpenVINO INT8 in mixed precision (parts left in float, see
+    --int8-float). Each is timed (median latency, batch 1) and compared with PyTorch FP32 on held-out photos; the
     fastest one within the budget is copied into --output with a report of every candidate and
     why the faster ones were rejected.
 
@@ -220,7 +227,7 @@ def bench_pick(output, cache_dir, as_json, max_abs_rel, max_ms, min_fps, accurac
       dav2-bench pick --max-abs-rel 0.02 --max-ms 120 --sizes 392,518 --images photos/ --json
       dav2-bench pick --max-abs-rel 0.05 --backends openvino --precisions fp16,int8 --images clip.mp4
     """
-    from dav2.benchmarks.pick import Budget
+    from dav2.benchmarks.pick import DEFAULT_INT8_RECIPES, Budget, parse_recipes
     from dav2.benchmarks.runner import BenchSettings
 
     require_export_tools("dav2-bench pick")
@@ -240,6 +247,7 @@ def bench_pick(output, cache_dir, as_json, max_abs_rel, max_ms, min_fps, accurac
     settings = BenchSettings(
         cache_dir=Path(cache_dir),
         command=" ".join(["dav2-bench", *sys.argv[1:]]),
+        int8_recipes=parse_recipes(DEFAULT_INT8_RECIPES if int8_float is None else int8_float),
         controlled_int8=budget.max_abs_rel if accuracy_control else None,
         **options,
     )

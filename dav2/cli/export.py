@@ -50,6 +50,12 @@ from dav2.vocabulary import ModelKind, Precision
     "--keep-head", is_flag=True, help="OpenVINO INT8: leave the DPT head unquantized (more accurate, slower)."
 )
 @click.option(
+    "--int8-float",
+    default="",
+    help="OpenVINO INT8: comma-separated parts left in float (mixed precision): head, attention (softmax(q kᵀ) v), "
+    "qkv, proj, fc1, fc2, patch_embed, block0 ... block39. See the README's table of INT8 error sources.",
+)
+@click.option(
     "--accuracy-control",
     is_flag=True,
     help="OpenVINO INT8 within --max-abs-rel: NNCF's accuracy control ranks the quantized layers by the AbsRel "
@@ -193,6 +199,9 @@ def export_main(
     from dav2.export.pipeline import ExportRequest, PendingWork, export_artifacts, export_from_onnx
 
     onnx = Precision.FP16 if fp16 else Precision.INT8 if int8 else Precision.FP32 if to_onnx else None
+    from dav2.calibration.nncf import check_float_groups
+
+    rest["int8_float"] = check_float_groups([g.strip() for g in rest["int8_float"].split(",") if g.strip()])
     request = ExportRequest(
         kind=kind,
         max_depth=max_depth,

@@ -74,6 +74,7 @@ class ExportRequest:
     ort_int8: str = "dynamic"  # dynamic / static
     openvino: str | None = None  # fp32 / fp16 / int8
     keep_head: bool = False
+    int8_float: list[str] = field(default_factory=list)  # OpenVINO INT8: groups left in float (calibration.nncf)
     accuracy_control: bool = False  # OpenVINO INT8: NNCF accuracy control to max_abs_rel
     validation: int = DEFAULT_VALIDATION  # images accuracy control measures on
     trt: str | None = None  # fp16 / int8 / fp32
@@ -132,6 +133,12 @@ class ExportContext:
         path = self.work / name
         path.mkdir()
         return path
+
+    @property
+    def float_groups(self) -> list[str]:
+        """OpenVINO INT8: the groups left in float (--int8-float, and --keep-head's "head")."""
+        groups = list(self.request.int8_float)
+        return groups + ["head"] if self.request.keep_head and "head" not in groups else groups
 
     @property
     def kind(self) -> ModelKind:

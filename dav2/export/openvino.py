@@ -42,15 +42,14 @@ class OpenVinoTarget(ExportTarget):
         path = context.folder("openvino") / f"{artifact_stem(context.model, context.options, self.precision)}.xml"
         with console.step(f"converting to OpenVINO IR ({self.precision.upper()})"):
             ov_model = ov.convert_model(str(context.fp32_onnx))
-        keep_head = context.request.keep_head
-        controlled = None
+        recipe = None
         if self.precision == Precision.INT8:
-            ov_model, controlled = quantize(ov_model, context)
+            ov_model, recipe = quantize(ov_model, context)
         ov.save_model(ov_model, str(path), compress_to_fp16=self.precision == Precision.FP16)
         metadata = context.describe(path, ArtifactFormat.OPENVINO, self.precision)
         metadata.openvino = OpenVinoRecord(
             inference_precision=INFERENCE_PRECISION[self.precision],
-            keep_head=keep_head if self.precision == Precision.INT8 else None,
+            keep_head="head" in context.float_groups if self.precision == Precision.INT8 else None,
         )
         metadata.weights_file = path.with_suffix(".bin").name
         metadata.tools.update(
@@ -58,8 +57,7 @@ class OpenVinoTarget(ExportTarget):
         )
         if self.precision == Precision.INT8:
             metadata.calibration = context.calibration.identity()
-        if controlled is not None:
-            metadata.quantization = controlled.as_dict()
+        metadata.quantization = recipe
         if self.precision == Precision.FP32:
             # FP32 promises parity with PyTorch, like the ONNX graph it came from
             from dav2.runtime.backends.openvino import OpenVinoBackend
@@ -72,22 +70,23 @@ class OpenVinoTarget(ExportTarget):
         return [Built(path, metadata, [path.with_suffix(".bin")])]
 
 
-def quantize(ov_model, context: ExportContext):
-    """(INT8 model, ControlledQuantization or None): NNCF's recipe, under accuracy control
-    when --accuracy-control asks for it."""
+def quantize(ov_model, context: ExportContext) -> tuple[object, dict]:
+    """(INT8 model, its recipe for the sidecar): NNCF's transformer preset with the requested
+    groups left in float, under accuracy control when --accuracy-control asks for it."""
     from dav2.calibration.nncf import quantize_openvino, quantize_openvino_within
 
-    request, calibration = context.request, context.calibration
-    head = ", DPT head kept in float" if request.keep_head else ""
-    what = f"{len(calibration)} calibration images{head}"
+    request, calibration, groups = context.request, context.calibration, context.float_groups
+    kept = f", kept in float: {', '.join(groups)}" if groups else ""
+    what = f"{len(calibration)} calibration images{kept}"
     if not request.accuracy_control:
         with console.step(f"quantizing with NNCF on {what}"):
-            return quantize_openvino(ov_model, calibration, request.keep_head), None
+            model = quantize_openvino(ov_model, calibration, groups)
+        return model, {"tool": "nncf quantize", "preset": "transformer", "float_groups": groups}
     budget = f"AbsRel ≤ {request.max_abs_rel:g} on {len(calibration.validation)} validation images"
     with console.step(f"quantizing with NNCF's accuracy control on {what} ({budget}; minutes)"):
-        model, record = quantize_openvino_within(ov_model, calibration, request.max_abs_rel, request.keep_head)
+        model, record = quantize_openvino_within(ov_model, calibration, request.max_abs_rel, groups)
     console.info(
         f"  {len(record.int8_ops)} operations in INT8, {len(record.float_ops)} kept in float; "
         f"validation AbsRel {record.validation_abs_rel:.4f} (float parts in f32)"
     )
-    return model, record
+    return model, {**record.as_dict(), "float_groups": groups}

@@ -62,7 +62,7 @@ def requested_targets(request: ExportRequest) -> list[ExportTarget]:
 def preflight(request: ExportRequest, targets: list[ExportTarget]) -> None:
     """Fail before any work when a target cannot be built here."""
     check_input_options(request)
-    check_accuracy_control(request)
+    check_openvino_int8_options(request)
     if any(t.needs_calibration(request) for t in targets) and not request.calib_dir:
         raise Dav2Error("INT8 needs calibration images: add --calib-dir DIR (a folder of real photos or a video)")
     for target in targets:
@@ -167,8 +167,10 @@ def calibration_set(request: ExportRequest, options: GraphOptions) -> Calibratio
     return calibration
 
 
-def check_accuracy_control(request: ExportRequest) -> None:
-    """--accuracy-control quantizes OpenVINO INT8 to a budget: it needs both."""
+def check_openvino_int8_options(request: ExportRequest) -> None:
+    """--int8-float and --accuracy-control shape OpenVINO INT8; the latter needs a budget."""
+    if request.int8_float and request.openvino != Precision.INT8:
+        raise Dav2Error("--int8-float is for OpenVINO INT8: add --openvino int8")
     if not request.accuracy_control:
         return
     if request.openvino != Precision.INT8:
