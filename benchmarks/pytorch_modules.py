@@ -43,12 +43,29 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 def upstream_module(folder: Path, encoder: str, checkpoint: Path) -> torch.nn.Module:
     """Upstream's DepthAnythingV2 from a clone, with the checkpoint loaded strictly."""
     sys.path.insert(0, str(folder))
+    without_torchvision()
     from depth_anything_v2.dpt import DepthAnythingV2
 
     spec = ENCODER_SPECS[encoder]
     model = DepthAnythingV2(encoder=encoder, features=spec.features, out_channels=list(spec.out_channels))
     model.load_state_dict(torch.load(checkpoint, map_location="cpu"), strict=True)
     return model.eval()
+
+
+def without_torchvision() -> None:
+    """Upstream's dpt.py imports torchvision.transforms.Compose for its image2tensor helper,
+    which this script never calls (it feeds dav2's preprocessed tensor to both modules). Where
+    torchvision is not installed (a CPU torch wheel has no matching one on the package index
+    here), that one name is provided so the module imports; the network is upstream's as is."""
+    try:
+        import torchvision.transforms  # noqa: F401
+    except (ImportError, RuntimeError):
+        import types
+
+        package, transforms = types.ModuleType("torchvision"), types.ModuleType("torchvision.transforms")
+        transforms.Compose = object  # never called by the forward pass
+        package.transforms = transforms
+        sys.modules.update({"torchvision": package, "torchvision.transforms": transforms})
 
 
 def variants(upstream: torch.nn.Module, ours: torch.nn.Module, compile_too: bool) -> dict[str, Forward]:

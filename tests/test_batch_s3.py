@@ -7,19 +7,16 @@ file as failed, and --resume must find everything done. Skipped only when moto i
 installed (the `test` extra installs it).
 """
 
-import json
 import os
 import shutil
 import socket
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from test_batch import CORRUPT, PHOTOS, batch, files_below
 
 from conftest import IMAGES, VIDEO
 
-PHOTOS = ["demo02.jpg", "demo03.jpg", "demo06.jpg", "demo08.jpg"]
-CORRUPT = "corrupt.jpg"
 FAST = ["--input-size", "196"]
 NO_RAY = "dav2-batch needs Ray Data: pip install 'dav2[batch]'"
 BUCKET = "corpus"
@@ -99,15 +96,6 @@ def corpus(s3_server, tmp_path_factory) -> Path:
     return folder
 
 
-def batch(*args: str) -> tuple[int, str, dict | None]:
-    from dav2.cli import batch_main
-
-    result = CliRunner().invoke(batch_main, [*args, "--json"])
-    lines = result.stdout.strip().splitlines()
-    summary = json.loads(lines[-1]) if result.exit_code == 0 and lines else None
-    return result.exit_code, result.output, summary
-
-
 def objects_below(query: str, prefix: str, suffix: str) -> dict[str, bytes]:
     from pyarrow.fs import FileSelector
 
@@ -119,10 +107,6 @@ def objects_below(query: str, prefix: str, suffix: str) -> dict[str, bytes]:
         for info in sorted(found, key=lambda info: info.path)
         if info.path.endswith(suffix)
     }
-
-
-def files_below(folder: Path, suffix: str) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob(f"*{suffix}"))}
 
 
 @pytest.fixture(scope="module")

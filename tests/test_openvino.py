@@ -161,7 +161,7 @@ def test_int8_without_calibration_images_stops_before_any_work(vits_checkpoint, 
         (["--openvino", "int8", "--accuracy-control"], "--accuracy-control needs a budget: add --max-abs-rel"),
         (["--openvino", "fp16", "--accuracy-control", "--max-abs-rel", "0.01"], "add --openvino int8"),
         (["--onnx", "--accuracy-control", "--max-abs-rel", "0.01"], "add --openvino int8"),
-        (["--openvino", "fp16", "--int8-float", "head"], "--int8-float is for OpenVINO INT8"),
+        (["--openvino", "fp16", "--int8-float", "head"], "add --openvino int8 or --trt int8"),
         (["--openvino", "int8", "--int8-float", "head,mlp"], "unknown --int8-float group(s) mlp; choose from head,"),
     ],
 )
@@ -178,15 +178,17 @@ def test_metadata_is_json_with_tool_versions(ov_fp16):
     assert meta["weights_file"] == ov_fp16.with_suffix(".bin").name
 
 
-def quantized_layers(xml):
-    """{operation name: fed through a FakeQuantize (INT8 input)} for the IR's compute layers."""
+def quantized_layers(xml, attention: bool = True):
+    """{operation name: fed through a FakeQuantize (INT8 input)} for the IR's compute layers
+    (and its fused attention operations, unless `attention` is False)."""
     import openvino as ov
 
     from dav2.calibration.nncf import COMPUTE_OPS
 
+    types = (*COMPUTE_OPS, "ScaledDotProductAttention") if attention else COMPUTE_OPS
     layers = {}
     for op in ov.Core().read_model(str(xml)).get_ordered_ops():
-        if op.get_type_name() in (*COMPUTE_OPS, "ScaledDotProductAttention"):
+        if op.get_type_name() in types:
             sources = {port.get_source_output().get_node().get_type_name() for port in op.inputs()}
             layers[op.get_friendly_name()] = "FakeQuantize" in sources
     return layers
@@ -203,3 +205,24 @@ def test_int8_float_groups_stay_in_float_and_the_rest_is_int8(vits_checkpoint, t
     assert all(q for name, q in layers.items() if "/attn/qkv/" in name or "/mlp/fc1/" in name)
     metadata = ArtifactMetadata.read(xml)
     assert metadata.quantization["float_groups"] == ["head", "fc2"] and metadata.openvino.keep_head is True
+
+
+def test_accuracy_control_runs_nncf_and_records_what_stayed_in_float(vits_checkpoint, tmp_path):
+    """NNCF's quantize_with_accuracy_control end to end, kept fast: only block 0 is left to
+    quantize (5 quantizers to rank) at 28x28, on validation images apart from the rest."""
+    others = ",".join(["head", "patch_embed", *(f"block{i}" for i in range(1, 12))])
+    args = ("--openvino", "int8", "--calib-dir", str(IMAGES), "--calib-count", "3", "--holdout", "2")
+    args += ("--validation-count", "2", "--int8-float", others, "--accuracy-control", "--max-abs-rel", "0.05")
+    xml = export(vits_checkpoint, tmp_path, *args, "--height", "28", "--width", "28")
+    metadata = ArtifactMetadata.read(xml)
+    recipe = metadata.quantization
+    assert recipe["tool"] == "nncf quantize_with_accuracy_control" and recipe["max_abs_rel"] == 0.05
+    assert recipe["validation_images"] == 2 and 0 <= recipe["validation_abs_rel"] <= 0.05
+    layers = quantized_layers(xml, attention=False)
+    assert recipe["int8_ops"] == sum(layers.values()) and 0 < recipe["int8_ops"] <= 4  # block 0's linears at most
+    assert all(not quantized for name, quantized in layers.items() if "/blocks.0/" not in name)
+    assert set(recipe["float_ops"]) == {name for name, quantized in layers.items() if not quantized}
+    calibration = metadata.calibration
+    assert len(calibration["validation"]) == 2
+    assert not set(calibration["validation"]) & (set(calibration["held_out"]) | set(calibration["files"]))
+    assert metadata.accuracy["abs_rel"] <= 0.05  # the held-out report, enforced by --max-abs-rel

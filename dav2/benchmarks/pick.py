@@ -212,22 +212,21 @@ def plot_front(
     measured = [v for v in verdicts if v.row.get("accuracy")]
     if not measured:
         return None
-    figure, axes = plt.subplots(figsize=(7.5, 4.8))
-    for verdict in measured:
+    figure, axes = plt.subplots(figsize=(11, 5))
+    for number, verdict in enumerate(measured, 1):  # numbered: close points would hide their labels
         x, y = verdict.median_ms, max(verdict.row["accuracy"]["abs_rel"], 1e-6)
         colour = "tab:green" if verdict is chosen else ("tab:blue" if verdict.meets else "tab:red")
-        axes.scatter(x, y, color=colour, s=60 if verdict is chosen else 25, zorder=3)
-        axes.annotate(verdict.label, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    axes.axhline(
-        budget.max_abs_rel, color="black", linestyle="--", linewidth=1, label=f"AbsRel budget {budget.max_abs_rel:g}"
-    )
+        text = f"{number}. {verdict.label}: {x:.0f} ms, AbsRel {verdict.row['accuracy']['abs_rel']:.4f}"
+        axes.scatter(x, y, color=colour, s=70 if verdict is chosen else 30, zorder=3, label=text)
+        axes.annotate(str(number), (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    axes.axhline(budget.max_abs_rel, color="black", linestyle="--", linewidth=1, label=f"budget: {budget.describe()}")
     if budget.max_ms is not None:
-        axes.axvline(budget.max_ms, color="grey", linestyle=":", linewidth=1, label=f"{budget.max_ms:g} ms")
+        axes.axvline(budget.max_ms, color="grey", linestyle=":", linewidth=1)
     axes.set_xlabel("median latency, ms (batch 1)")
     axes.set_ylabel("AbsRel vs PyTorch FP32 (held-out photos)")
     axes.set_yscale("log")
-    axes.set_title(f"{document['machine']['label']}: green chosen, blue within budget, red rejected", fontsize=8)
-    axes.legend(fontsize=7, loc="upper right")
+    axes.set_title(f"{document['machine']['label']}: green chosen, blue within the budget, red rejected", fontsize=9)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=120)

@@ -19,6 +19,16 @@ from dav2.cli.common import (
 from dav2.errors import Dav2Error
 from dav2.vocabulary import BackendName, Precision
 
+PRECISIONS_OPTION = click.option(
+    "--precisions", default="fp32,fp16,int8", callback=csv_option(str, Precision.values()), help="Precisions to try."
+)
+CACHE_DIR_OPTION = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=str(Path.home() / ".cache" / "dav2" / "bench"),
+    help="Where built artifacts are kept and reused (dav2-bench and dav2-bench pick share them).",
+)
+
 
 @click.group(
     invoke_without_command=True,
@@ -32,9 +42,7 @@ from dav2.vocabulary import BackendName, Precision
     callback=csv_option(str, BackendName.values()),
     help="Backends to try (what is not installed is skipped with the reason; torch FP32 always runs as the baseline).",
 )
-@click.option(
-    "--precisions", default="fp32,fp16,int8", callback=csv_option(str, Precision.values()), help="Precisions to try."
-)
+@PRECISIONS_OPTION
 @click.option(
     "--images",
     type=click.Path(exists=True),
@@ -49,12 +57,7 @@ from dav2.vocabulary import BackendName, Precision
 @click.option("--max-runs", type=int, default=200, help="Most timed runs per case.")
 @click.option("--warmup", type=int, default=3, help="Untimed runs before timing.")
 @THREADS_OPTION
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False),
-    default=str(Path.home() / ".cache" / "dav2" / "bench"),
-    help="Where built artifacts are kept and reused.",
-)
+@CACHE_DIR_OPTION
 @click.option(
     "--pipeline",
     type=click.Path(exists=True, dir_okay=False),
@@ -169,9 +172,7 @@ def bench_compare(results):
     help="Backends to try (what is not installed here is skipped with the reason; PyTorch FP32 always runs as "
     "the baseline).",
 )
-@click.option(
-    "--precisions", default="fp32,fp16,int8", callback=csv_option(str, Precision.values()), help="Precisions to try."
-)
+@PRECISIONS_OPTION
 @click.option(
     "--images",
     type=click.Path(exists=True),
@@ -196,12 +197,7 @@ def bench_compare(results):
 )
 @click.option("--seconds", type=float, default=3.0, show_default=True, help="Timed seconds per candidate (0.5-600).")
 @THREADS_OPTION
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False),
-    default=str(Path.home() / ".cache" / "dav2" / "bench"),
-    help="Where built artifacts are kept and reused (shared with dav2-bench).",
-)
+@CACHE_DIR_OPTION
 @click.option(
     "--output",
     type=click.Path(file_okay=False),

@@ -52,8 +52,9 @@ from dav2.vocabulary import ModelKind, Precision
 @click.option(
     "--int8-float",
     default="",
-    help="OpenVINO INT8: comma-separated parts left in float (mixed precision): head, attention (softmax(q kᵀ) v), "
-    "qkv, proj, fc1, fc2, patch_embed, block0 ... block39. See the README's table of INT8 error sources.",
+    help="INT8 (OpenVINO, and the Q/DQ graph of --trt int8): comma-separated parts left in float (mixed "
+    "precision): head, attention (softmax(q kᵀ) v), qkv, proj, fc1, fc2, patch_embed, block0 ... block39. "
+    "See the README's table of INT8 error sources.",
 )
 @click.option(
     "--accuracy-control",

@@ -109,9 +109,23 @@ def autocast_fp16(source: Path, target: Path, groups: list[str], sample: np.ndar
     return ExplicitRecipe("nvidia-modelopt AutoCast", "autocast-fp16", groups, op_types, nodes, "fp32")
 
 
-def quantize_int8(source: Path, target: Path, calibration: CalibrationSet) -> ExplicitRecipe:
-    """Write the explicit Q/DQ INT8 graph to `target`, calibrated (entropy) on `calibration`."""
+def excluded_nodes(float_groups: list[str]) -> list[str]:
+    """INT8_EXCLUDED plus the node patterns of the --int8-float groups (the names of the FP32
+    ONNX graph are the OpenVINO IR's: the IR is converted from it)."""
+    from dav2.calibration.nncf import FLOAT_GROUPS
+
+    extra = [p for group in float_groups for p in FLOAT_GROUPS[group].get("patterns", []) if group != "head"]
+    return INT8_EXCLUDED + [p for p in extra if p not in INT8_EXCLUDED]
+
+
+def quantize_int8(
+    source: Path, target: Path, calibration: CalibrationSet, float_groups: list[str] | None = None
+) -> ExplicitRecipe:
+    """Write the explicit Q/DQ INT8 graph to `target`, calibrated (entropy) on `calibration`,
+    with the --int8-float groups left in higher precision too."""
     from modelopt.onnx.quantization import quantize
+
+    excluded = excluded_nodes(float_groups or [])
 
     data = np.concatenate(list(calibration.tensors()))
     with quiet_modelopt():
@@ -122,14 +136,14 @@ def quantize_int8(source: Path, target: Path, calibration: CalibrationSet) -> Ex
             calibration_method="entropy",
             calibration_eps=["cpu"],
             op_types_to_quantize=INT8_OP_TYPES,
-            nodes_to_exclude=INT8_EXCLUDED,
+            nodes_to_exclude=excluded,
             high_precision_dtype="fp16",
             output_path=str(target),
             log_level="ERROR",
         )
     if not target.is_file():
         raise Dav2Error("Model Optimizer did not write the INT8 graph (see its messages above)")
-    return ExplicitRecipe("nvidia-modelopt PTQ", "qdq-int8", [], INT8_OP_TYPES, INT8_EXCLUDED, "fp16")
+    return ExplicitRecipe("nvidia-modelopt PTQ", "qdq-int8", [], INT8_OP_TYPES, excluded, "fp16")
 
 
 @contextlib.contextmanager
@@ -166,7 +180,7 @@ def explicit_onnx(context: ExportContext, precision: Precision) -> Built:
         path = context.folder("explicit-int8") / f"{artifact_stem(context.model, options, precision)}_qdq.onnx"
         what = f"{len(context.calibration)} calibration images"
         with console.step(f"quantizing to explicit INT8 Q/DQ with Model Optimizer ({what}, entropy)"):
-            recipe = quantize_int8(context.fp32_onnx, path, context.calibration)
+            recipe = quantize_int8(context.fp32_onnx, path, context.calibration, context.float_groups)
         parity = None
     metadata = context.describe(path, ArtifactFormat.ONNX, precision)
     metadata.parity = parity

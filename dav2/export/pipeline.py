@@ -62,7 +62,7 @@ def requested_targets(request: ExportRequest) -> list[ExportTarget]:
 def preflight(request: ExportRequest, targets: list[ExportTarget]) -> None:
     """Fail before any work when a target cannot be built here."""
     check_input_options(request)
-    check_openvino_int8_options(request)
+    check_int8_options(request)
     if any(t.needs_calibration(request) for t in targets) and not request.calib_dir:
         raise Dav2Error("INT8 needs calibration images: add --calib-dir DIR (a folder of real photos or a video)")
     for target in targets:
@@ -167,10 +167,12 @@ def calibration_set(request: ExportRequest, options: GraphOptions) -> Calibratio
     return calibration
 
 
-def check_openvino_int8_options(request: ExportRequest) -> None:
-    """--int8-float and --accuracy-control shape OpenVINO INT8; the latter needs a budget."""
-    if request.int8_float and request.openvino != Precision.INT8:
-        raise Dav2Error("--int8-float is for OpenVINO INT8: add --openvino int8")
+def check_int8_options(request: ExportRequest) -> None:
+    """--int8-float shapes OpenVINO INT8 and the Q/DQ graph (--trt int8, --ort-int8 qdq);
+    --accuracy-control is OpenVINO INT8 to a budget."""
+    qdq = request.trt == Precision.INT8 or (request.onnx == Precision.INT8 and request.ort_int8 == "qdq")
+    if request.int8_float and request.openvino != Precision.INT8 and not qdq:
+        raise Dav2Error("--int8-float is for INT8 made with calibration: add --openvino int8 or --trt int8")
     if not request.accuracy_control:
         return
     if request.openvino != Precision.INT8:
