@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import IMAGES
-from dav2.benchmarks.pick import Budget, choose, judge, judge_all
+from dav2.benchmarks import runner
+from dav2.benchmarks.discovery import Case, Machine
+from dav2.benchmarks.pick import Budget, Verdict, choose, install, judge, judge_all
 from dav2.cli import bench_main
 from dav2.metadata import ArtifactMetadata
 
@@ -58,6 +60,15 @@ def test_the_fastest_artifact_within_the_budget_is_chosen():
     assert choose(only_torch) is None
 
 
+def test_the_pytorch_baseline_runs_whatever_the_precisions():
+    """Without it nothing has an accuracy and every candidate would be rejected."""
+    machine = Machine({"torch": "2.13.0", "onnxruntime": "1.32.0"}, [], [])
+    cases = runner.with_baseline([Case("onnxruntime", "int8", 56), Case("onnxruntime", "int8", 98)], [56, 98], machine)
+    assert cases[:2] == [Case("torch", "fp32", 56), Case("torch", "fp32", 98)] and len(cases) == 4
+    assert runner.with_baseline(cases, [56, 98], machine) == cases  # planned once, not twice
+    assert runner.with_baseline(cases[2:], [56], Machine({"torch": None}, [], [])) == cases[2:]
+
+
 @pytest.fixture(scope="module")
 def picked(vits_checkpoint, tmp_path_factory):
     """A real pick at 56x56 against the PyTorch baseline: ONNX Runtime FP32 and INT8, OpenVINO
@@ -97,10 +108,39 @@ def test_pick_installs_the_winner_with_its_sidecar_and_report(picked):
     assert saved["choice"] == choice
     report = (out / "pick.md").read_text()
     assert f"**Chosen: {choice['backend']} fp32 56**" in report
+    assert "on 2 held-out image(s), never calibrated on." in report
     for label in ("onnxruntime int8 56", "openvino int8 56", "openvino int8 56 (float: head)"):
         line = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
         assert "AbsRel" in line and "> 0.0001" in line  # why it was not taken
     assert "the baseline (a checkpoint, not an artifact)" in report
+
+
+def test_a_new_choice_replaces_the_earlier_one_in_the_folder(picked, tmp_path):
+    """The output folder holds one choice: installing another removes the earlier artifact."""
+    import shutil
+
+    _, out = picked
+    folder = tmp_path / "picked"
+    shutil.copytree(out, folder)
+    before = json.loads((folder / "pick.json").read_text())
+    other = next(c for c in before["cases"] if c["status"] == "ok" and c["backend"] == "openvino" and c.get("recipe"))
+    artifact = install(Verdict(other, True, ""), folder)
+    names = sorted(p.name for p in folder.iterdir())
+    stem = "depth_anything_v2_vits_56x56_int8"
+    assert artifact == folder / f"{stem}.xml"
+    assert names == sorted([f"{stem}.xml", f"{stem}.xml.json", f"{stem}.bin", "pick.json", "pick.md", "pick.png"])
+
+
+def test_ctrl_c_installs_nothing_and_exits_130(vits_checkpoint, tmp_path, monkeypatch):
+    def interrupted(spec, work):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_child", interrupted)
+    arguments = ["pick", "--checkpoint", str(vits_checkpoint), "--max-abs-rel", "0.05", "--sizes", "56"]
+    arguments += ["--backends", "onnxruntime", "--precisions", "fp32", "--output", str(tmp_path / "out")]
+    result = CliRunner().invoke(bench_main, [*arguments, "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 130 and "nothing installed" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_pick_draws_the_front_with_the_budget(picked):
@@ -128,6 +168,7 @@ def test_no_candidate_within_the_budget_is_an_error_and_installs_nothing(vits_ch
         ("--max-ms", "-5", "--max-ms must be"),
         ("--seconds", "1e9", "--seconds must be"),
         ("--eval-images", "0", "--eval-images must be"),
+        ("--int8-float", "block30", "unknown --int8-float group(s) block30; choose from head"),
     ],
 )
 def test_bad_numbers_are_one_error_line(option, value, message, tmp_path):

@@ -35,13 +35,14 @@ REPORT, DOCUMENT, PLOT = "pick.md", "pick.json", "pick.png"
 DEFAULT_INT8_RECIPES = "head;patch_embed,head;patch_embed,head,proj"
 
 
-def parse_recipes(text: str) -> tuple[tuple[str, ...], ...]:
-    """'head;patch_embed,head' -> (("head",), ("patch_embed", "head")), each group checked."""
+def parse_recipes(text: str, blocks: int) -> tuple[tuple[str, ...], ...]:
+    """'head;patch_embed,head' -> (("head",), ("patch_embed", "head")), each group checked
+    (`blocks`: the encoder's depth)."""
     from dav2.calibration.nncf import check_float_groups
 
     recipes = []
     for part in text.split(";"):
-        groups = tuple(check_float_groups([g.strip() for g in part.split(",") if g.strip()]))
+        groups = tuple(check_float_groups([g.strip() for g in part.split(",") if g.strip()], blocks))
         if groups and groups not in recipes:
             recipes.append(groups)
     return tuple(recipes)
@@ -123,21 +124,42 @@ def baseline_ms(document: dict, size: int) -> float | None:
     return None
 
 
+def artifact_files(artifact: Path) -> list[Path]:
+    """An artifact's weights file, sidecar and itself, in the order they are put in place."""
+    metadata = ArtifactMetadata.read(artifact) if sidecar_path(artifact).is_file() else None
+    files = [artifact.with_name(metadata.weights_file)] if metadata and metadata.weights_file else []
+    return files + [sidecar_path(artifact), artifact]
+
+
+def previous_choice(output: Path) -> list[Path]:
+    """The files of the artifact an earlier pick installed in `output` (from its pick.json)."""
+    try:
+        choice = json.loads((output / DOCUMENT).read_text()).get("choice") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    name = Path(choice.get("artifact") or "").name
+    return artifact_files(output / name) if name and (output / name).is_file() else []
+
+
 def install(verdict: Verdict, output: Path) -> Path:
     """Copy the chosen artifact, its weights and its sidecar into `output` (the artifact last,
-    each file whole: copied to a temporary folder beside it, then moved into place)."""
+    each file whole: copied to a temporary folder beside it, then moved into place), then
+    remove the artifact an earlier pick installed there, so the folder holds one choice."""
     source = Path(verdict.row["artifact_path"])
-    metadata = ArtifactMetadata.read(source)
-    files = [source.with_name(metadata.weights_file)] if metadata and metadata.weights_file else []
-    files += [sidecar_path(source), source]
+    files = artifact_files(source)
     output.mkdir(parents=True, exist_ok=True)
+    earlier = previous_choice(output)
     with tempfile.TemporaryDirectory(dir=output, prefix=".pick-") as tmp:
         copies = []
         for file in files:
             if not file.is_file():
                 raise Dav2Error(f"the cached artifact lacks {file.name}; delete {source.parent} and run again")
             copies.append(Path(shutil.copy2(file, Path(tmp) / file.name)))
-        return move_into_place(copies, output)[-1]
+        placed = move_into_place(copies, output)
+    for file in earlier:
+        if file not in placed:
+            file.unlink(missing_ok=True)
+    return placed[-1]
 
 
 def choice_record(document: dict, chosen: Verdict, artifact: Path, budget: Budget) -> dict:
@@ -164,6 +186,11 @@ def report(document: dict, verdicts: list[Verdict], chosen: Verdict | None, budg
     """pick.md: the budget, the choice, and every candidate with why it was or was not taken."""
     lines = [f"# dav2-bench pick: {budget.describe()}", "", f"Command: `{document['machine']['command']}`", ""]
     lines.append(f"Machine: {document['machine']['label']}. Baseline: {document.get('baseline', 'PyTorch FP32')}.")
+    images = max((v.row["accuracy"]["images"] for v in verdicts if v.row.get("accuracy")), default=0)
+    lines.append(
+        f"AbsRel: against PyTorch FP32 on {images} held-out image(s), never calibrated on"
+        + (" (the sample scene only: pass --images for a real measurement)." if images <= 1 else ".")
+    )
     lines.append("")
     if chosen is None:
         lines.append("**No candidate meets the budget.**")
@@ -216,7 +243,7 @@ def plot_front(
     for number, verdict in enumerate(measured, 1):  # numbered: close points would hide their labels
         x, y = verdict.median_ms, max(verdict.row["accuracy"]["abs_rel"], 1e-6)
         colour = "tab:green" if verdict is chosen else ("tab:blue" if verdict.meets else "tab:red")
-        text = f"{number}. {verdict.label}: {x:.0f} ms, AbsRel {verdict.row['accuracy']['abs_rel']:.4f}"
+        text = f"{number}. {verdict.label}: {x:.1f} ms, AbsRel {verdict.row['accuracy']['abs_rel']:.4f}"
         axes.scatter(x, y, color=colour, s=70 if verdict is chosen else 30, zorder=3, label=text)
         axes.annotate(str(number), (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
     axes.axhline(budget.max_abs_rel, color="black", linestyle="--", linewidth=1, label=f"budget: {budget.describe()}")

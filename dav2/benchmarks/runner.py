@@ -138,6 +138,7 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
         settings.int8_recipes,
         settings.controlled_int8,
     )
+    cases = with_baseline(cases, settings.sizes, machine)
     result = {
         "schema": SCHEMA_VERSION,
         "machine": machine_record(machine, settings.threads, settings.label, settings.command),
@@ -165,6 +166,16 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
     add_speedups(result["cases"])
     result["cases"].sort(key=case_order)
     return result
+
+
+def with_baseline(cases: list[Case], sizes: list[int], machine: Machine) -> list[Case]:
+    """`cases` with PyTorch FP32 first at every size, even when --precisions leaves fp32 out:
+    it is the speed-up baseline and writes the references every accuracy column needs."""
+    if not machine.has(BackendName.TORCH):
+        return cases
+    planned = set(cases)
+    baselines = [Case(BackendName.TORCH.value, Precision.FP32.value, size) for size in sizes]
+    return [case for case in baselines if case not in planned] + cases
 
 
 def artifact_case(path: Path) -> Case:

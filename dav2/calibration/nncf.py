@@ -23,7 +23,11 @@ re-ranked for over 30 minutes without reaching 0.01 (README: INT8 within a budge
 why dav2-bench pick tries the measured `float_groups` recipes instead.
 """
 
+import contextlib
+import logging
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,11 +77,27 @@ class ControlledQuantization:
         }
 
 
-def check_float_groups(groups: list[str]) -> list[str]:
-    """The groups, or one Dav2Error naming the unknown ones and the choices."""
-    unknown = [group for group in groups if group not in FLOAT_GROUPS]
+@contextlib.contextmanager
+def nncf_on_stderr() -> Iterator[None]:
+    """NNCF logs and draws its progress bars on stdout; dav2 keeps stdout for results (the
+    artifact path, a report, the --json line), so they go to stderr with dav2's own messages."""
+    handlers = [h for h in logging.getLogger("nncf").handlers if isinstance(h, logging.StreamHandler)]
+    streams = [handler.setStream(sys.stderr) for handler in handlers]
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for handler, stream in zip(handlers, streams):
+            handler.setStream(stream)
+
+
+def check_float_groups(groups: list[str], blocks: int = MAX_BLOCKS) -> list[str]:
+    """The groups, or one Dav2Error naming the unknown ones and the choices (`blocks`: the
+    encoder's depth, so vits, with 12 blocks, refuses block30 instead of quantizing everything)."""
+    known = [name for name in FLOAT_GROUPS if not name.startswith("block")] + [f"block{i}" for i in range(blocks)]
+    unknown = [group for group in groups if group not in known]
     if unknown:
-        choices = ", ".join(name for name in FLOAT_GROUPS if not name.startswith("block")) + ", block0 ... block39"
+        choices = ", ".join(known[:-blocks]) + f", block0 ... block{blocks - 1}"
         raise Dav2Error(f"unknown --int8-float group(s) {', '.join(unknown)}; choose from {choices}")
     return list(dict.fromkeys(groups))
 
@@ -96,13 +116,14 @@ def quantize_openvino(ov_model, calibration: CalibrationSet, float_groups: list[
     `float_groups` (FLOAT_GROUPS) left in float."""
     nncf = optional.require("nncf", "OpenVINO INT8")
     dataset = nncf.Dataset(list(calibration.tensors()))
-    return nncf.quantize(
-        ov_model,
-        dataset,
-        model_type=nncf.ModelType.TRANSFORMER,
-        subset_size=len(calibration),
-        ignored_scope=float_scope(nncf, check_float_groups(float_groups or [])),
-    )
+    with nncf_on_stderr():
+        return nncf.quantize(
+            ov_model,
+            dataset,
+            model_type=nncf.ModelType.TRANSFORMER,
+            subset_size=len(calibration),
+            ignored_scope=float_scope(nncf, check_float_groups(float_groups or [])),
+        )
 
 
 def quantize_openvino_within(
@@ -120,7 +141,18 @@ def quantize_openvino_within(
     restorer = nncf.AdvancedAccuracyRestorerParameters(
         ranking_subset_size=min(RANKING_SUBSET, len(tensors)), num_ranking_workers=1
     )
-    quantized = nncf.quantize_with_accuracy_control(
+    with nncf_on_stderr():
+        quantized = accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, float_groups, restorer)
+    checked = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    abs_rel = -validate(checked, zip(tensors, references))[0]
+    int8, kept = split_by_precision(quantized)
+    record = ControlledQuantization(max_abs_rel, len(tensors), abs_rel, int8, kept, time.perf_counter() - start)
+    return quantized, record
+
+
+def accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, float_groups, restorer):
+    """NNCF's accuracy-aware quantization: metric minus AbsRel, so the budget is an absolute drop."""
+    return nncf.quantize_with_accuracy_control(
         ov_model,
         nncf.Dataset(list(calibration.tensors())),
         validation,
@@ -131,11 +163,6 @@ def quantize_openvino_within(
         ignored_scope=float_scope(nncf, check_float_groups(float_groups or [])),
         advanced_accuracy_restorer_parameters=restorer,
     )
-    checked = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    abs_rel = -validate(checked, zip(tensors, references))[0]
-    int8, kept = split_by_precision(quantized)
-    record = ControlledQuantization(max_abs_rel, len(tensors), abs_rel, int8, kept, time.perf_counter() - start)
-    return quantized, record
 
 
 def validate(compiled_model, items) -> tuple[float, list[float]]:

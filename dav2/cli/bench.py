@@ -17,7 +17,7 @@ from dav2.cli.common import (
     user_errors,
 )
 from dav2.errors import Dav2Error
-from dav2.vocabulary import BackendName, Precision
+from dav2.vocabulary import ENCODER_SPECS, BackendName, Precision
 
 PRECISIONS_OPTION = click.option(
     "--precisions", default="fp32,fp16,int8", callback=csv_option(str, Precision.values()), help="Precisions to try."
@@ -243,7 +243,9 @@ def bench_pick(output, cache_dir, as_json, max_abs_rel, max_ms, min_fps, int8_fl
     settings = BenchSettings(
         cache_dir=Path(cache_dir),
         command=" ".join(["dav2-bench", *sys.argv[1:]]),
-        int8_recipes=parse_recipes(DEFAULT_INT8_RECIPES if int8_float is None else int8_float),
+        int8_recipes=parse_recipes(
+            DEFAULT_INT8_RECIPES if int8_float is None else int8_float, ENCODER_SPECS[options["encoder"]].depth
+        ),
         controlled_int8=budget.max_abs_rel if accuracy_control else None,
         **options,
     )
@@ -258,11 +260,12 @@ def pick(settings, budget, output: Path, as_json: bool) -> None:
     from dav2.benchmarks.runner import nothing_measured, run_bench
 
     document = run_bench(settings)
+    if not document["complete"]:
+        console.warn("dav2-bench pick was interrupted before every candidate was measured: nothing installed")
+        sys.exit(130)
     reason = nothing_measured(document)
     if reason:
         raise Dav2Error(f"no candidate was measured; first: {reason}")
-    if not document["complete"]:
-        raise Dav2Error("interrupted before every candidate was measured; nothing installed")
     verdicts = picking.judge_all(document, budget)
     chosen = picking.choose(verdicts)
     artifact = picking.install(chosen, output) if chosen else None

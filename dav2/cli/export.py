@@ -9,6 +9,7 @@ from dav2.cli.common import (
     CHECKPOINT_OPTION,
     CONTEXT,
     MAX_ABS_REL_OPTION,
+    check_number,
     encoder_option,
     kind_option,
     require_export_tools,
@@ -53,7 +54,7 @@ from dav2.vocabulary import ModelKind, Precision
     "--int8-float",
     default="",
     help="INT8 (OpenVINO, and the Q/DQ graph of --trt int8): comma-separated parts left in float (mixed "
-    "precision): head, attention (softmax(q kᵀ) v), qkv, proj, fc1, fc2, patch_embed, block0 ... block39. "
+    "precision): head, attention (q·kᵀ), qkv, proj, fc1, fc2, patch_embed, block0 ... block39. "
     "See the README's table of INT8 error sources.",
 )
 @click.option(
@@ -194,6 +195,7 @@ def export_main(
         raise Dav2Error("--max-depth applies to --kind metric only")
     if fp16 and int8:
         raise Dav2Error("--fp16 and --int8 are two ONNX precisions; choose one")
+    check_number(rest["max_abs_rel"], "--max-abs-rel", 0, 1e6, low_open=True)  # click's FloatRange lets nan in
     if from_onnx is None:
         require_export_tools("dav2-export")
     from dav2.export.context import checked_size
