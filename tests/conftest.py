@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,14 @@ def pytest_collection_modifyitems(config, items):
 def pytest_report_header(config):
     state = "present" if SHARED.is_dir() else "absent: tests marked 'shared' are deselected"
     return [f"dav2 test data: {DATA}", f"dav2 optional shared set: {SHARED} ({state})"]
+
+
+def default_ctrl_c() -> None:
+    """preexec_fn for a child the test stops with SIGINT. A shell that starts a job in the
+    background without job control (`cmd &` in a script) makes it ignore SIGINT, children
+    inherit that, and Python then leaves Ctrl-C ignored: the child gets SIGINT's default back
+    so the test checks dav2's handling, not how CI was launched."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def require_data(path: Path, what: str) -> Path:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import IMAGES, ROOT
+from conftest import IMAGES, ROOT, default_ctrl_c
 from dav2.errors import Dav2Error
 
 PHOTOS = ["demo02.jpg", "demo03.jpg", "demo06.jpg", "demo08.jpg"]  # 640 wide: quick at --input-size 196
@@ -165,7 +165,9 @@ def test_interrupted_job_resumes_to_the_same_outputs(ray_session, dynamic_onnx, 
         *(sys.executable, "-c", "from dav2.cli import batch_main; batch_main()", "--model", str(dynamic_onnx)),
         *("--input", str(folder), "--output", str(output), "--batch-size", "1", "--address", address, *FAST),
     ]
-    job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c
+    )
     try:
         deadline = time.monotonic() + 120
         while len(list(output.glob("*.png"))) < 5 and time.monotonic() < deadline and job.poll() is None:

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import IMAGES, VIDEO
+from conftest import IMAGES, VIDEO, default_ctrl_c
 from dav2 import files
 from dav2.calibration.dataset import CalibrationSet
 from dav2.cli import run_main
@@ -108,7 +108,8 @@ def subprocess_run(args: list, limit: int | None = None, timeout: float = 120) -
 def started(args: list, watchdog_s: float = 90) -> subprocess.Popen:
     """dav2-run in a subprocess whose stderr we read line by line; killed after `watchdog_s`
     whatever happens, so a regression makes the test fail instead of hanging."""
-    process = subprocess.Popen([sys.executable, "-c", RUN, *map(str, args)], stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-c", RUN, *map(str, args)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c)
     timer = threading.Timer(watchdog_s, process.kill)
     timer.daemon = True
     timer.start()

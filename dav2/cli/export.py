@@ -177,6 +177,7 @@ def export_main(
       dav2-export --encoder vits --trt int8 --calib-dir photos/
       dav2-export --encoder vits --openvino fp16
       dav2-export --encoder vits --openvino int8 --calib-dir photos/ --max-abs-rel 0.05
+      dav2-export --encoder vits --openvino int8 --calib-dir photos/ --int8-float patch_embed,head,proj
       dav2-export --encoder vits --openvino int8 --calib-dir photos/ --max-abs-rel 0.01 --accuracy-control
       dav2-export --encoder vits --onnx --int8
       dav2-export --encoder vits --onnx --height 518 --width 924      # fixed 16:9 camera input
