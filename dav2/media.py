@@ -120,18 +120,26 @@ def read_image(path: str | Path, limits: ImageLimits | None = DEFAULT_LIMITS) ->
         data = np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths
     except OSError as exc:
         raise ImageRejected(f"cannot read {path}: {exc.strerror or exc}") from None
-    if data.size == 0:
+    return decode_image(data, str(path), limits)
+
+
+def decode_image(data: np.ndarray | bytes, what: str, limits: ImageLimits | None = DEFAULT_LIMITS) -> np.ndarray | None:
+    """BGR uint8 image from an encoded file's bytes (a file read_image opened, an object from a
+    store), or None when they do not decode. Raises ImageRejected when the size in the header
+    (before decoding) or the decoded size is past `limits`; `what` names the source."""
+    array = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
+    if array.size == 0:
         return None
     if limits is not None:
-        size = header_size(data)
+        size = header_size(array)
         if size is not None:
-            limits.check(*size, str(path))
+            limits.check(*size, what)
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        image = cv2.imdecode(array, cv2.IMREAD_COLOR)
     except cv2.error:  # OpenCV's own limits (1 gigapixel) and decoder failures
         return None
     if image is not None and limits is not None:
-        limits.check(image.shape[1], image.shape[0], str(path))
+        limits.check(image.shape[1], image.shape[0], what)
     return image
 
 

@@ -29,7 +29,7 @@ from dav2.batch.manifest import FAILED, OK
 from dav2.batch.outputs import PictureWriter, RemotePictureWriter, shard_path, write_shard
 from dav2.batch.storage import Remote
 from dav2.errors import Dav2Error
-from dav2.media import ImageLimits, ImageRejected, header_size, read_image
+from dav2.media import ImageLimits, ImageRejected, decode_image, read_image
 from dav2.runtime.backends.base import error_reason
 
 Row = dict
@@ -151,31 +151,12 @@ def read_one_image(source: str, limits: ImageLimits) -> tuple[np.ndarray | None,
 def read_remote_image(source: str, filesystems: dict[str, str], limits: ImageLimits) -> tuple[np.ndarray | None, str]:
     """An image object's bytes through pyarrow, decoded as read_one_image decodes a file."""
     try:
-        image = decode_bytes(storage.read_bytes(storage.from_uri(source, filesystems)), source, limits)
+        image = decode_image(storage.read_bytes(storage.from_uri(source, filesystems)), source, limits)
     except Dav2Error as exc:  # unreachable, missing, refused by a limit
         return None, str(exc)
     except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the job goes on
         return None, f"cannot read {source}: {error_reason(exc)}"
     return (image, "") if image is not None else (None, f"{source}: {UNREADABLE}")
-
-
-def decode_bytes(data: bytes, what: str, limits: ImageLimits) -> np.ndarray | None:
-    """dav2.media.read_image's decoding, for bytes that come from an object store rather than a
-    path: the size in the header checked before decoding, the decoded size after, None when the
-    bytes are not an image."""
-    array = np.frombuffer(data, np.uint8)
-    if array.size == 0:
-        return None
-    size = header_size(array)
-    if size is not None:
-        limits.check(*size, what)
-    try:
-        image = cv2.imdecode(array, cv2.IMREAD_COLOR)
-    except cv2.error:  # OpenCV's own limits and decoder failures, as read_image
-        return None
-    if image is not None:
-        limits.check(image.shape[1], image.shape[0], what)
-    return image
 
 
 class VideoReader:
