@@ -31,6 +31,12 @@ NO_RAY = "dav2-batch needs Ray Data: pip install 'dav2[batch]'"
 @pytest.fixture(scope="module")
 def ray_session():
     """One local Ray for the module's jobs."""
+    yield from local_ray()
+
+
+def local_ray():
+    """A quiet local Ray with 2 CPUs for a test module, shut down afterwards (a generator for
+    module fixtures: test_batch_s3 starts it after its S3 server, whose settings workers inherit)."""
     from dav2.batch.cluster import quiet_ray
 
     quiet_ray()

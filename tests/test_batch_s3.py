@@ -13,12 +13,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from test_batch import CORRUPT, PHOTOS, batch, files_below
+from test_batch import CORRUPT, FAST, PHOTOS, batch, files_below, local_ray
 
 from conftest import IMAGES, VIDEO
 
-FAST = ["--input-size", "196"]
-NO_RAY = "dav2-batch needs Ray Data: pip install 'dav2[batch]'"
 BUCKET = "corpus"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -54,16 +52,7 @@ def s3_server():
 
 @pytest.fixture(scope="module")
 def ray_session(s3_server):
-    from dav2.batch.cluster import quiet_ray
-
-    quiet_ray()
-    ray = pytest.importorskip("ray", reason=NO_RAY)
-    pytest.importorskip("ray.data", reason=NO_RAY)
-    import logging
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    yield ray
-    ray.shutdown()
+    yield from local_ray()
 
 
 def uri(query: str, key: str) -> str:
