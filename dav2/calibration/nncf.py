@@ -103,7 +103,9 @@ def check_float_groups(groups: list[str], blocks: int = MAX_BLOCKS) -> list[str]
 
 
 def float_scope(nncf, groups: list[str]):
-    """NNCF's IgnoredScope for the groups left in float (None: quantize everything)."""
+    """NNCF's IgnoredScope for the groups left in float (None: quantize everything); an
+    unknown group is a Dav2Error, not a pattern that silently matches nothing."""
+    groups = check_float_groups(groups)
     if not groups:
         return None
     patterns = [p for group in groups for p in FLOAT_GROUPS[group].get("patterns", [])]
@@ -122,7 +124,7 @@ def quantize_openvino(ov_model, calibration: CalibrationSet, float_groups: list[
             dataset,
             model_type=nncf.ModelType.TRANSFORMER,
             subset_size=len(calibration),
-            ignored_scope=float_scope(nncf, check_float_groups(float_groups or [])),
+            ignored_scope=float_scope(nncf, float_groups or []),
         )
 
 
@@ -160,7 +162,7 @@ def accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, fl
         max_drop=max_abs_rel,
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(calibration),
-        ignored_scope=float_scope(nncf, check_float_groups(float_groups or [])),
+        ignored_scope=float_scope(nncf, float_groups or []),
         advanced_accuracy_restorer_parameters=restorer,
     )
 

@@ -21,6 +21,7 @@ from dav2.vocabulary import (
     DEFAULT_INPUT_SIZE,
     DYNAMIC_MAX_SIDE,
     DYNAMIC_MIN_SIDE,
+    ENCODER_SPECS,
     MEAN,
     PATCH_SIZE,
     STD,
@@ -136,9 +137,13 @@ class ExportContext:
 
     @property
     def float_groups(self) -> list[str]:
-        """OpenVINO INT8: the groups left in float (--int8-float, and --keep-head's "head")."""
+        """INT8: the groups left in float (--int8-float, and --keep-head's "head"), checked
+        against this model's depth (vits has block0 ... block11)."""
+        from dav2.calibration.nncf import check_float_groups
+
         groups = list(self.request.int8_float)
-        return groups + ["head"] if self.request.keep_head and "head" not in groups else groups
+        groups += ["head"] if self.request.keep_head and "head" not in groups else []
+        return check_float_groups(groups, ENCODER_SPECS[self.model.encoder].depth)
 
     @property
     def kind(self) -> ModelKind:

@@ -31,7 +31,6 @@ import numpy as np
 
 from dav2 import console, optional, processing
 from dav2.calibration.dataset import CalibrationSet
-from dav2.calibration.nncf import check_float_groups
 from dav2.errors import Dav2Error
 from dav2.export.context import Built, ExportContext
 from dav2.export.onnx import (
@@ -43,7 +42,7 @@ from dav2.export.onnx import (
     require_parity,
     save_onnx,
 )
-from dav2.vocabulary import ENCODER_SPECS, INPUT_NAME, ArtifactFormat, Precision
+from dav2.vocabulary import INPUT_NAME, ArtifactFormat, Precision
 
 # --keep-fp32 groups -> what AutoCast leaves in FP32
 FP32_GROUPS = {
@@ -181,8 +180,7 @@ def explicit_onnx(context: ExportContext, precision: Precision) -> Built:
         path = context.folder("explicit-int8") / f"{artifact_stem(context.model, options, precision)}_qdq.onnx"
         what = f"{len(context.calibration)} calibration images"
         with console.step(f"quantizing to explicit INT8 Q/DQ with Model Optimizer ({what}, entropy)"):
-            groups = check_float_groups(context.float_groups, ENCODER_SPECS[context.model.encoder].depth)
-            recipe = quantize_int8(context.fp32_onnx, path, context.calibration, groups)
+            recipe = quantize_int8(context.fp32_onnx, path, context.calibration, context.float_groups)
         parity = None
     metadata = context.describe(path, ArtifactFormat.ONNX, precision)
     metadata.parity = parity

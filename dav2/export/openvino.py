@@ -19,7 +19,7 @@ from dav2.export.context import Built, ExportContext, ExportRequest
 from dav2.export.onnx import artifact_stem, parity_check, require_parity
 from dav2.export.target import ExportTarget
 from dav2.metadata import OpenVinoRecord
-from dav2.vocabulary import ENCODER_SPECS, ArtifactFormat, Precision
+from dav2.vocabulary import ArtifactFormat, Precision
 
 # what the artifact asks the runtime for (None: the device's default)
 INFERENCE_PRECISION = {Precision.FP32: "f32", Precision.FP16: None, Precision.INT8: None}
@@ -73,10 +73,9 @@ class OpenVinoTarget(ExportTarget):
 def quantize(ov_model, context: ExportContext) -> tuple[object, dict]:
     """(INT8 model, its recipe for the sidecar): NNCF's transformer preset with the requested
     groups left in float, under accuracy control when --accuracy-control asks for it."""
-    from dav2.calibration.nncf import check_float_groups, quantize_openvino, quantize_openvino_within
+    from dav2.calibration.nncf import quantize_openvino, quantize_openvino_within
 
-    request, calibration = context.request, context.calibration
-    groups = check_float_groups(context.float_groups, ENCODER_SPECS[context.model.encoder].depth)
+    request, calibration, groups = context.request, context.calibration, context.float_groups
     kept = f", kept in float: {', '.join(groups)}" if groups else ""
     what = f"{len(calibration)} calibration images{kept}"
     if not request.accuracy_control:
