@@ -117,13 +117,6 @@ def choose(verdicts: list[Verdict]) -> Verdict | None:
     return None
 
 
-def baseline_ms(document: dict, size: int) -> float | None:
-    for row in document["cases"]:
-        if row["status"] == "ok" and row["backend"] == BackendName.TORCH and row["size"] == size:
-            return row["latency_ms"]["median"]
-    return None
-
-
 def artifact_files(artifact: Path) -> list[Path]:
     """An artifact's weights file, sidecar and itself, in the order they are put in place."""
     metadata = ArtifactMetadata.read(artifact) if sidecar_path(artifact).is_file() else None
@@ -165,7 +158,7 @@ def install(verdict: Verdict, output: Path) -> Path:
 def choice_record(document: dict, chosen: Verdict, artifact: Path, budget: Budget) -> dict:
     """What --json prints and pick.json's `choice` holds."""
     row = chosen.row
-    baseline = baseline_ms(document, row["size"])
+    speedup = row.get("speedup")  # runner.add_speedups: PyTorch FP32's median / this one's, same size
     return {
         "artifact": str(artifact),
         "backend": row["backend"],
@@ -175,9 +168,9 @@ def choice_record(document: dict, chosen: Verdict, artifact: Path, budget: Budge
         "abs_rel": row["accuracy"]["abs_rel"],
         "median_ms": chosen.median_ms,
         "fps": row["fps"],
-        "speedup": baseline / chosen.median_ms if baseline else None,
+        "speedup": speedup,
         "baseline": document.get("baseline"),
-        "baseline_ms": baseline,
+        "baseline_ms": speedup * chosen.median_ms if speedup else None,
         "budget": {"max_abs_rel": budget.max_abs_rel, "max_ms": budget.max_ms, "min_fps": budget.min_fps},
     }
 
