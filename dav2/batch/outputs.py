@@ -13,31 +13,29 @@ raw little-endian bytes: `np.frombuffer(row.depth, "<f4").reshape(row.height, ro
 A shard is named from its first item and its size, and written atomically too; the manifest's
 `output` column names the shard that holds an item's depth.
 
-At a URI (storage.py) the same bytes are made in memory (`encode_picture`, `shard_bytes`) and
-written as whole objects: an object store has no rename, and publishes an object only whole.
+At a URI (storage.py) the same bytes are made in memory (sinks.encode_picture, which
+ImageSink writes too; storage.parquet_bytes) and written as whole objects: an object store has
+no rename, and publishes an object only whole.
 """
 
 import hashlib
-import io
 import os
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from dav2 import processing
 from dav2.batch import storage
 from dav2.batch.storage import Remote
-from dav2.errors import Dav2Error
 from dav2.files import atomic_path
-from dav2.runtime.sinks import ImageSink, render
+from dav2.runtime.sinks import ImageSink, encode_picture
 from dav2.runtime.sources import Frame
 
 SHARD_FOLDER = "depth"
 # dav2.files.atomic_path's temporary names (tempfile.mkstemp: 8 random characters) for our extensions
 TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp\.(png|npy|parquet)$")
 EXTENSIONS = {"npy": ".npy", "parquet": ".parquet"}  # the other formats write .png
+NO_FRAME = Frame(np.empty((0, 0, 3), np.uint8), "", 0)  # a folder's picture is coloured over its own range
 
 
 def output_path(output: Path | Remote, name: str, fmt: str) -> Path | Remote | None:
@@ -67,22 +65,8 @@ class RemotePictureWriter:
 
     def write(self, name: str, depth: np.ndarray) -> str:
         target = output_path(self.output, name, self.fmt)
-        storage.write_bytes(target, encode_picture(depth, self.fmt, self.cmap, self.unit))
+        storage.write_bytes(target, encode_picture(NO_FRAME, depth, self.fmt, self.cmap, self.unit))
         return target.uri
-
-
-def encode_picture(depth: np.ndarray, fmt: str, cmap: str, unit: str) -> bytes:
-    """The bytes ImageSink.write puts in a file for a folder's image (no shared colour range)."""
-    if fmt == "npy":
-        buffer = io.BytesIO()
-        np.save(buffer, depth.astype(np.float32))
-        return buffer.getvalue()
-    if fmt == "png16":
-        return processing.encode_png16(depth, unit)
-    ok, encoded = cv2.imencode(".png", render(Frame(np.empty((0, 0, 3), np.uint8), "", 0), depth, fmt, cmap))
-    if not ok:
-        raise Dav2Error("could not encode the depth picture")
-    return encoded.tobytes()
 
 
 def shard_path(output: Path | Remote, first_name: str, first_frame: int, count: int) -> Path | Remote:

@@ -22,6 +22,7 @@ Which sinks a run opens is decided in one place, dav2.runtime.session, for dav2-
 web app alike.
 """
 
+import io
 import os
 import shutil
 import sys
@@ -33,7 +34,7 @@ import numpy as np
 
 from dav2 import console, processing
 from dav2.errors import Dav2Error
-from dav2.files import OutputError, atomic_path, atomic_write_bytes, check_output_file, write_failed
+from dav2.files import OutputError, atomic_path, atomic_write_bytes, check_output_file
 from dav2.geometry.intrinsics import Intrinsics, default_note, intrinsics_for_frame
 from dav2.geometry.pointcloud import unproject, write_ply
 from dav2.media import is_video
@@ -95,24 +96,34 @@ class ImageSink:
 
     def write(self, frame: Frame, depth: np.ndarray, value_range: tuple[float, float] | None = None) -> None:
         path = self.path_for(frame)
-        if self.fmt == "npy":
-            with atomic_path(path) as tmp:
-                try:
-                    with open(tmp, "wb") as f:
-                        np.save(f, depth.astype(np.float32))
-                except OSError as exc:
-                    raise write_failed(path, exc) from None
-        elif self.fmt == "png16":
-            atomic_write_bytes(path, processing.encode_png16(depth, self.unit))
-        else:
-            ok, encoded = cv2.imencode(".png", render(frame, depth, self.fmt, self.cmap, value_range))
-            if not ok:
-                raise Dav2Error(f"could not encode {path}")
-            atomic_write_bytes(path, encoded.tobytes())
+        atomic_write_bytes(path, encode_picture(frame, depth, self.fmt, self.cmap, self.unit, value_range, path))
         self.written += 1
 
     def close(self, success: bool = True) -> None:
         pass
+
+
+def encode_picture(
+    frame: Frame,
+    depth: np.ndarray,
+    fmt: str,
+    cmap: str,
+    unit: str,
+    value_range: tuple[float, float] | None = None,
+    what: object = "the depth picture",
+) -> bytes:
+    """The bytes of one picture file (npy, png16, or a rendered PNG): ImageSink writes them to a
+    file, dav2-batch to an object at a URI, so both hold the same bytes."""
+    if fmt == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, depth.astype(np.float32))
+        return buffer.getvalue()
+    if fmt == "png16":
+        return processing.encode_png16(depth, unit)
+    ok, encoded = cv2.imencode(".png", render(frame, depth, fmt, cmap, value_range))
+    if not ok:
+        raise Dav2Error(f"could not encode {what}")
+    return encoded.tobytes()
 
 
 class PlySink(ImageSink):
