@@ -30,6 +30,12 @@ A server meets hostile uploads, so the app bounds what one request may cost:
 - an error is answered with one readable line that names the upload by its file name, never
   by a path on the server.
 
+Scripting: each button is an API endpoint named for what it does (API_NAMES: /depth_image,
+/depth_images, /depth_video), so `gradio_client` users can call it by name:
+    Client("http://127.0.0.1:7860/").predict(handle_file("photo.jpg"), "models/m.onnx", api_name="/depth_image")
+The server prints its own address line instead of Gradio's banner (whose "set share=True"
+hint is for notebooks, not something a command-line user can act on).
+
 Gradio is the seed system's choice and it is kept: uploads, downloads, a comparison slider
 and a video player come with it, which a lighter server would have to rebuild.
 """
@@ -51,7 +57,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dav2 import optional
+from dav2 import console, optional
 from dav2.errors import Dav2Error
 from dav2.media import DEFAULT_LIMITS, ImageLimits, scan_folder
 from dav2.runtime.backends import open_backend
@@ -373,6 +379,9 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+API_NAMES = {"image": "depth_image", "images": "depth_images", "video": "depth_video"}  # the endpoints, by tab
+
+
 def serve(service: DepthService, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Serve the app until Ctrl-C or SIGTERM; then close the model and remove every file."""
     if threading.current_thread() is threading.main_thread():
@@ -385,9 +394,11 @@ def serve(service: DepthService, host: str = "127.0.0.1", port: int = 7860) -> N
         service.start_sweeping()
         page = build_app(service)
         try:
-            page.launch(server_name=host, server_port=port)
+            page.launch(server_name=host, server_port=port, quiet=True, prevent_thread_lock=True)
         except OSError as exc:
             raise Dav2Error(f"cannot serve on {host}:{port} ({public_message(exc)})") from None
+        console.info(f"serving on http://{host}:{port}/ (Ctrl-C stops)")
+        page.block_thread()  # until Ctrl-C (or SIGTERM, which exits)
 
 
 def build_app(service: DepthService):
@@ -424,7 +435,13 @@ def build_app(service: DepthService):
                 gray = gr.Image(label="Grey depth", elem_id="depth-gray")
                 downloads = gr.File(label="Downloads: colour, grey, 16-bit PNG, .npy", elem_id="downloads")
             timing = gr.Markdown(elem_id="timing")
-            run_image.click(on_image, [image, model], [slider, gray, downloads, timing], **one_at_a_time)
+            run_image.click(
+                on_image,
+                [image, model],
+                [slider, gray, downloads, timing],
+                api_name=API_NAMES["image"],
+                **one_at_a_time,
+            )
         with gr.Tab("Several images"):
             images = gr.File(
                 file_count="multiple", file_types=["image"], label=f"Images (at most {MAX_IMAGES})", type="filepath"
@@ -433,13 +450,17 @@ def build_app(service: DepthService):
             gallery = gr.Gallery(label="Depth")
             files = gr.File(label="Downloads", file_count="multiple")
             timings = gr.Markdown()
-            run_images.click(on_images, [images, model], [gallery, files, timings], **one_at_a_time)
+            run_images.click(
+                on_images, [images, model], [gallery, files, timings], api_name=API_NAMES["images"], **one_at_a_time
+            )
         with gr.Tab("Video"):
             video = gr.Video(label=f"Short video (first {MAX_VIDEO_FRAMES} frames)")
             run_video = gr.Button("Estimate depth", variant="primary")
             video_out = gr.Video(label="Image | depth")
             video_timing = gr.Markdown()
-            run_video.click(on_video, [video, model], [video_out, video_timing], **one_at_a_time)
+            run_video.click(
+                on_video, [video, model], [video_out, video_timing], api_name=API_NAMES["video"], **one_at_a_time
+            )
     # one request runs at a time (one model, one accelerator); at most MAX_QUEUE wait
     app.queue(default_concurrency_limit=1, max_size=MAX_QUEUE)
     return app

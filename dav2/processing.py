@@ -21,8 +21,11 @@ give depth in metres (smaller = nearer).
 """
 
 import json
+import os
+import stat
 import struct
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -324,22 +327,64 @@ def encode_png16(depth: np.ndarray, unit: str) -> bytes:
     return png[:end_of_ihdr] + text + png[end_of_ihdr:]
 
 
-def decode_png16(data: bytes) -> tuple[np.ndarray, dict]:
-    """A PNG written by encode_png16 -> (float32 depth, {'offset', 'scale', 'unit'})."""
+MAX_PNG16_BYTES = 512 * 1024 * 1024  # a file path is measured before it is read
+MAX_PNG16_PIXELS = 200_000_000  # refused from the header, before decoding (a small PNG can hold a huge image)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class Png16Error(Dav2Error, ValueError):
+    """A file or bytes decode_png16 cannot read (a user error, and a ValueError as before)."""
+
+
+def decode_png16(source: bytes | str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """A PNG written by encode_png16 -> (float32 depth, {'offset', 'scale', 'unit'}).
+
+    `source` is the file's bytes or its path. A path is measured before it is read (a regular
+    file of at most MAX_PNG16_BYTES), and the image size in the header is checked against
+    MAX_PNG16_PIXELS before decoding; Png16Error says what is wrong in one line."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, what = bytes(source), "these bytes"
+    else:
+        data, what = _read_png16_file(Path(source)), str(source)
+    if not data.startswith(PNG_SIGNATURE):
+        raise Png16Error(f"{what}: not a PNG file")
     info = None
-    pos = 8
-    while pos < len(data):
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR" and len(body) >= 8:
+            width, height = struct.unpack(">II", body[:8])
+            if width * height > MAX_PNG16_PIXELS:
+                raise Png16Error(f"{what}: a {width}x{height} PNG is past the limit of {MAX_PNG16_PIXELS:,} pixels")
         if kind == b"tEXt":
-            key, _, value = data[pos + 8 : pos + 8 + length].partition(b"\0")
-            if key.decode() == PNG16_KEY:
+            key, _, value = body.partition(b"\0")
+            if key == PNG16_KEY.encode():
                 info = json.loads(value)
         pos += 12 + length
     if info is None:
-        raise ValueError("this PNG has no dav2 scale chunk: it was not written by dav2 --format png16")
+        raise Png16Error(f"{what}: this PNG has no dav2 scale chunk: it was not written by dav2 --format png16")
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 2:
+        raise Png16Error(f"{what}: not a readable 16-bit grey PNG")
     return (info["offset"] + info["scale"] * pixels.astype(np.float64)).astype(np.float32), info
+
+
+def _read_png16_file(path: Path) -> bytes:
+    """The file's bytes, after checking it is a regular file of a sane size (not a folder, a
+    device or a FIFO that would block, not gigabytes)."""
+    try:
+        status = path.stat()
+    except OSError as exc:
+        raise Png16Error(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise Png16Error(f"cannot read {path}: not a regular file")
+    if status.st_size > MAX_PNG16_BYTES:
+        raise Png16Error(f"{path} is {status.st_size:,} bytes, past the limit of {MAX_PNG16_BYTES:,} for a 16-bit PNG")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise Png16Error(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 class ColorRange:

@@ -7,7 +7,8 @@ import pytest
 from conftest import DATA
 from dav2.errors import Dav2Error
 from dav2.geometry import Anchor, fit_anchors, read_anchors
-from dav2.geometry.anchors import sample_bilinear
+from dav2.geometry.anchors import WARN_MEDIAN_REL, sample_bilinear
+from dav2.runtime.session import AnchorScale
 
 
 def disparity_map(height: int = 60, width: int = 80, seed: int = 0) -> np.ndarray:
@@ -91,6 +92,43 @@ def test_degenerate_anchors_are_refused():
         fit_anchors(disparity, backwards, "relative")
     with pytest.raises(Dav2Error, match=r"anchor \(80, 3\) lies outside the 80x60 image"):
         fit_anchors(disparity, [Anchor(80, 3, 1.0), Anchor(3, 3, 2.0)], "relative")
+
+
+def test_anchors_ordered_backwards_are_refused_even_with_a_positive_scale():
+    """A metric model's scale correction is positive whatever the anchors say, and one far anchor
+    can give a relative fit a positive slope: the pairs' order decides (Kendall's tau < 0)."""
+    depth = 1.0 / disparity_map()
+    truth = depth.astype(np.float64)
+    reversed_metric = [Anchor(a.u, a.v, float(1 / a.metres)) for a in anchors_from(truth, PIXELS[:5])]
+    with pytest.raises(Dav2Error, match=r"contradict the model's ordering \(in 10 of 10 pairs"):
+        fit_anchors(depth, reversed_metric, "metric")
+    model = np.array([[1.0, 2.0, 3.0, 4.0, 10.0]])
+    measured_disparity = np.array([5.0, 4.0, 3.0, 2.0, 20.0])  # four backwards, one far-off point forwards
+    slope = np.polyfit(model[0], measured_disparity, 1)[0]
+    assert slope > 0  # least squares alone would accept it
+    with pytest.raises(Dav2Error, match=r"in 6 of 10 pairs the nearer point has the smaller disparity"):
+        fit_anchors(model, [Anchor(i, 0, 1 / m) for i, m in enumerate(measured_disparity)], "relative")
+
+
+def test_a_poor_fit_is_flagged_and_a_good_one_is_not(capsys):
+    disparity = disparity_map()
+    truth = 1.0 / (0.37 * disparity.astype(np.float64) + 0.05)
+    good = anchors_from(truth, PIXELS)
+    assert fit_anchors(disparity, good, "relative").warning() is None
+    # the same pixels with distances off by up to +-60%: in order, but far from any scale and shift
+    noise = np.random.default_rng(3).uniform(0.4, 1.6, len(PIXELS))
+    noisy = [Anchor(a.u, a.v, a.metres * f) for a, f in zip(good, noise)]
+    fit = fit_anchors(disparity, noisy, "relative")
+    assert fit.median_rel > WARN_MEDIAN_REL
+    warning = fit.warning()
+    assert warning is not None and "\n" not in warning
+    assert f"above {100 * WARN_MEDIAN_REL:.0f}%" in warning and f"{100 * fit.median_rel:.3g}%" in warning
+    # dav2-run's transform says it once, however many frames are fitted
+    transform = AnchorScale(noisy, "relative")
+    for _ in range(3):
+        transform(disparity)
+    err = capsys.readouterr().err
+    assert err.count("warning: the anchors fit poorly") == 1 and err.count("anchors: scale") == 1
 
 
 def test_csv_with_header_and_comments():

@@ -214,6 +214,26 @@ def fetch(url: str) -> bytes:
         return response.read()
 
 
+def test_the_api_is_named_for_what_it_does_and_scriptable(app_url, static_onnx, tmp_path):
+    """gradio_client users call the buttons by name; the console shows dav2's address line, not
+    Gradio's "set share=True" hint."""
+    pytest.importorskip("gradio_client", reason="gradio_client comes with Gradio (pip install 'dav2[app]')")
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert sorted(endpoints) == sorted(f"/{name}" for name in app.API_NAMES.values())
+    _, _, files, timing = client.predict(handle_file(str(PHOTO)), str(static_onnx), api_name="/depth_image")
+    by_name = {Path(path).name: path for path in files}
+    assert sorted(by_name) == FILES and "inference" in timing
+    with open_backend(static_onnx) as backend:
+        expected = backend.predict(cv2.imread(str(PHOTO)))
+    np.testing.assert_allclose(np.load(by_name["demo05_depth.npy"]), expected, rtol=1e-5, atol=1e-5)
+    log = (tmp_path / "app.log").read_text()
+    assert f"serving on {app_url} (Ctrl-C stops)" in log
+    assert "share=True" not in log and "public link" not in log
+
+
 @needs_browser
 def test_upload_a_photo_and_get_its_depth_back(app_url, browser, static_onnx):
     from selenium.webdriver.common.by import By

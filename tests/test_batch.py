@@ -8,6 +8,7 @@ session with --address and is stopped with SIGINT, as Ctrl-C does.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -202,6 +203,38 @@ def test_interrupted_job_resumes_to_the_same_outputs(ray_session, dynamic_onnx, 
     for name, data in got.items():
         original = name.split("_", 1)[1]
         assert data == want.get(original, want.get(f"sub/{original}")), name
+
+
+RAY_CPP_INFO = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+ I \d+ \d+\]", re.MULTILINE)  # Ray's C++ INFO line format
+
+
+def test_a_small_job_prints_no_ray_log_line(ray_session, dynamic_onnx, tmp_path):
+    """A real dav2-batch process (joining this module's Ray: its driver starts Ray's C++ core
+    worker like an embedded Ray does) prints dav2's lines only."""
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in PHOTOS[:2]:
+        shutil.copy(IMAGES / name, folder / name)
+    address = ray_session.get_runtime_context().gcs_address
+    command = [
+        *(sys.executable, "-c", "from dav2.cli import batch_main; batch_main()", "--model", str(dynamic_onnx)),
+        *("--input", str(folder), "--output", str(tmp_path / "out"), "--address", address, *FAST),
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "2 processed, 0 skipped (done before), 0 failed of 2 inputs" in done.stderr
+    for stream in (done.stdout, done.stderr):
+        assert not RAY_CPP_INFO.search(stream) and "Set ray log level" not in stream, stream
+
+
+def test_the_log_level_filter_drops_that_line_only(capfd):
+    from dav2.batch.cluster import without_log_level_line
+
+    level = b"[2026-12-02 11:56:35,834 I 25534 25534] logging.cc:303: Set ray log level from environment variable "
+    error = b"[2026-12-02 11:56:36,001 E 25534 25534] core_worker.cc:1: a real error\n"
+    with without_log_level_line():
+        os.write(2, b"before\n" + level + b"RAY_BACKEND_LOG_LEVEL to 3\n" + error + b"after, no newline")
+    assert capfd.readouterr().err == "before\n" + error.decode() + "after, no newline"
 
 
 # --- without Ray, or with wrong numbers: one line, nothing started ----------------------------

@@ -291,3 +291,15 @@ def test_dense_command_errors(dynamic_onnx, dense_set, tmp_path):
     (fewer / "depth_00000.png").write_bytes((depth_dir / "depth_00000.png").read_bytes())
     result = CliRunner().invoke(eval_main, [*base, "--depth", str(fewer)])
     assert result.exit_code == 1 and "paired in sorted order" in result.output
+
+
+def test_help_lists_every_command():
+    """`dav2-eval --help` names each subcommand (temporal was missing from its description)."""
+    result = CliRunner().invoke(eval_main, ["--help"])
+    assert result.exit_code == 0, result.output
+    description, commands = result.output.split("Commands:")
+    assert set(eval_main.commands) == {"da2k", "dense", "temporal"}
+    for name in eval_main.commands:
+        assert f"({name})" in " ".join(description.split())
+        assert any(line.split()[:1] == [name] for line in commands.splitlines())
+    assert "..." not in commands  # each command's one-line help fits, not cut short

@@ -126,7 +126,7 @@ def test_video_json_lines_and_fixed_range(dynamic_onnx, tmp_path, monkeypatch):
     lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
     summary, live_lines = lines[-1], lines[:-1]
     assert summary["frames"] == 30 and summary["dropped_frames"] == 0
-    assert summary["latency_ms"]["p90"] >= summary["latency_ms"]["p50"] > 0
+    assert summary["latency_ms"] is None  # a video's frames queue: no latency for files
     assert summary["end_to_end_fps"] > 0 and summary["inference_fps"] > 0
     assert [line["live"]["frames"] for line in live_lines] == list(range(1, 31))
     for live in live_lines:

@@ -1,11 +1,14 @@
 """processing.py: upstream's resize rule, align-corners output resize, colours, 16-bit PNG."""
 
+import struct
+
 import cv2
 import numpy as np
 import pytest
 
 from conftest import reference_cases
 from dav2 import processing
+from dav2.errors import Dav2Error
 
 
 @pytest.mark.parametrize("case", reference_cases())
@@ -69,6 +72,43 @@ def test_png16_round_trip_keeps_values_within_half_a_step():
     assert info["unit"] == "m"
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).dtype == np.uint16
     assert np.abs(decoded - depth).max() <= info["scale"] / 2 + 1e-5
+
+
+def test_png16_decodes_bytes_or_a_path(tmp_path):
+    depth = np.linspace(0.5, 9.0, 48 * 64, dtype=np.float32).reshape(48, 64)
+    data = processing.encode_png16(depth, "m")
+    path = tmp_path / "d.png"
+    path.write_bytes(data)
+    from_bytes, info = processing.decode_png16(data)
+    for source in (path, str(path)):
+        decoded, same = processing.decode_png16(source)
+        assert same == info and np.array_equal(decoded, from_bytes)
+
+
+@pytest.mark.parametrize("case", ["missing", "folder", "not_png", "huge", "not16"])
+def test_png16_refuses_what_it_cannot_read_in_one_line(tmp_path, case):
+    path = tmp_path / "d.png"
+    if case == "folder":
+        path.mkdir()
+    elif case == "not_png":
+        path.write_bytes(b"GIF89a not a png")
+    elif case == "huge":  # a 30000x30000 header with dav2's chunk: refused before decoding
+        real = processing.encode_png16(np.ones((4, 4), np.float32), "m")
+        ihdr = struct.pack(">II", 30000, 30000) + real[16 + 8 : 16 + 13]
+        path.write_bytes(real[:8] + processing._png_chunk(b"IHDR", ihdr) + real[33:])
+    elif case == "not16":
+        ok, plain = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))
+        text = processing._png_chunk(b"tEXt", b'dav2\0{"offset": 0, "scale": 1, "unit": "m"}')
+        path.write_bytes(plain.tobytes()[:33] + text + plain.tobytes()[33:])
+    message = {
+        "missing": "No such file",
+        "folder": "not a regular file",
+        "not_png": "not a PNG",
+        "huge": "past the limit",
+    }
+    with pytest.raises(Dav2Error, match=message.get(case, "not a readable 16-bit grey PNG")) as caught:
+        processing.decode_png16(path)
+    assert isinstance(caught.value, ValueError) and "\n" not in str(caught.value)
 
 
 def test_png16_without_scale_chunk_is_refused():

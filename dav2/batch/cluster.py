@@ -12,13 +12,20 @@ budget, not a reservation, and an actor with two threads on a two-core machine m
 leave room for the tasks that feed it (the cores are shared, as dav2-run's threads share them).
 
 Ray's banners, worker log forwarding and C++ warnings would bury the summary, so they are
-turned down (errors still show); Ray Data's progress bars stay.
+turned down (errors still show); Ray Data's progress bars stay. Turning the C++ logs down
+(RAY_BACKEND_LOG_LEVEL) makes the driver's core worker print one INFO line of its own as it
+starts ("logging.cc: Set ray log level from environment variable ...", logged before the
+level applies), so `ray.init` runs with the process's stderr going through a filter that
+drops that line and passes everything else on (`without_log_level_line`).
 """
 
 import contextlib
 import logging
 import os
+import re
 import signal
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +36,8 @@ QUIET_ENV = {
     "RAY_BACKEND_LOG_LEVEL": "fatal",  # C++ core worker warnings on the driver's stderr
     "RAY_DEDUP_LOGS": "1",
 }
+# what Ray's C++ logging prints, whatever the level, when RAY_BACKEND_LOG_LEVEL is set
+LOG_LEVEL_LINE = re.compile(rb"^\[[^\]]*\] .*logging\.cc:\d+: Set ray log level from environment variable")
 
 
 @dataclass
@@ -76,14 +85,36 @@ def kept_sigterm_handler() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def without_log_level_line() -> Iterator[None]:
+    """Everything written to file descriptor 2 inside (C++ included) is held in a temporary file
+    and written to the real stderr afterwards, without the LOG_LEVEL_LINE; errors stay visible."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = b"".join(line for line in held.read().splitlines(keepends=True) if not LOG_LEVEL_LINE.match(line))
+            while kept:
+                kept = kept[os.write(2, kept) :]
+
+
 def start_or_join(ray, address: str | None, min_cpus: float, common: dict) -> RaySession:
     try:
         if address is None:
             cpus = max(os.cpu_count() or 1, int(-(-min_cpus // 1)))
-            ray.init(num_cpus=cpus, **common)
+            with without_log_level_line():
+                ray.init(num_cpus=cpus, **common)
             quiet_loggers()
             return RaySession(started=True, address=f"Ray in this process ({cpus} CPUs)")
-        ray.init(address=address, **common)
+        with without_log_level_line():
+            ray.init(address=address, **common)
     except ConnectionError as exc:
         raise Dav2Error(f"cannot reach the Ray cluster at {address}: {exc}") from None
     quiet_loggers()

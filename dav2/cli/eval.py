@@ -1,4 +1,5 @@
-"""dav2-eval: DA-2K pairwise accuracy, or dense metrics against measured depth or a second artifact."""
+"""dav2-eval: DA-2K pairwise accuracy, dense metrics against measured depth or a second artifact, and
+temporal stability (flicker) on a video."""
 
 import json
 from pathlib import Path
@@ -13,9 +14,11 @@ from dav2.evaluation.groundtruth import FORMATS as DEPTH_FORMATS
 
 @click.group(context_settings=CONTEXT)
 def eval_main():
-    """Evaluate an exported model: DA-2K pairwise accuracy, or dense metrics against measured depth.
+    """Evaluate an exported model: DA-2K pairwise accuracy (da2k), dense metrics against measured
+    depth (dense), or temporal stability on a video (temporal).
 
-    Both compare two artifacts with each other (e.g. INT8 against FP32) with --reference.
+    da2k and dense also compare two artifacts with each other (e.g. INT8 against FP32) with
+    --reference. `dav2-eval COMMAND --help` has each command's options and an example.
     """
 
 
@@ -32,7 +35,7 @@ def _print_result(result: dict, as_json: bool, lines: list[str]) -> None:
         click.echo(json.dumps(result))
 
 
-@eval_main.command("da2k")
+@eval_main.command("da2k", short_help="DA-2K pairwise accuracy: the share of point pairs ordered right.")
 @click.option("--annotations", required=True, type=click.Path(exists=True, dir_okay=False), help="DA-2K JSON file.")
 @click.option(
     "--images", required=True, type=click.Path(exists=True, file_okay=False), help="Folder the paths are relative to."
@@ -63,7 +66,7 @@ def eval_da2k(annotations, images, model, reference, input_size, as_json):
     _print_result(result, as_json, lines)
 
 
-@eval_main.command("temporal")
+@eval_main.command("temporal", short_help="Flicker and a TAE-like error on a video, with and without --stabilize.")
 @EVAL_MODEL
 @click.option("--video", required=True, type=click.Path(exists=True, dir_okay=False), help="Video clip to score.")
 @click.option("--stabilize", is_flag=True, help="Also score the stabilised output (dav2-run --stabilize).")
@@ -97,7 +100,7 @@ def eval_temporal(model, video, stabilize, max_frames, input_size, as_json):
     _print_result(result, as_json, lines)
 
 
-@eval_main.command("dense")
+@eval_main.command("dense", short_help="AbsRel, δ1-δ3 and RMSE against measured depth, or against --reference.")
 @click.option("--images", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of images.")
 @click.option(
     "--depth",

@@ -15,6 +15,7 @@ from dav2.cli.common import (
     parse_pair,
     user_errors,
 )
+from dav2.errors import Dav2Error
 from dav2.media import DEFAULT_MAX_ASPECT, DEFAULT_MAX_MEGAPIXELS, ImageLimits
 from dav2.processing import COLORMAPS, DEFAULT_MAX_TOKENS
 from dav2.runtime.backends import BACKENDS
@@ -30,6 +31,8 @@ from dav2.vocabulary import ModelKind
     help="An existing image, folder or video file (an existing path is always a file or folder); "
     "cam:0 or cam:/dev/video0 for a camera (plain 0 or /dev/video0 when no such file exists); "
     "rtsp:// or http:// URL; gst:PIPELINE for a GStreamer pipeline; "
+    "synthetic:FPS[:WxH] for a synthetic camera (the sample scene, panning, live at FPS frames a second: "
+    "latency and drops measured without hardware); "
     "'sample' for the built-in scene (when no such file exists).",
 )
 @click.option(
@@ -67,7 +70,13 @@ from dav2.vocabulary import ModelKind
 @click.option("--device", default="cpu", help="torch: cpu or cuda; openvino: CPU, GPU, NPU or AUTO.")
 @THREADS_OPTION
 @click.option("--show", is_flag=True, help="Show depth in a window with a live FPS overlay (q or Esc quits).")
-@click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
+@click.option(
+    "--max-frames",
+    type=int,
+    default=None,
+    help="Stop after this many frames are processed and written (cameras and streams keep capturing, "
+    "dropping stale frames, until then).",
+)
 @click.option(
     "--range",
     "color_range",
@@ -252,10 +261,17 @@ def run_main(
         summary["anchors"] = plan.anchors.summary()
         summary["unit"] = plan.unit
     console.info(format_summary(summary))
-    if save is not None:
-        console.info(f"saved to {save}")
     if as_json:
         click.echo(json.dumps(summary))
+    if save is not None:
+        check_saved(save, summary["frames"])
+        console.info(f"saved to {save}")
+
+
+def check_saved(save: str, frames: int) -> None:
+    """Say "saved to" only when something was: a run that processed no frame wrote nothing."""
+    if frames == 0:
+        raise Dav2Error(f"nothing saved to {save}: no frame was processed")
 
 
 def check_numbers(threads, max_frames, max_depth, camera_fps, reconnects, max_megapixels, max_aspect, max_tokens):

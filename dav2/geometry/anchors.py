@@ -9,7 +9,17 @@ measurement or an anchor on an edge does not drag the whole map. A metric model 
 scale correction (a camera unlike the training data, a wrong max_depth): 1/z = s / depth.
 
 The fit reports its residual on the anchors (RMS in metres, median relative error) so a user
-can tell a good calibration from a bad one before trusting the metres.
+can tell a good calibration from a bad one before trusting the metres. Two guards stop a bad
+calibration passing silently:
+
+- a fit whose median relative residual is above WARN_MEDIAN_REL (10%: the measured points
+  themselves are missed by more than a tenth of their distance) is kept but flagged
+  (`AnchorFit.warning`, printed by dav2-run as one `warning:` line);
+- anchors that the model orders backwards are refused: a fit with a scale that is not
+  positive, or anchors whose pairs are more often discordant than concordant (the measured
+  nearer point of a pair has the smaller model disparity, as Kendall's tau < 0), since no
+  positive scale can turn such a map into the measured metres (usually u and v swapped, or
+  pixels of another image size).
 
 Anchors are in the pixel coordinates of the input image (the depth map at full resolution):
 (0, 0) is the centre of the top-left pixel; they are sampled bilinearly.
@@ -27,6 +37,7 @@ from dav2.vocabulary import ModelKind
 HUBER_K = 1.345  # 95% efficiency on Gaussian residuals
 MIN_SIGMA = 1e-3  # relative error below which residuals count as exact (keeps exact data exact)
 MAX_ITERATIONS = 50
+WARN_MEDIAN_REL = 0.10  # median |fitted - measured| / measured on the anchors above which a fit is flagged
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,16 @@ class AnchorFit:
         disparity = self.scale * prediction + self.shift
         with np.errstate(divide="ignore"):
             return np.where(disparity > 0, 1.0 / disparity, 0.0)
+
+    def warning(self) -> str | None:
+        """One line when the fit misses its own anchors by more than WARN_MEDIAN_REL (median)."""
+        if self.median_rel <= WARN_MEDIAN_REL:
+            return None
+        return (
+            f"the anchors fit poorly: median error {100 * self.median_rel:.3g}% (RMS {self.rms_m:.3g} m) on the "
+            f"anchors themselves, above {100 * WARN_MEDIAN_REL:.0f}%; do not trust these metres (check that u,v are "
+            "column,row pixels of the input image and the distances are along the optical axis)"
+        )
 
     def describe(self) -> str:
         what = (
@@ -161,9 +182,22 @@ def fit_anchors(prediction: np.ndarray, anchors: list[Anchor], kind: str) -> Anc
             break
         weights = new_weights
     scale, shift = float(solution[0]), float(solution[1]) if kind == ModelKind.RELATIVE else 0.0
-    if scale <= 0:
-        raise Dav2Error("the anchors contradict the model's ordering (nearer points have smaller disparity); check u,v")
+    model_disparity = sampled if kind == ModelKind.RELATIVE else 1.0 / sampled
+    concordant, discordant = pair_order(model_disparity, target)
+    if scale <= 0 or discordant > concordant:
+        raise Dav2Error(
+            f"the anchors contradict the model's ordering (in {discordant} of {concordant + discordant} pairs the "
+            "nearer point has the smaller disparity); check u,v (column, row of the input image)"
+        )
     return summarise(AnchorFit(kind, scale, shift, len(anchors), int((weights >= 1).sum()), 0.0, 0.0), sampled, anchors)
+
+
+def pair_order(model: np.ndarray, measured: np.ndarray) -> tuple[int, int]:
+    """(concordant, discordant) anchor pairs: pairs the model's disparity orders as the measured
+    disparity does, and the opposite way; ties in either are neither."""
+    upper = np.triu_indices(len(model), k=1)
+    agreement = (np.sign(np.subtract.outer(model, model)) * np.sign(np.subtract.outer(measured, measured)))[upper]
+    return int((agreement > 0).sum()), int((agreement < 0).sum())
 
 
 def summarise(fit: AnchorFit, sampled: np.ndarray, anchors: list[Anchor]) -> AnchorFit:

@@ -5,12 +5,22 @@ Stages: read (getting the frame from the source), preprocess, inference, postpro
 kernel selection), so it is reported on its own and left out of the statistics; end-to-end
 FPS is frames over wall-clock time for the remaining frames. The stages run in parallel
 threads (runtime.pipeline), so end-to-end FPS can approach the slowest stage's FPS rather
-than the sum of all stages; latency is the time from capture to written/displayed output.
+than the sum of all stages.
+
+Stage times are wall-clock. When inference holds every core (a CPU backend, a Jetson's
+shared cores) a host stage's wall time grows with the waiting for a core, not with its own
+work, so the host stages (HOST_STAGES) also record their CPU time: the thread CPU time
+(time.thread_time) of the stage's own thread, beside the wall time in the summary, its
+printed text, the live JSON lines and the overlay. It leaves out work a library hands to its
+own thread pool (OpenCV's parallel resize); inference has no CPU time here, because a
+backend computes in its own threads (or on an accelerator).
 
 Live sources (cameras, streams, the synthetic camera) keep only the newest frame between
 stages, so two numbers tell a user what they see: the capture-to-display latency (p50 and
 p90: the typical and the bad case; a mean hides the tail) and how many frames the
 latest-frame policy dropped. Both are in the summary, its printed text and the window overlay.
+Latency is measured for live sources only: a file's frame waits in the queues behind the
+frames read before it, so its capture-to-output time is queueing, not latency.
 """
 
 import time
@@ -19,6 +29,7 @@ from collections import deque
 import numpy as np
 
 STAGES = ("read", "preprocess", "inference", "postprocess", "write")
+HOST_STAGES = ("read", "preprocess", "postprocess", "write")  # the stages with a CPU time
 
 
 class FpsMeter:
@@ -28,10 +39,12 @@ class FpsMeter:
     def __init__(self, window: int = 30, live: bool = False):
         self.live = live
         self.samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        self.cpu_samples: dict[str, list[float]] = {stage: [] for stage in HOST_STAGES}
         self.recent: deque[float] = deque(maxlen=window)  # end-to-end seconds per frame
         self.latency_ms: list[float] = []  # capture -> written/displayed, per frame
         self.first_frame_ms: float | None = None
         self.first_frame_stage_ms: dict[str, float] = {}  # a one-image run has only this frame
+        self.first_frame_stage_cpu_ms: dict[str, float] = {}
         self.frames = 0
         self._started: float | None = None
         self._last_end: float | None = None
@@ -39,26 +52,36 @@ class FpsMeter:
     def start(self) -> None:
         self._started = self._last_end = time.perf_counter()
 
-    def add(self, stage_ms: dict[str, float], latency_ms: float | None = None) -> None:
-        """Record one frame's stage times and its capture-to-output latency (milliseconds)."""
+    def add(
+        self, stage_ms: dict[str, float], latency_ms: float | None = None, cpu_ms: dict[str, float] | None = None
+    ) -> None:
+        """Record one frame's stage times (wall-clock), its host stages' CPU times and, for a
+        live source, its capture-to-output latency (all in milliseconds)."""
         now = time.perf_counter()
         self.frames += 1
+        cpu_ms = cpu_ms or {}
         if self.frames == 1:
             self.first_frame_ms = sum(stage_ms.values())
             self.first_frame_stage_ms = dict(stage_ms)
+            self.first_frame_stage_cpu_ms = dict(cpu_ms)
             self._started = now  # statistics start after the warm-up frame
         else:
             for stage, ms in stage_ms.items():
                 self.samples[stage].append(ms)
-            if latency_ms is not None:
+            for stage, ms in cpu_ms.items():
+                self.cpu_samples[stage].append(ms)
+            if latency_ms is not None and self.live:
                 self.latency_ms.append(latency_ms)
             self.recent.append(now - self._last_end)
         self._last_end = now
 
     def recent_stage_ms(self) -> dict[str, float]:
         """Mean time of each stage over the recent window of frames."""
-        count = len(self.recent)
-        return {stage: float(np.mean(v[-count:])) for stage, v in self.samples.items() if v and count}
+        return recent_means(self.samples, len(self.recent))
+
+    def recent_cpu_ms(self) -> dict[str, float]:
+        """Mean CPU time of each host stage over the recent window of frames."""
+        return recent_means(self.cpu_samples, len(self.recent))
 
     def recent_latency_ms(self) -> list[float]:
         """Latencies of the recent window of frames (the overlay's numbers follow the scene)."""
@@ -71,7 +94,7 @@ class FpsMeter:
             return "warming up"
         fps = len(self.recent) / sum(self.recent)
         stages = self.recent_stage_ms()
-        return overlay_text(fps, self.recent_latency_ms(), dropped, stages)
+        return overlay_text(fps, self.recent_latency_ms(), dropped, stages, self.recent_cpu_ms())
 
     def snapshot(self, dropped: int = 0) -> dict:
         """The live numbers, for one JSON line a second."""
@@ -86,11 +109,15 @@ class FpsMeter:
             "latency_p90_ms": recent["p90"] if recent else None,
             "stage_ms": {s: round(ms, 3) for s, ms in stages.items()},
             "stage_fps": {s: round(1000 / ms, 3) for s, ms in stages.items() if ms > 0},
+            "stage_cpu_ms": {s: round(ms, 3) for s, ms in self.recent_cpu_ms().items()},
             "dropped_frames": dropped,
         }
 
     def summary(self) -> dict:
-        timed = self.frames - 1
+        """The run's numbers. Each entry of "stages" has mean_ms, p50_ms, p90_ms and fps (wall
+        clock); a host stage also has cpu_mean_ms and cpu_p50_ms (its thread's CPU time).
+        "latency_ms" is None for files (module docstring)."""
+        timed = max(self.frames - 1, 0)
         wall = (self._last_end - self._started) if timed > 0 else 0.0
         stages = {}
         for stage, values in self.samples.items():
@@ -102,11 +129,16 @@ class FpsMeter:
                     "p90_ms": round(float(np.percentile(values, 90)), 3),
                     "fps": round(1000.0 / mean, 3) if mean > 0 else None,
                 }
+                cpu = self.cpu_samples.get(stage)
+                if cpu:
+                    stages[stage]["cpu_mean_ms"] = round(float(np.mean(cpu)), 3)
+                    stages[stage]["cpu_p50_ms"] = round(float(np.percentile(cpu, 50)), 3)
         return {
             "frames": self.frames,
             "timed_frames": timed,
             "first_frame_ms": round(self.first_frame_ms, 3) if self.first_frame_ms is not None else None,
             "first_frame_stage_ms": {stage: round(ms, 3) for stage, ms in self.first_frame_stage_ms.items()},
+            "first_frame_stage_cpu_ms": {stage: round(ms, 3) for stage, ms in self.first_frame_stage_cpu_ms.items()},
             "wall_s": round(wall, 4),
             "end_to_end_fps": round(timed / wall, 3) if wall > 0 else None,
             "live": self.live,
@@ -114,6 +146,11 @@ class FpsMeter:
             "latency_ms": latency_stats(self.latency_ms),
             "stages": stages,
         }
+
+
+def recent_means(samples: dict[str, list[float]], count: int) -> dict[str, float]:
+    """Each stage's mean over its last `count` values (none when count is 0)."""
+    return {stage: float(np.mean(values[-count:])) for stage, values in samples.items() if values and count}
 
 
 def latency_stats(latency_ms: list[float]) -> dict[str, float] | None:
@@ -127,13 +164,20 @@ def latency_stats(latency_ms: list[float]) -> dict[str, float] | None:
     }
 
 
-def overlay_text(fps: float, latency_ms: list[float], dropped: int | None, stage_ms: dict[str, float]) -> str:
+def overlay_text(
+    fps: float,
+    latency_ms: list[float],
+    dropped: int | None,
+    stage_ms: dict[str, float],
+    cpu_ms: dict[str, float] | None = None,
+) -> str:
     """The window overlay's lines, from plain numbers (so any front end can draw the same):
 
     14.2 FPS end-to-end
     latency p50 96 ms  p90 118 ms
     dropped 37 (latest frame kept)
     stage FPS: prepr 410  infer 15  postp 380  write 900
+    host ms wall/cpu: prepr 2.4/1.1  postp 2.6/1.3  write 1.1/0.9
     """
     lines = [f"{fps:.1f} FPS end-to-end"]
     if latency_ms:
@@ -144,16 +188,24 @@ def overlay_text(fps: float, latency_ms: list[float], dropped: int | None, stage
     per_stage = "  ".join(f"{s[:5]} {1000 / ms:.0f}" for s, ms in stage_ms.items() if ms > 0 and s != "read")
     if per_stage:
         lines.append(f"stage FPS: {per_stage}")
+    host = "  ".join(
+        f"{s[:5]} {stage_ms[s]:.1f}/{ms:.1f}" for s, ms in (cpu_ms or {}).items() if s in stage_ms and s != "read"
+    )
+    if host:
+        lines.append(f"host ms wall/cpu: {host}")
     return "\n".join(lines)
 
 
 def latency_line(summary: dict) -> str | None:
-    """The summary's latency line: p50/p90 (and mean), named capture -> display for live sources."""
+    """The summary's latency line: p50/p90 (and mean) from capture to display, for live sources
+    only (a file's capture-to-output time is queueing)."""
     latency = summary.get("latency_ms")
-    if not latency:
+    if not latency or not summary.get("live"):
         return None
-    what = "capture -> display" if summary.get("live") else "capture -> output"
-    return f"  latency {what} {latency['p50']:.1f} ms p50, {latency['p90']:.1f} ms p90 ({latency['mean']:.1f} ms mean)"
+    return (
+        f"  latency capture -> display {latency['p50']:.1f} ms p50, {latency['p90']:.1f} ms p90 "
+        f"({latency['mean']:.1f} ms mean)"
+    )
 
 
 def dropped_line(summary: dict) -> str | None:
@@ -172,14 +224,19 @@ def format_summary(summary: dict) -> str:
         lines[0] += f"; first frame {summary['first_frame_ms']:.1f} ms (warm-up, not in the statistics)"
     if summary["timed_frames"] > 0:
         for stage, stats in summary["stages"].items():
-            lines.append(
+            line = (
                 f"  {stage:<12} {stats['mean_ms']:9.2f} ms mean  {stats['p50_ms']:9.2f} ms p50  "
                 f"{stats['p90_ms']:9.2f} ms p90"
             )
+            if stats.get("cpu_mean_ms") is not None:
+                line += f"  {stats['cpu_mean_ms']:9.2f} ms cpu"
+            lines.append(line)
+        if any("cpu_mean_ms" in stats for stats in summary["stages"].values()):
+            lines.append("  (ms cpu: the stage thread's own CPU time; wall time also counts waiting for a core)")
         lines.append(
             f"  inference-only FPS {summary['inference_fps']:.2f}, end-to-end FPS {summary['end_to_end_fps']:.2f}"
         )
         lines += [line for line in (latency_line(summary), dropped_line(summary)) if line]
-    else:
+    elif summary["frames"] == 1:
         lines.append("  (one frame only: run more frames for FPS statistics)")
     return "\n".join(lines)

@@ -11,8 +11,14 @@ inference.
   replaces one that inference has not taken yet (counted as dropped), so live latency stays
   at about one capture plus one inference and does not grow.
 
-Each frame carries its own stage times and its capture time; the output stage records them
-(FpsMeter), including the end-to-end latency from capture to written/displayed depth.
+Each frame carries its own stage times (wall clock, and the host stages' thread CPU time,
+taken in the stage's own thread) and its capture time; the output stage records them
+(FpsMeter), including, for live sources, the latency from capture to written/displayed depth.
+
+`max_frames` counts frames processed (written to every sink). A file source reads no more
+than that many; a live source keeps capturing (dropping what inference cannot take) until
+the output stage has written that many, so `--max-frames 20` on a camera gives 20 frames.
+
 The window (when --show is given) stays in the main thread, as GUI toolkits require.
 
 Stopping: Ctrl-C and SIGTERM (KeyboardInterrupt, and dav2.cli.common.Terminated) are not
@@ -83,7 +89,8 @@ class Job:
     frame: Frame
     captured: float  # perf_counter() when the frame was read
     tensor: np.ndarray
-    times: dict[str, float] = field(default_factory=dict)
+    times: dict[str, float] = field(default_factory=dict)  # wall-clock ms per stage
+    cpu: dict[str, float] = field(default_factory=dict)  # thread CPU ms per host stage
     network_depth: np.ndarray | None = None
 
 
@@ -167,6 +174,7 @@ def within_token_limit(frame: Frame, source: Source, input_size: int, max_tokens
 def capture_stage(
     source, feed: Feeder, backend, outbox, stop: threading.Event, max_frames, max_tokens
 ) -> Callable[[], None]:
+    """Read and preprocess; `max_frames` None for a live source (the output stage counts)."""
     fixed_hw, input_size = backend.fixed_hw, feed.input_size
     stretch = StretchWarning.for_backend(backend)
 
@@ -175,19 +183,20 @@ def capture_stage(
             frames = iter(source)
             count = 0
             while not stop.is_set() and (max_frames is None or count < max_frames):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 frame = next(frames, None)
                 if frame is None:
                     break
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.thread_time()
                 if fixed_hw is None and not within_token_limit(frame, source, input_size, max_tokens):
                     continue
                 if stretch is not None:
                     stretch.check(frame.image.shape[:2])
                 tensor = feed(frame.image)
-                t2 = time.perf_counter()
+                t2, c2 = time.perf_counter(), time.thread_time()
                 captured = frame.captured if frame.captured is not None else t1  # the sensor's time, if known
                 job = Job(frame, captured, tensor, {"read": (t1 - t0) * 1000, "preprocess": (t2 - t1) * 1000})
+                job.cpu.update({"read": (c1 - c0) * 1000, "preprocess": (c2 - c1) * 1000})
                 if not put_until_stopped(outbox, job, stop):
                     break
                 count += 1
@@ -239,6 +248,7 @@ def run(
     The source and the sinks are closed either way; the backend is left open (its opener
     closes it). q/Esc in the window or `max_frames` end the run with the frames done so far
     kept; Ctrl-C and SIGTERM discard unfinished outputs and propagate (module docstring).
+    `max_frames` counts processed frames (module docstring).
     `on_tick` gets a live snapshot every `tick_s` seconds (default TICK_S). `preprocessing`
     is "exact" (bit-equal with upstream, the default for library callers) or "float32"
     (dav2-run's default for videos and live sources); artifacts that take uint8 frames get
@@ -254,8 +264,9 @@ def run(
     stop = threading.Event()
     to_inference, to_output = new_channel(source.live), new_channel(source.live)
     feed = Feeder(backend, input_size, preprocessing)
+    read_limit = None if source.live else max_frames  # a live source's limit is counted at the output
     stages = [
-        Stage("capture", capture_stage(source, feed, backend, to_inference, stop, max_frames, max_tokens)),
+        Stage("capture", capture_stage(source, feed, backend, to_inference, stop, read_limit, max_tokens)),
         Stage("inference", inference_stage(backend, feed, to_inference, to_output, stop)),
     ]
     success = False
@@ -268,26 +279,29 @@ def run(
             job = get_until_stopped(to_output, stop)
             if job is STOP:
                 break
-            t3 = time.perf_counter()
+            t3, c3 = time.perf_counter(), time.thread_time()
             network_depth = job.network_depth if stabilizer is None else stabilizer(job.network_depth)
             depth = apply_transforms(transforms, processing.postprocess(network_depth, job.frame.image.shape[:2]))
             value_range = color_range.update(depth)
-            t4 = time.perf_counter()
+            t4, c4 = time.perf_counter(), time.thread_time()
             for window in windows:
                 window.overlay = meter.live_text(
                     dropped=dropped_frames(to_inference, to_output) if source.live else None
                 )
             for sink in sinks:
                 sink.write(job.frame, depth, value_range)
-            t5 = time.perf_counter()
+            t5, c5 = time.perf_counter(), time.thread_time()
             job.times.update({"postprocess": (t4 - t3) * 1000, "write": (t5 - t4) * 1000})
-            meter.add(job.times, latency_ms=(t5 - job.captured) * 1000)
+            job.cpu.update({"postprocess": (c4 - c3) * 1000, "write": (c5 - c4) * 1000})
+            meter.add(job.times, latency_ms=(t5 - job.captured) * 1000, cpu_ms=job.cpu)
             if on_frame is not None:
                 on_frame(meter.frames)
             if on_tick is not None and t5 >= next_tick:
                 on_tick(meter.snapshot(dropped=dropped_frames(to_inference, to_output)))
                 next_tick = t5 + tick_s
             if any(window.quit for window in windows):
+                break
+            if max_frames is not None and meter.frames >= max_frames:
                 break
         success = True
     finally:

@@ -129,17 +129,23 @@ class AnchorScale:
 
     Fitted per frame, because a relative model's scale and shift change from frame to frame;
     the first fit is reported (its residual says whether to trust the metres), later ones are
-    kept in `last` for --json."""
+    kept in `last` for --json. The first fit that misses its anchors by more than
+    anchors.WARN_MEDIAN_REL is warned about once (a run of many frames does not repeat it)."""
 
     def __init__(self, anchors: tuple[Anchor, ...] | list[Anchor], kind: str):
         self.anchors, self.kind = list(anchors), ModelKind(kind)
         self.last: AnchorFit | None = None
         self.fits = 0
+        self.warned = False
 
     def __call__(self, depth: np.ndarray) -> np.ndarray:
         fit = fit_anchors(depth, self.anchors, self.kind)
         if self.last is None:
             console.info(fit.describe())
+        warning = fit.warning()
+        if warning is not None and not self.warned:
+            console.warn(warning)
+            self.warned = True
         self.last, self.fits = fit, self.fits + 1
         return fit.apply(depth)
 
