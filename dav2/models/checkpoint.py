@@ -217,7 +217,7 @@ def read_tensor_file(path: Path) -> object:
         try:
             from safetensors.torch import load_file
         except ImportError as exc:
-            raise Dav2Error(f"reading {path.name} needs safetensors: pip install safetensors") from exc
+            raise Dav2Error(f"reading {path.name} needs safetensors: pip install 'dav2[export]'") from exc
         try:
             return load_file(str(path), device="cpu")
         except Exception as exc:
