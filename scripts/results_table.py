@@ -85,9 +85,7 @@ def table(sources: list[Source]) -> str:
                 f"{number(case['latency_ms']['median'], 1)} | {number(case.get('fps'), 2)} | "
                 f"{number(case.get('speedup'), 2)}x | {number(accuracy.get('abs_rel'), 4)} |"
             )
-    notes = [
-        f"- {source.machine}: `{source.path.relative_to(ROOT)}`, made by `{source.command}`" for source in sources
-    ]
+    notes = [f"- {source.machine}: `{source.path.relative_to(ROOT)}`, made by `{source.command}`" for source in sources]
     return "\n".join([*lines, "", *notes])
 
 
