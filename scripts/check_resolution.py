@@ -44,9 +44,12 @@ JETSON = Target("cp310 linux-aarch64 (JetPack 6)", "3.10", "aarch64-manylinux_2_
 X86_310 = Target("cp310 linux-x86-64", "3.10", "x86_64-manylinux_2_28")
 X86_312 = Target("cp312 linux-x86-64", "3.12", "x86_64-manylinux_2_28")
 
-# the extras each target's users install ("" is the runtime alone). `test` holds every extra the
-# tests use (3d, viewer, app, batch, plot, oracle, ...); `tensorrt` is trt-cu13 under its old name.
-DESKTOP = ("", "export", "workstation", "trt-cu12", "trt-cu13", "openvino", "test")
+# the extras each target's users install ("" is the runtime alone; "a,b" both together, as a GPU
+# desktop installs them: torch's CUDA build must agree with TensorRT's CUDA major). `test` holds
+# every extra the tests use (3d, viewer, app, batch, plot, oracle, ...); `tensorrt` is trt-cu13
+# under its old name.
+DESKTOP = ("", "export", "workstation", "trt-cu12", "trt-cu13", "openvino", "test",
+           "workstation,trt-cu12", "workstation,trt-cu13")  # fmt: skip
 MATRIX = {
     JETSON: ("", "jetson", "3d", "app", "batch", "plot"),
     X86_310: DESKTOP,
@@ -69,6 +72,10 @@ def extras() -> tuple[list[str], dict[str, list[str]]]:
     return found["RUNTIME"], found["EXTRAS"]
 
 
+def requirements(known: dict[str, list[str]], extras: str) -> list[str]:
+    return [req for name in extras.split(",") if name for req in known[name]]
+
+
 def uv_command() -> list[str]:
     if shutil.which("uv"):
         return ["uv"]
@@ -79,7 +86,7 @@ def uv_command() -> list[str]:
 
 
 def resolve(uv: list[str], target: Target, extra: str, requirements: list[str], folder: Path) -> Outcome:
-    spec = folder / f"{target.python}-{target.platform}-{extra or 'runtime'}.in"
+    spec = folder / f"{target.python}-{target.platform}-{extra.replace(',', '+') or 'runtime'}.in"
     spec.write_text("\n".join(requirements) + "\n")
     command = [
         *uv, "pip", "compile", str(spec), "--quiet", "--no-header", "--no-annotate",
@@ -95,7 +102,7 @@ def resolve(uv: list[str], target: Target, extra: str, requirements: list[str], 
 
 
 def describe(outcome: Outcome, verbose: bool) -> str:
-    label = f"{outcome.target.name:32} {outcome.extra or '(runtime)':12}"
+    label = f"{outcome.target.name:32} {outcome.extra or '(runtime)':20}"
     if not outcome.ok:
         return f"FAIL {label} {outcome.error.splitlines()[-1] if outcome.error else ''}" + (
             "\n" + outcome.error if verbose else ""
@@ -120,12 +127,12 @@ def main() -> int:
     runtime, known = extras()
     uv = uv_command()
     cases = [(t, e) for t, wanted in MATRIX.items() for e in wanted if args.extra is None or e in args.extra]
-    unknown = sorted({e for _, e in cases if e and e not in known})
+    unknown = sorted({name for _, e in cases for name in e.split(",") if name and name not in known})
     if unknown:
         sys.exit(f"error: setup.py has no extra {', '.join(unknown)}")
     with tempfile.TemporaryDirectory() as folder, ThreadPoolExecutor(args.jobs) as pool:
         outcomes = list(
-            pool.map(lambda case: resolve(uv, *case, [*runtime, *known.get(case[1], [])], Path(folder)), cases)
+            pool.map(lambda case: resolve(uv, *case, [*runtime, *requirements(known, case[1])], Path(folder)), cases)
         )
     for outcome in outcomes:
         print(describe(outcome, args.verbose))
