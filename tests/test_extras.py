@@ -6,6 +6,8 @@ machine where they were never installed.
 """
 
 import json
+import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +76,44 @@ def test_openvino_int8_without_nncf_fails_before_any_work(vits_checkpoint, tmp_p
     line = one_error_line(done)
     assert "OpenVINO INT8 (NNCF quantization) needs nncf" in line and "dav2[openvino]" in line
     assert "exporting" not in done.stderr and not out.exists()
+
+
+def setup_extras() -> dict[str, list[str]]:
+    """setup.py's EXTRAS, read without running setup()."""
+    return runpy.run_path(str(Path(__file__).resolve().parents[1] / "setup.py"), run_name="dav2_setup")["EXTRAS"]
+
+
+def test_every_extra_a_message_names_exists():
+    """An install hint that names `dav2[x]` names an extra setup.py has."""
+    root = Path(__file__).resolve().parents[1] / "dav2"
+    named = {
+        extra
+        for path in root.rglob("*.py")
+        for group in re.findall(r"dav2\[([a-z0-9,-]+)\]", path.read_text())
+        for extra in group.split(",")
+    }
+    assert named and named <= set(setup_extras()), named - set(setup_extras())
+
+
+def test_install_hints_say_how_to_get_the_right_build():
+    from dav2.optional import TORCH_CPU_INDEX, install_hint
+
+    assert TORCH_CPU_INDEX in install_hint("torch") and "dav2[export]" in install_hint("torch")
+    for module in ("tensorrt", "cuda.bindings"):
+        hint = install_hint(module)
+        assert ("dav2[trt-cu12]" in hint and "dav2[trt-cu13]" in hint and "dav2[jetson]" in hint) or (
+            "nvidia-smi says" in hint  # a machine with an NVIDIA driver gets the matching extra alone
+        )
+    assert "Python >= 3.11" in install_hint("modelopt")
+
+
+def test_python_version_limits_are_markers_not_failures():
+    """Model Optimizer (ONNX Runtime >= 1.32) and rerun-sdk have no Python 3.10 wheels: their extras
+    say so with markers, and no extra requires pycuda (a source package that needs CUDA headers)."""
+    extras = setup_extras()
+    assert all("python_version >= '3.11'" in req for req in extras["modelopt"])
+    assert any(req.startswith("onnxruntime>=1.32;") for req in extras["workstation"])
+    assert [req for req in extras["viewer"] if req.startswith("rerun-sdk")][0].endswith("python_version >= '3.11'")
+    assert not [req for reqs in extras.values() for req in reqs if req.startswith("pycuda")]
+    assert any(req.startswith("cuda-bindings>=12") for req in extras["jetson"])
+    assert not [req for req in extras["jetson"] if req.startswith("tensorrt")]  # JetPack's own

@@ -120,6 +120,17 @@ def offline_hint() -> str:
     return f"pass a local file with --checkpoint PATH or set {CHECKPOINT_ENV}=PATH"
 
 
+# -- the Hugging Face hub -----------------------------------------------------------------------
+#
+# huggingface_hub retries a failed request with back-off (about 25 s in all) when the file is not
+# in its cache, so an offline machine would wait in silence before failing. dav2 asks once first
+# (one HEAD request, no retries, a short timeout) and only then downloads; without the hub it
+# uses the cache or stops at once. HF_HUB_OFFLINE=1 skips the question (cache only),
+# HF_HUB_ETAG_TIMEOUT sets its timeout, HF_ENDPOINT and the usual proxy variables apply.
+
+HUB_PROBE_TIMEOUT_S = 5.0  # the question's timeout unless HF_HUB_ETAG_TIMEOUT says otherwise
+
+
 def hub_module():
     try:
         import huggingface_hub
@@ -127,36 +138,74 @@ def hub_module():
         raise Dav2Error(f"downloading needs huggingface_hub (pip install 'dav2[export]'); or {offline_hint()}") from exc
     from huggingface_hub.utils import logging as hub_logging
 
-    hub_logging.set_verbosity_error()  # its own retry warnings would bury our one line
+    hub_logging.set_verbosity_error()  # its own warnings would bury our one line; its progress bar stays
     return huggingface_hub
 
 
+def probe_timeout() -> float:
+    try:
+        return float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or HUB_PROBE_TIMEOUT_S)
+    except ValueError:
+        return HUB_PROBE_TIMEOUT_S
+
+
+def hub_problem(hub, repo_id: str, filename: str) -> str | None:
+    """Why the hub cannot serve `filename` of `repo_id` now (offline mode, unreachable, not found), or None.
+
+    One HEAD request through huggingface_hub itself (its endpoint, proxies and token), without
+    its retries."""
+    if hub.constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    try:
+        hub.get_hf_file_metadata(hub.hf_hub_url(repo_id, filename), timeout=probe_timeout())
+    except Exception as exc:  # noqa: BLE001 - offline, proxy, timeout, 404, gated: all mean "not from the hub"
+        return f"{hub.constants.ENDPOINT} unreachable or refused: {type(exc).__name__}"
+    return None
+
+
+def fetch_from_hub(repo_id: str, probe_file: str, fetch) -> Path:
+    """`fetch(local_files_only)` from the hub when it answers, else from the local cache, else Dav2Error.
+
+    The Dav2Error's text is the reason; callers add what to do instead."""
+    hub = hub_module()
+    problem = hub_problem(hub, repo_id, probe_file)
+    try:
+        return Path(fetch(hub, problem is not None))
+    except Exception as exc:  # noqa: BLE001 - the cache lacks it, or the download failed half way
+        raise Dav2Error(problem or f"download failed: {type(exc).__name__}") from exc
+
+
 def download_checkpoint(info: CheckpointInfo) -> Path:
+    """The official file: from the hub (huggingface_hub's progress bar on stderr) or its cache."""
     if info.hub_repo is None:
         raise Dav2Error(f"{info.filename} was never published; {offline_hint()}")
-    hub = hub_module()
+
+    def fetch(hub, cache_only: bool) -> str:
+        return hub.hf_hub_download(repo_id=info.hub_repo, filename=info.filename, local_files_only=cache_only)
+
     try:
-        return Path(hub.hf_hub_download(repo_id=info.hub_repo, filename=info.filename))
-    except Exception as exc:  # offline, proxy, 404: all end the same way for the user
+        return fetch_from_hub(info.hub_repo, info.filename, fetch)
+    except Dav2Error as exc:
         raise Dav2Error(
-            f"could not download {info.filename} from huggingface.co/{info.hub_repo} "
-            f"(offline or unreachable: {type(exc).__name__}); {offline_hint()}"
+            f"could not download {info.filename} from huggingface.co/{info.hub_repo} and it is not in the "
+            f"Hugging Face cache ({exc}); {offline_hint()}"
         ) from exc
 
 
 def download_hf_model(repo_id: str) -> Path:
-    """The local folder of a transformers model on the hub (config and weights only)."""
-    hub = hub_module()
+    """The local folder of a transformers model on the hub (config and weights only), or its cached copy."""
+
+    def fetch(hub, cache_only: bool) -> str:
+        patterns = [hf.CONFIG_FILE, "model.safetensors", "model*.safetensors*"]
+        return hub.snapshot_download(repo_id=repo_id, allow_patterns=patterns, local_files_only=cache_only)
+
     try:
-        folder = hub.snapshot_download(
-            repo_id=repo_id, allow_patterns=[hf.CONFIG_FILE, "model.safetensors", "model*.safetensors*"]
-        )
-    except Exception as exc:
+        return fetch_from_hub(repo_id, hf.CONFIG_FILE, fetch)
+    except Dav2Error as exc:
         raise Dav2Error(
             f"{repo_id} is no local file or folder, and could not be downloaded from huggingface.co/{repo_id} "
-            f"({type(exc).__name__}); pass a local file or model folder with --checkpoint"
+            f"nor found in the Hugging Face cache ({exc}); pass a local file or model folder with --checkpoint"
         ) from exc
-    return Path(folder)
 
 
 # -- reading tensors ----------------------------------------------------------------------------
@@ -168,7 +217,7 @@ def read_tensor_file(path: Path) -> object:
         try:
             from safetensors.torch import load_file
         except ImportError as exc:
-            raise Dav2Error(f"reading {path.name} needs safetensors: pip install safetensors") from exc
+            raise Dav2Error(f"reading {path.name} needs safetensors: pip install 'dav2[export]'") from exc
         try:
             return load_file(str(path), device="cpu")
         except Exception as exc:

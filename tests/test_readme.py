@@ -1,0 +1,84 @@
+"""The README's set-up is what CI runs, its table is current, and its links lead somewhere.
+
+README command 1 is `<PyTorch CPU build> && pip install -e ".[extras]" && <main job>`; command 2
+is `pip install -e ".[extras]" && python -m pytest -q`. .ci/run installs the same extras and runs
+the main job and the test command as written (PyTorch comes from the local CPU wheel there, as
+the build machines cannot reach PyTorch's index). The main job itself runs in CI with stand-in
+weights; here the test checks that CI's lines are the README's.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+CI = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+EXTRAS = re.compile(r'pip install (?:-q )?-e "\.\[([a-z0-9,-]+)\]"')
+
+
+def numbered_command(number: int) -> str:
+    """The line after `# <number>.` in the README's set-up block."""
+    match = re.search(rf"^# {number}\. .*\n(.+)$", README, re.MULTILINE)
+    assert match, f"README has no command {number}"
+    return match.group(1).strip()
+
+
+def test_command_1_installs_the_cpu_build_then_the_main_jobs_extra_then_runs_it():
+    parts = numbered_command(1).split(" && ")
+    assert parts[0] == "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+    assert EXTRAS.fullmatch(parts[1]).group(1) == "export"
+    main_job = " && ".join(parts[2:])
+    assert main_job.startswith("dav2-export ") and "dav2-run " in main_job
+    assert main_job in CI.splitlines()  # CI runs it as written
+
+
+def test_command_2_installs_the_test_extra_and_runs_what_ci_runs():
+    install, test = numbered_command(2).split(" && ")
+    assert EXTRAS.fullmatch(install).group(1) == "test"
+    assert test == "python -m pytest -q" and test in CI.splitlines()
+
+
+def test_ci_installs_exactly_the_readmes_extras():
+    readme = [EXTRAS.search(numbered_command(n)).group(1) for n in (1, 2)]
+    assert EXTRAS.findall(CI) == readme
+
+
+def test_the_headline_table_is_current():
+    done = subprocess.run(
+        [sys.executable, "scripts/results_table.py", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_results_table_skips_files_of_other_shapes(tmp_path):
+    """A JSON file that is no complete dav2-bench run (another helper's record, a pipeline run) is left out."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import results_table
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    other = tmp_path / "other.json"
+    other.write_text('{"schema": 7, "rows": [1, 2]}')
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert results_table.headline_source(other) is None and results_table.headline_source(broken) is None
+    pipeline = ROOT / "benchmarks" / "results" / "amd-epyc-2-cores-pipeline-ov-int8-308x546-mp4.json"
+    assert results_table.headline_source(pipeline) is None
+    plain = results_table.headline_source(ROOT / "benchmarks" / "results" / "amd-epyc-2-cores-vits.json")
+    assert plain is not None and plain.size == 518 and {c["size"] for c in plain.cases} == {518}
+
+
+def test_every_relative_link_in_the_readme_and_docs_exists():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if not re.match(r"[a-z]+:", target) and not (page.parent / target).exists():
+                missing.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not missing, missing
+
+
+def test_the_readme_is_a_front_page():
+    assert len(README.encode()) <= 12_000
