@@ -33,6 +33,23 @@ from dav2.vocabulary import DEFAULT_INPUT_SIZE, BackendName, Precision
 
 SCHEMA_VERSION = 1
 CASE_TIMEOUT_S = 1800
+# The child runs benchmarks.case without the working directory on its import path. `python -m`
+# (and `-c`) put it first, so a folder named `dav2` there (the clone, when a command starts in the
+# folder that holds it) is imported as a namespace package before an editable install's finder is
+# asked, and the child fails with "No module named dav2.benchmarks.case". `-P` would do this but
+# needs Python 3.11; the code below does it on 3.10 too: `-c` puts '' first unless -P/PYTHONSAFEPATH
+# is in force. The child keeps the working directory, so relative paths in its spec still hold.
+CASE_CHILD = (
+    "import sys; "
+    "getattr(sys.flags, 'safe_path', False) or sys.path.pop(0); "
+    "from dav2.benchmarks.case import main; main()"
+)
+
+
+def case_command(spec_path: Path) -> list[str]:
+    """The child process that measures one case: this Python, importing the installed dav2
+    whatever the working directory holds."""
+    return [sys.executable, "-c", CASE_CHILD, str(spec_path)]
 
 
 @dataclass
@@ -96,7 +113,7 @@ def run_child(spec: dict, work: Path) -> dict:
     spec_path = work / f"spec-{spec['backend']}-{spec['precision']}-{spec['size']}.json"
     spec_path.write_text(json.dumps(spec))
     process = subprocess.Popen(
-        [sys.executable, "-m", "dav2.benchmarks.case", str(spec_path)],
+        case_command(spec_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
