@@ -16,7 +16,6 @@ or prints its help where real work would need a server.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ BIN = Path(sys.executable).parent
 
 # what `pip install -e` installs (setuptools' __editable___*_finder): dav2 from this repository,
 # asked after the path finder, so a `dav2` folder in the working directory is seen first
-EDITABLE_FINDER = '''
+EDITABLE_FINDER = """
 import importlib.machinery
 import importlib.util
 import sys
@@ -48,7 +47,7 @@ class EditableFinder:
 
 
 sys.meta_path.insert(sys.meta_path.index(importlib.machinery.PathFinder) + 1, EditableFinder)
-'''
+"""
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@
    references the accuracy columns compare against. With --pipeline VIDEO the child also runs
    the video through dav2-run's threaded pipeline (the backends asked for; not the implicit
    torch baseline), so end-to-end FPS stands next to the standalone FPS.
-4. Ctrl-C stops the run and keeps every case already measured.
+4. Ctrl-C (or SIGTERM) stops the run and keeps every case already measured; the document
+   says how many were planned and which signal stopped it.
 """
 
 import json
@@ -76,6 +77,7 @@ class BenchSettings:
     model: str | None = None  # --model ARTIFACT: measure this artifact as it is (no export, no baseline)
     int8_recipes: tuple[tuple[str, ...], ...] = ()  # also OpenVINO INT8 with these groups in float (pick)
     controlled_int8: float | None = None  # also OpenVINO INT8 with accuracy control to this AbsRel (pick)
+    details: bool = True  # the split and throughput columns (pick --quick leaves them out)
 
     def public(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -162,6 +164,7 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
         "settings": settings.public(),
         "baseline": baseline_name(machine),
         "cases": [skipped_row(case, reason) for case, reason in skipped],
+        "planned": len(cases),
         "complete": False,
     }
     for case, reason in skipped:
@@ -178,11 +181,22 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
                 result["cases"].append(row)
                 console.info(f"  {summary_line(row)}")
             result["complete"] = True
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            result["interrupted_by"] = interruption(stop)
             console.warn("interrupted: keeping the cases measured so far")
     add_speedups(result["cases"])
     result["cases"].sort(key=case_order)
     return result
+
+
+def interruption(stop: KeyboardInterrupt) -> str:
+    """SIGINT (Ctrl-C), or the signal the CLI raised the interrupt for (SIGTERM: cli.common.Terminated)."""
+    return getattr(stop, "signal_name", "SIGINT")
+
+
+def interrupted_status(document: dict) -> int:
+    """The exit status an interrupted run ends with, as shells report the signal: 130 or 143."""
+    return 143 if document.get("interrupted_by") == "SIGTERM" else 130
 
 
 def with_baseline(cases: list[Case], sizes: list[int], machine: Machine) -> list[Case]:
@@ -234,7 +248,8 @@ def run_artifact_bench(settings: BenchSettings, machine: Machine) -> dict:
             result["complete"] = True
         except Dav2Error as exc:
             row.update({"status": "failed", "reason": str(exc)})
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            result["interrupted_by"] = interruption(stop)
             console.warn("interrupted")
             return result
     result["cases"].append(row)
@@ -258,6 +273,7 @@ def case_spec(case: Case, settings, artifact: Path, device: str, image: str, wor
         "max_runs": settings.max_runs,
         "warmup": settings.warmup,
         "pipeline": pipeline_request(case, settings),
+        "details": settings.details,
     }
 
 
