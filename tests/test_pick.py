@@ -14,6 +14,7 @@ from conftest import IMAGES
 from dav2.benchmarks import runner
 from dav2.benchmarks.discovery import Case, Machine
 from dav2.benchmarks.pick import (
+    QUICK_ORT_FP16,
     Budget,
     Verdict,
     apply_quick,
@@ -118,11 +119,13 @@ def test_without_max_abs_rel_each_precision_has_export_s_default_budget():
 def test_quick_mode_cuts_the_settings_and_says_what_it_left_out():
     settings = runner.BenchSettings(sizes=[308, 518], seconds=3.0, eval_images=4, calib_count=16)
     settings.int8_recipes, settings.controlled_int8 = (("head",), ("patch_embed", "head")), 0.01
-    left_out = apply_quick(settings)
+    left_out = apply_quick(settings, has_gpu=False)
     assert settings.sizes == [308] and settings.int8_recipes == () and settings.controlled_int8 is None
     assert (settings.seconds, settings.warmup, settings.eval_images, settings.calib_count) == (1.0, 1, 2, 8)
     assert settings.details is False
+    assert settings.left_out == (("onnxruntime", "fp16", QUICK_ORT_FP16),)
     assert left_out == [
+        "ONNX Runtime FP16 without a GPU (on the CPU it runs no faster than FP32)",
         "sizes 518 (only the first of --sizes is tried)",
         "the OpenVINO INT8 mixed-precision candidates (float: head; patch_embed+head)",
         "OpenVINO INT8 with accuracy control",
@@ -133,7 +136,15 @@ def test_quick_mode_cuts_the_settings_and_says_what_it_left_out():
         "the split and throughput columns",
     ]
     small = runner.BenchSettings(sizes=[56], seconds=0.5, eval_images=1, calib_count=4, warmup=1)
-    assert apply_quick(small) == ["the split and throughput columns"]  # nothing raised to the quick values
+    assert apply_quick(small, has_gpu=True) == ["the split and throughput columns"]  # nothing raised to quick's
+    assert small.left_out == ()
+    # left-out cases are listed as skipped, with the reason; the PyTorch baseline always runs
+    cases, skipped = runner.leave_out(
+        [Case("torch", "fp32", 56), Case("onnxruntime", "fp32", 56), Case("onnxruntime", "fp16", 56)], [],
+        settings.left_out,
+    )  # fmt: skip
+    assert cases == [Case("torch", "fp32", 56), Case("onnxruntime", "fp32", 56)]
+    assert skipped == [(Case("onnxruntime", "fp16", 56), QUICK_ORT_FP16)]
 
 
 def test_the_pytorch_baseline_runs_whatever_the_precisions():

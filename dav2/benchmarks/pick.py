@@ -81,9 +81,16 @@ class QuickLimits:
 QUICK = QuickLimits()
 
 
-def apply_quick(settings, limits: QuickLimits = QUICK) -> list[str]:
+QUICK_ORT_FP16 = "--quick: ONNX Runtime FP16 without a GPU (on the CPU it runs no faster than FP32)"
+
+
+def apply_quick(settings, has_gpu: bool, limits: QuickLimits = QUICK) -> list[str]:
     """Cut `settings` (a runner.BenchSettings) down for --quick; return what was left out, for the report."""
     skipped = []
+    ort_fp16 = (BackendName.ONNXRUNTIME.value, Precision.FP16.value)
+    if not has_gpu and ort_fp16[0] in settings.backends and ort_fp16[1] in settings.precisions:
+        skipped.append(QUICK_ORT_FP16.removeprefix("--quick: "))
+        settings.left_out = (*settings.left_out, (*ort_fp16, QUICK_ORT_FP16))
     if len(settings.sizes) > 1:
         skipped.append(f"sizes {', '.join(map(str, settings.sizes[1:]))} (only the first of --sizes is tried)")
         settings.sizes = settings.sizes[:1]

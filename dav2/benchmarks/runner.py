@@ -78,6 +78,7 @@ class BenchSettings:
     int8_recipes: tuple[tuple[str, ...], ...] = ()  # also OpenVINO INT8 with these groups in float (pick)
     controlled_int8: float | None = None  # also OpenVINO INT8 with accuracy control to this AbsRel (pick)
     details: bool = True  # the split and throughput columns (pick --quick leaves them out)
+    left_out: tuple[tuple[str, str, str], ...] = ()  # (backend, precision, reason): planned, not run (pick --quick)
 
     def public(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -157,6 +158,7 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
         settings.int8_recipes,
         settings.controlled_int8,
     )
+    cases, skipped = leave_out(cases, skipped, settings.left_out)
     cases = with_baseline(cases, settings.sizes, machine)
     result = {
         "schema": SCHEMA_VERSION,
@@ -187,6 +189,16 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
     add_speedups(result["cases"])
     result["cases"].sort(key=case_order)
     return result
+
+
+def leave_out(
+    cases: list[Case], skipped: list[tuple[Case, str]], left_out: tuple[tuple[str, str, str], ...]
+) -> tuple[list[Case], list[tuple[Case, str]]]:
+    """Move the cases of the (backend, precision) pairs in `left_out` to the skipped ones, with their reason."""
+    reasons = {(backend, precision): reason for backend, precision, reason in left_out}
+    kept = [case for case in cases if (case.backend, case.precision) not in reasons]
+    dropped = [(case, reasons[(case.backend, case.precision)]) for case in cases if case not in kept]
+    return kept, skipped + dropped
 
 
 def interruption(stop: KeyboardInterrupt) -> str:

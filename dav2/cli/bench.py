@@ -203,8 +203,8 @@ def bench_compare(results):
     "--quick",
     is_flag=True,
     help="A pick in minutes: the first of --sizes only, no INT8 mixed-precision or accuracy-control candidates, "
-    "1 timed second, 1 warm-up run, 2 held-out and 8 calibration images per candidate, no split/throughput "
-    "columns. The report lists what was left out.",
+    "no ONNX Runtime FP16 without a GPU, 1 timed second, 1 warm-up run, 2 held-out and 8 calibration images "
+    "per candidate, no split/throughput columns. The report lists what was left out.",
 )
 @THREADS_OPTION
 @CACHE_DIR_OPTION
@@ -248,6 +248,7 @@ def bench_pick(
       dav2-bench pick --max-abs-rel 0.02 --max-ms 120 --sizes 392,518 --images photos/ --json
       dav2-bench pick --max-abs-rel 0.05 --backends openvino --precisions fp16,int8 --images clip.mp4
     """
+    from dav2.benchmarks.discovery import Machine
     from dav2.benchmarks.pick import DEFAULT_INT8_RECIPES, Budget, apply_quick, parse_recipes
     from dav2.benchmarks.runner import BenchSettings
 
@@ -274,7 +275,7 @@ def bench_pick(
         controlled_int8=budget.abs_rel_limit("int8") if accuracy_control else None,
         **options,
     )
-    left_out = apply_quick(settings) if quick else []
+    left_out = apply_quick(settings, bool(Machine.here().gpus)) if quick else []
     pick(settings, budget, Path(output), as_json, left_out)
 
 
