@@ -92,8 +92,8 @@ def test_candidates_within_the_noise_of_the_fastest_are_a_tie_broken_by_accuracy
     assert decision.chosen.label == "openvino fp16 518" and decision.is_tie
     text = report(document, verdicts, decision, Budget(0.01), Path("out"))
     assert "**Chosen: openvino fp16 518**, 118.0 ms (p10-p90 115.5-120.5" in text
-    assert "Tie within noise: openvino int8 518 has the fastest median, but the p10-p90 latency range of " \
-           "openvino fp16 518 overlaps its own (each within the budget)" in text  # fmt: skip
+    assert "Tie within noise: openvino int8 518 has the fastest median, but the p10-p90 latency range " \
+           "of openvino fp16 518 overlaps its own (each within the budget)" in text  # fmt: skip
     assert "| openvino int8 518 | 115.9 | 112.9-118.9 |" in text
     assert "a tie within noise; less accurate (AbsRel 0.0090)" in text
     assert "within the noise of the fastest, the most accurate" in text

@@ -310,11 +310,17 @@ def outcome_lines(document: dict, decision: Decision | None, output: Path) -> li
     ]
     if decision.is_tie:
         others = ", ".join(v.label for v in decision.tied if v is not decision.fastest)
-        lines.append(
-            f"Tie within noise: {decision.fastest.label} has the fastest median, but the p10-p90 latency range of "
-            f"{others} overlaps its own (each within the budget), so the order of their medians is noise; the most "
-            "accurate of them is chosen."
-        )
+        if chosen is decision.fastest:
+            lines.append(
+                f"Tie within noise: the p10-p90 latency range of {others} overlaps the chosen one's (each within "
+                "the budget); the chosen one is also the most accurate of them."
+            )
+        else:
+            lines.append(
+                f"Tie within noise: {decision.fastest.label} has the fastest median, but the p10-p90 latency range "
+                f"of {others} overlaps its own (each within the budget), so the order of their medians is noise; "
+                "the most accurate of them is chosen."
+            )
     return lines
 
 
