@@ -410,7 +410,8 @@ def plot_front(
         x, (y, floored) = verdict.median_ms, plotted_abs_rel(verdict.abs_rel)
         p10, p90 = spread(verdict.row["latency_ms"])
         colour = "tab:green" if verdict is chosen else ("tab:blue" if verdict.meets else "tab:red")
-        text = f"{number}. {verdict.label}: {x:.1f} ms ({p10:.1f}-{p90:.1f}), AbsRel {verdict.abs_rel:.4f}"
+        abs_rel = f"{verdict.abs_rel:.4f}" if verdict.abs_rel >= 1e-4 else f"{verdict.abs_rel:.1e}"
+        text = f"{number}. {verdict.label}: {x:.1f} ms ({p10:.1f}-{p90:.1f}), AbsRel {abs_rel}"
         axes.errorbar(x, y, xerr=[[x - p10], [p90 - x]], color=colour, linewidth=0.8, capsize=2, zorder=2)
         axes.scatter(x, y, color=colour, s=70 if verdict is chosen else 30, zorder=3, label=text,
                      marker=FLOORED_MARKER if floored else "o")  # fmt: skip
@@ -419,8 +420,8 @@ def plot_front(
     draw_floor(axes, [v.abs_rel for v in measured])
     axes.set_xlabel("median latency, ms (batch 1); bars: p10-p90")
     axes.set_ylabel("AbsRel vs PyTorch FP32 (held-out photos, log)")
-    axes.set_yscale("log")
     fit_abs_rel_axis(axes, [v.abs_rel for v in measured if v.abs_rel == v.abs_rel] + limits)
+    axes.set_yscale("log")
     state = "" if document.get("complete", True) else "INCOMPLETE (interrupted), nothing installed: "
     title = f"{state}{document['machine']['label']}: green chosen, blue within the budget, red rejected"
     axes.set_title(title, fontsize=9)

@@ -240,8 +240,8 @@ def plot(document: dict, path: Path) -> Path | None:
         axes.annotate(f"{case['backend']} {case['precision']} {case['size']}{recipe}", (x, y), fontsize=7)
     axes.set_xlabel("median latency, ms (batch 1)")
     axes.set_ylabel("AbsRel vs PyTorch FP32 (log)")
-    axes.set_yscale("log")
     fit_abs_rel_axis(axes, [c["accuracy"]["abs_rel"] for c in cases])
+    axes.set_yscale("log")
     if draw_floor(axes, [c["accuracy"]["abs_rel"] for c in cases]):
         axes.legend(fontsize=7, loc="best")
     axes.set_title(document["machine"]["label"], fontsize=9)
