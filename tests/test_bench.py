@@ -25,6 +25,7 @@ def test_latency_statistics():
     assert stats["median"] == 12.0
     assert stats["mean"] == pytest.approx(15.2)
     assert stats["stdev"] == pytest.approx(float(np.std([10, 12, 11, 13, 30], ddof=1)))
+    assert stats["p10"] == pytest.approx(10.4)  # linear interpolation between 10 and 11
     assert stats["p90"] == pytest.approx(23.2)  # linear interpolation between 13 and 30
     assert stats["p99"] == pytest.approx(29.32)
     assert stats["min"] == 10.0 and stats["runs"] == 5
@@ -139,7 +140,7 @@ def test_tiny_run_measures_and_compares_with_torch(tiny_runs):
         assert row["status"] == "ok" and row["size"] == 56
         latency = row["latency_ms"]
         assert 3 <= latency["runs"] <= 6
-        assert 0 < latency["min"] <= latency["median"] <= latency["p90"] <= latency["p99"] < 10_000
+        assert 0 < latency["min"] <= latency["p10"] <= latency["median"] <= latency["p90"] <= latency["p99"] < 10_000
         assert latency["mean"] > 0 and latency["stdev"] >= 0
         assert row["fps"] == pytest.approx(1000.0 / latency["median"], rel=1e-9)
         assert row["speedup"] == pytest.approx(baseline / latency["median"], rel=1e-9)

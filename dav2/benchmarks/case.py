@@ -185,8 +185,10 @@ def run_case(spec: dict) -> dict:
         infer = torch_fp16(backend) if half_torch else backend.infer
         times = time_runs(infer, tensor, spec)
         latency = latency_stats(times)
-        split = measure_split(backend, infer, image, tensor, prepare)
-        throughput, mode = measure_throughput(spec, backend, tensor)
+        split, throughput, mode = None, None, "not measured (dav2-bench pick --quick)"
+        if spec.get("details", True):
+            split = measure_split(backend, infer, image, tensor, prepare)
+            throughput, mode = measure_throughput(spec, backend, tensor)
         measured_accuracy = accuracy_columns(spec, infer)
         detail = backend.describe()
         pipeline = pipeline_columns(spec, backend, fps(latency["median"]))

@@ -6,8 +6,9 @@ Schema 1 (one JSON object):
             openvino_devices, libraries, dav2, threads, command, date}
   settings: the dav2-bench options
   complete: false when interrupted (the cases list holds what was measured)
+  planned: how many cases were to be measured; interrupted_by: SIGINT or SIGTERM when interrupted
   cases: [{backend, precision, size, status: ok|skipped|failed, reason (skipped/failed),
-           latency_ms: {median, p90, p99, mean, stdev, min, runs}, fps, speedup,
+           latency_ms: {median, p10, p90, p99, mean, stdev, min, runs}, fps, speedup,
            throughput_fps, throughput_mode, split_ms: {preprocess, h2d, infer, d2h, postprocess},
            accuracy: {abs_rel, delta1, max_abs_diff, images}, peak_host_mb, peak_device_mb,
            artifact, artifact_mb, build_s, artifact_reused, backend_detail,
@@ -56,6 +57,7 @@ def case_cells(case: dict) -> list[str]:
         case["backend"],
         case["precision"],
         str(case["size"]),
+        _num(lat.get("p10")),  # results written before p10 was recorded have none
         _num(lat["median"]),
         _num(lat["p90"]),
         _num(lat["p99"]),
@@ -76,7 +78,7 @@ def case_cells(case: dict) -> list[str]:
 
 
 HEADER = [
-    "backend", "precision", "size", "median ms", "p90", "p99", "mean ± sd", "FPS", "throughput FPS",
+    "backend", "precision", "size", "p10 ms", "median ms", "p90", "p99", "mean ± sd", "FPS", "throughput FPS",
     "vs torch FP32", "AbsRel", "δ1", "max abs diff", "split ms: pre / h2d / infer / d2h / post",
     "peak host MB", "peak GPU MB", "artifact MB", "build s",
 ]  # fmt: skip
@@ -109,7 +111,8 @@ def to_markdown(document: dict) -> str:
         f"Libraries: {libs}. Date: {machine['date']}.",
         "",
         "Latency: one network forward at batch 1 on a real preprocessed image, after warm-up; FPS = "
-        "1000 / median. Throughput: several frames in flight where the backend can. Accuracy: against "
+        "1000 / median; p10-p90 is the spread: medians whose p10-p90 ranges overlap are within the noise. "
+        "Throughput: several frames in flight where the backend can. Accuracy: against "
         "PyTorch FP32 on held-out images at the same size (relative models after scale-and-shift "
         "alignment). Each case runs in its own process (peak host memory is that process's).",
         "",
@@ -190,6 +193,33 @@ def save(document: dict, folder: Path) -> list[Path]:
     return written
 
 
+# A log axis has no 0, and PyTorch FP32 against itself is 0 (FP32 artifacts about 1e-7): AbsRel
+# below the floor is drawn at the floor, with its own marker, and the plot says so.
+ABS_REL_FLOOR = 1e-6
+FLOORED_MARKER = "v"
+
+
+def plotted_abs_rel(abs_rel: float) -> tuple[float, bool]:
+    """(where an AbsRel is drawn on the log axis, whether it was raised to the floor)."""
+    return (abs_rel, False) if abs_rel >= ABS_REL_FLOOR else (ABS_REL_FLOOR, True)
+
+
+def draw_floor(axes, abs_rels: list[float]) -> bool:
+    """The floor line and a legend entry saying what sits on it, when anything does."""
+    if not any(plotted_abs_rel(value)[1] for value in abs_rels):
+        return False
+    axes.axhline(ABS_REL_FLOOR, color="grey", linestyle=":", linewidth=0.8)
+    text = f"AbsRel below {ABS_REL_FLOOR:g} (0 included) drawn at {ABS_REL_FLOOR:g}"
+    axes.scatter([], [], marker=FLOORED_MARKER, color="grey", label=text)
+    return True
+
+
+def fit_abs_rel_axis(axes, values: list[float]) -> None:
+    """A log AbsRel axis from below the floor to above every value drawn (points, budget lines):
+    points all on the floor would otherwise give matplotlib an empty range."""
+    axes.set_ylim(ABS_REL_FLOOR / 2, max([ABS_REL_FLOOR, *values]) * 2)
+
+
 def plot(document: dict, path: Path) -> Path | None:
     """Latency against AbsRel, one point per measured case (needs matplotlib)."""
     try:
@@ -204,12 +234,16 @@ def plot(document: dict, path: Path) -> Path | None:
         return None
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for case in cases:
-        x, y = case["latency_ms"]["median"], max(case["accuracy"]["abs_rel"], 1e-6)
-        axes.scatter(x, y)
-        axes.annotate(f"{case['backend']} {case['precision']} {case['size']}", (x, y), fontsize=7)
+        x, (y, floored) = case["latency_ms"]["median"], plotted_abs_rel(case["accuracy"]["abs_rel"])
+        axes.scatter(x, y, marker=FLOORED_MARKER if floored else "o")
+        recipe = f" ({case['recipe']})" if case.get("recipe") else ""
+        axes.annotate(f"{case['backend']} {case['precision']} {case['size']}{recipe}", (x, y), fontsize=7)
     axes.set_xlabel("median latency, ms (batch 1)")
-    axes.set_ylabel("AbsRel vs PyTorch FP32")
+    axes.set_ylabel("AbsRel vs PyTorch FP32 (log)")
+    fit_abs_rel_axis(axes, [c["accuracy"]["abs_rel"] for c in cases])
     axes.set_yscale("log")
+    if draw_floor(axes, [c["accuracy"]["abs_rel"] for c in cases]):
+        axes.legend(fontsize=7, loc="best")
     axes.set_title(document["machine"]["label"], fontsize=9)
     figure.tight_layout()
     with atomic_path(path) as tmp:

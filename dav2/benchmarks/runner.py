@@ -8,7 +8,8 @@
    references the accuracy columns compare against. With --pipeline VIDEO the child also runs
    the video through dav2-run's threaded pipeline (the backends asked for; not the implicit
    torch baseline), so end-to-end FPS stands next to the standalone FPS.
-4. Ctrl-C stops the run and keeps every case already measured.
+4. Ctrl-C (or SIGTERM) stops the run and keeps every case already measured; the document
+   says how many were planned and which signal stopped it.
 """
 
 import json
@@ -33,6 +34,23 @@ from dav2.vocabulary import DEFAULT_INPUT_SIZE, BackendName, Precision
 
 SCHEMA_VERSION = 1
 CASE_TIMEOUT_S = 1800
+# The child runs benchmarks.case without the working directory on its import path. `python -m`
+# (and `-c`) put it first, so a folder named `dav2` there (the clone, when a command starts in the
+# folder that holds it) is imported as a namespace package before an editable install's finder is
+# asked, and the child fails with "No module named dav2.benchmarks.case". `-P` would do this but
+# needs Python 3.11; the code below does it on 3.10 too: `-c` puts '' first unless -P/PYTHONSAFEPATH
+# is in force. The child keeps the working directory, so relative paths in its spec still hold.
+CASE_CHILD = (
+    "import sys; "
+    "getattr(sys.flags, 'safe_path', False) or sys.path.pop(0); "
+    "from dav2.benchmarks.case import main; main()"
+)
+
+
+def case_command(spec_path: Path) -> list[str]:
+    """The child process that measures one case: this Python, importing the installed dav2
+    whatever the working directory holds."""
+    return [sys.executable, "-c", CASE_CHILD, str(spec_path)]
 
 
 @dataclass
@@ -59,6 +77,8 @@ class BenchSettings:
     model: str | None = None  # --model ARTIFACT: measure this artifact as it is (no export, no baseline)
     int8_recipes: tuple[tuple[str, ...], ...] = ()  # also OpenVINO INT8 with these groups in float (pick)
     controlled_int8: float | None = None  # also OpenVINO INT8 with accuracy control to this AbsRel (pick)
+    details: bool = True  # the split and throughput columns (pick --quick leaves them out)
+    left_out: tuple[tuple[str, str, str], ...] = ()  # (backend, precision, reason): planned, not run (pick --quick)
 
     def public(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -96,7 +116,7 @@ def run_child(spec: dict, work: Path) -> dict:
     spec_path = work / f"spec-{spec['backend']}-{spec['precision']}-{spec['size']}.json"
     spec_path.write_text(json.dumps(spec))
     process = subprocess.Popen(
-        [sys.executable, "-m", "dav2.benchmarks.case", str(spec_path)],
+        case_command(spec_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -138,6 +158,7 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
         settings.int8_recipes,
         settings.controlled_int8,
     )
+    cases, skipped = leave_out(cases, skipped, settings.left_out)
     cases = with_baseline(cases, settings.sizes, machine)
     result = {
         "schema": SCHEMA_VERSION,
@@ -145,6 +166,7 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
         "settings": settings.public(),
         "baseline": baseline_name(machine),
         "cases": [skipped_row(case, reason) for case, reason in skipped],
+        "planned": len(cases),
         "complete": False,
     }
     for case, reason in skipped:
@@ -161,11 +183,32 @@ def run_bench(settings: BenchSettings, machine: Machine | None = None) -> dict:
                 result["cases"].append(row)
                 console.info(f"  {summary_line(row)}")
             result["complete"] = True
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            result["interrupted_by"] = interruption(stop)
             console.warn("interrupted: keeping the cases measured so far")
     add_speedups(result["cases"])
     result["cases"].sort(key=case_order)
     return result
+
+
+def leave_out(
+    cases: list[Case], skipped: list[tuple[Case, str]], left_out: tuple[tuple[str, str, str], ...]
+) -> tuple[list[Case], list[tuple[Case, str]]]:
+    """Move the cases of the (backend, precision) pairs in `left_out` to the skipped ones, with their reason."""
+    reasons = {(backend, precision): reason for backend, precision, reason in left_out}
+    kept = [case for case in cases if (case.backend, case.precision) not in reasons]
+    dropped = [(case, reasons[(case.backend, case.precision)]) for case in cases if case not in kept]
+    return kept, skipped + dropped
+
+
+def interruption(stop: KeyboardInterrupt) -> str:
+    """SIGINT (Ctrl-C), or the signal the CLI raised the interrupt for (SIGTERM: cli.common.Terminated)."""
+    return getattr(stop, "signal_name", "SIGINT")
+
+
+def interrupted_status(document: dict) -> int:
+    """The exit status an interrupted run ends with, as shells report the signal: 130 or 143."""
+    return 143 if document.get("interrupted_by") == "SIGTERM" else 130
 
 
 def with_baseline(cases: list[Case], sizes: list[int], machine: Machine) -> list[Case]:
@@ -217,7 +260,8 @@ def run_artifact_bench(settings: BenchSettings, machine: Machine) -> dict:
             result["complete"] = True
         except Dav2Error as exc:
             row.update({"status": "failed", "reason": str(exc)})
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            result["interrupted_by"] = interruption(stop)
             console.warn("interrupted")
             return result
     result["cases"].append(row)
@@ -241,6 +285,7 @@ def case_spec(case: Case, settings, artifact: Path, device: str, image: str, wor
         "max_runs": settings.max_runs,
         "warmup": settings.warmup,
         "pipeline": pipeline_request(case, settings),
+        "details": settings.details,
     }
 
 

@@ -131,7 +131,9 @@ def bench_main(ctx, save, cache_dir, **options):
             console.info(f"saved {path}")
     click.echo(markdown)
     if not document["complete"]:
-        sys.exit(130)
+        from dav2.benchmarks.runner import interrupted_status
+
+        sys.exit(interrupted_status(document))
 
 
 def check_pipeline_options(video: str | None, frames: int) -> None:
@@ -159,8 +161,9 @@ def bench_compare(results):
 @click.option(
     "--max-abs-rel",
     type=float,
-    required=True,
-    help="Accuracy budget: AbsRel against PyTorch FP32 on held-out photos (0.01 is about FP16's error).",
+    default=None,
+    help="Accuracy budget: AbsRel against PyTorch FP32 on held-out photos (0.01 is about FP16's error). "
+    "[default: dav2-export's default for each candidate's precision: fp16 0.01, int8 0.05, fp32 none]",
 )
 @click.option("--max-ms", type=float, default=None, help="Also require a median latency of at most this (ms).")
 @click.option("--min-fps", type=float, default=None, help="Also require at least this many frames per second.")
@@ -196,6 +199,13 @@ def bench_compare(results):
     "quantized layer; about half an hour at 518 on 2 cores).",
 )
 @click.option("--seconds", type=float, default=3.0, show_default=True, help="Timed seconds per candidate (0.5-600).")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A pick in minutes: the first of --sizes only, no INT8 mixed-precision or accuracy-control candidates, "
+    "no ONNX Runtime FP16 without a GPU, 1 timed second, 1 warm-up run, 2 held-out and 8 calibration images "
+    "per candidate, no split/throughput columns. The report lists what was left out.",
+)
 @THREADS_OPTION
 @CACHE_DIR_OPTION
 @click.option(
@@ -203,27 +213,43 @@ def bench_compare(results):
     type=click.Path(file_okay=False),
     default="models/picked",
     show_default=True,
-    help="Folder for the chosen artifact (with its sidecar and weights), pick.md, pick.json and pick.png.",
+    help="Folder for the chosen artifact (with its sidecar and weights), pick.md, pick.json and pick.png. A pick "
+    "that installs nothing leaves those untouched and reports beside them: pick-failed.* (no candidate within "
+    "the budget, exit 1) or pick-incomplete.* (interrupted: what was measured, exit 130/143).",
 )
 @click.option("--label", default=None, help="Machine name in the report. [default: GPU name, else CPU model and cores]")
 @JSON_OPTION
 @user_errors
-def bench_pick(output, cache_dir, as_json, max_abs_rel, max_ms, min_fps, int8_float, accuracy_control, **options):
+def bench_pick(
+    output, cache_dir, as_json, max_abs_rel, max_ms, min_fps, int8_float, accuracy_control, quick, **options
+):
     """Measure the candidates and install the fastest artifact within an accuracy budget.
 
     Every backend x precision x size this machine runs is a candidate (built once and cached,
     as dav2-bench does), plus OpenVINO INT8 in mixed precision (parts left in float, see
-    --int8-float). Each is timed (median latency, batch 1) and compared with PyTorch FP32 on held-out photos; the
-    fastest one within the budget is copied into --output with a report of every candidate and
-    why the faster ones were rejected.
+    --int8-float). Each is timed (median latency and its p10-p90 spread, batch 1) and compared
+    with PyTorch FP32 on held-out photos. The fastest one within the budget is copied into
+    --output with a report of every candidate and why the faster ones were rejected; candidates
+    within the budget whose p10-p90 overlaps the fastest one's are a tie, and the most accurate
+    of them is chosen. Without --max-abs-rel each candidate is held to dav2-export's default
+    budget for its precision.
+
+    \b
+    A pick that installs nothing never touches an earlier pick's files in --output:
+      no candidate within the budget: pick-failed.md/.json/.png beside them, exit 1;
+      interrupted (Ctrl-C, SIGTERM): pick-incomplete.md/.json/.png with what was measured,
+      exit 130/143.
+    A pick that installs a choice removes those two reports.
 
     \b
     Examples:
       dav2-bench pick --encoder vits --max-abs-rel 0.01 --images photos/
+      dav2-bench pick --quick --images photos/
       dav2-bench pick --max-abs-rel 0.02 --max-ms 120 --sizes 392,518 --images photos/ --json
       dav2-bench pick --max-abs-rel 0.05 --backends openvino --precisions fp16,int8 --images clip.mp4
     """
-    from dav2.benchmarks.pick import DEFAULT_INT8_RECIPES, Budget, parse_recipes
+    from dav2.benchmarks.discovery import Machine
+    from dav2.benchmarks.pick import DEFAULT_INT8_RECIPES, Budget, apply_quick, parse_recipes
     from dav2.benchmarks.runner import BenchSettings
 
     require_export_tools("dav2-bench pick")
@@ -246,38 +272,46 @@ def bench_pick(output, cache_dir, as_json, max_abs_rel, max_ms, min_fps, int8_fl
         int8_recipes=parse_recipes(
             DEFAULT_INT8_RECIPES if int8_float is None else int8_float, ENCODER_SPECS[options["encoder"]].depth
         ),
-        controlled_int8=budget.max_abs_rel if accuracy_control else None,
+        controlled_int8=budget.abs_rel_limit("int8") if accuracy_control else None,
         **options,
     )
-    pick(settings, budget, Path(output), as_json)
+    left_out = apply_quick(settings, bool(Machine.here().gpus)) if quick else []
+    pick(settings, budget, Path(output), as_json, left_out)
 
 
-def pick(settings, budget, output: Path, as_json: bool) -> None:
-    """Run the candidates, judge them, install the winner, write and print the report."""
+def pick(settings, budget, output: Path, as_json: bool, left_out: list[str] | None = None) -> None:
+    """Run the candidates, judge them, install the winner, write and print the report.
+
+    Only a complete run with a choice writes pick.* (after installing); a run that installs
+    nothing reports in pick-failed.* or pick-incomplete.* beside them (picking.report_stem)."""
     import json
 
     from dav2.benchmarks import pick as picking
-    from dav2.benchmarks.runner import nothing_measured, run_bench
+    from dav2.benchmarks.runner import interrupted_status, nothing_measured, run_bench
 
     document = run_bench(settings)
-    if not document["complete"]:
-        console.warn("dav2-bench pick was interrupted before every candidate was measured: nothing installed")
-        sys.exit(130)
-    reason = nothing_measured(document)
-    if reason:
-        raise Dav2Error(f"no candidate was measured; first: {reason}")
+    if left_out:
+        document["quick"] = left_out
+    if document["complete"]:
+        reason = nothing_measured(document)
+        if reason:
+            raise Dav2Error(f"no candidate was measured; first: {reason}")
     verdicts = picking.judge_all(document, budget)
-    chosen = picking.choose(verdicts)
-    artifact = picking.install(chosen, output) if chosen else None
-    choice = picking.choice_record(document, chosen, artifact, budget) if chosen else None
-    text = picking.report(document, verdicts, chosen, budget)
-    written = picking.save(document, text, choice, output)
-    png = picking.plot_front(document, verdicts, chosen, budget, output / picking.PLOT)
+    decision = picking.decide(verdicts)
+    stem = picking.report_stem(document, decision)
+    artifact = picking.install(decision.chosen, output) if stem == picking.PICK_STEM else None
+    choice = picking.choice_record(document, decision.chosen, artifact, budget) if artifact else None
+    text = picking.report(document, verdicts, decision, budget, output)
+    written = picking.save(document, text, choice, output, stem)
+    png = picking.plot_front(document, verdicts, decision, budget, output / f"{stem}.png")
     for path in [*written, *([png] if png else [])]:
         console.info(f"saved {path}")
     click.echo(text)
-    if chosen is None:
-        raise Dav2Error(f"no candidate meets {budget.describe()}; see {output / picking.REPORT}")
+    if stem == picking.INCOMPLETE_STEM:
+        console.warn(f"dav2-bench pick was interrupted: nothing installed; what was measured is in {written[1]}")
+        sys.exit(interrupted_status(document))
+    if stem == picking.FAILED_STEM:
+        raise Dav2Error(f"no candidate meets {budget.describe()}: nothing installed; see {written[1]}")
     click.echo(f"installed {artifact}")
     if as_json:
         click.echo(json.dumps(choice))

@@ -26,6 +26,8 @@ class Terminated(KeyboardInterrupt):
     clean-up runs: temporary files removed, earlier outputs kept, the run's policy on partial
     results applied."""
 
+    signal_name = "SIGTERM"  # what a run that keeps partial results records (KeyboardInterrupt: SIGINT)
+
 
 def _raise_terminated(signum, frame) -> None:
     raise Terminated()
