@@ -73,9 +73,9 @@ from dav2.vocabulary import ModelKind, Precision
 )
 @click.option(
     "--keep-fp32",
-    default="layernorm,softmax,head",
+    default="layernorm,softmax,attention,head",
     help="FP16 graphs (--fp16, --trt fp16): comma-separated groups AutoCast keeps in FP32: layernorm, softmax, "
-    "head (the head's last convolutions).",
+    "attention (the score path q·kᵀ, softmax, ·v), head (the head's last convolutions).",
 )
 @click.option(
     "--from",

@@ -48,9 +48,14 @@ from dav2.vocabulary import INPUT_NAME, ArtifactFormat, Precision
 FP32_GROUPS = {
     "layernorm": {"op_types": ["LayerNormalization"]},
     "softmax": {"op_types": ["Softmax"]},
+    # the attention score path: q and k scaled (Mul, Mul_1), q·kᵀ (MatMul), softmax, ·v (MatMul_1)
+    "attention": {"nodes": [r".*/attn/(Mul|Mul_1|MatMul|MatMul_1|Softmax)$"]},
     "head": {"nodes": [r"/depth_head/output_conv.*"]},
 }
-DEFAULT_FP32_GROUPS = ("layernorm", "softmax", "head")
+DEFAULT_FP32_GROUPS = ("layernorm", "softmax", "attention", "head")
+# the Q/DQ INT8 graph: op types kept in FP32 where the rest of the unquantized graph is FP16
+# (MatMul: the attention MatMuls are never quantized, so they stay FP32; the quantized ones are INT8)
+INT8_FP32_OP_TYPES = ["LayerNormalization", "Softmax", "MatMul"]
 
 INT8_OP_TYPES = ["MatMul", "Conv", "ConvTranspose"]
 INT8_EXCLUDED = [
@@ -138,12 +143,13 @@ def quantize_int8(
             op_types_to_quantize=INT8_OP_TYPES,
             nodes_to_exclude=excluded,
             high_precision_dtype="fp16",
+            op_types_to_exclude_fp16=INT8_FP32_OP_TYPES,
             output_path=str(target),
             log_level="ERROR",
         )
     if not target.is_file():
         raise Dav2Error("Model Optimizer did not write the INT8 graph (see its messages above)")
-    return ExplicitRecipe("nvidia-modelopt PTQ", "qdq-int8", [], INT8_OP_TYPES, excluded, "fp16")
+    return ExplicitRecipe("nvidia-modelopt PTQ", "qdq-int8", INT8_FP32_OP_TYPES, INT8_OP_TYPES, excluded, "fp16")
 
 
 @contextlib.contextmanager
