@@ -194,5 +194,32 @@ def explicit_onnx(context: ExportContext, precision: Precision) -> Built:
     metadata.calibration = context.calibration.identity() if precision == Precision.INT8 else None
     metadata.tools["modelopt"] = optional.version("nvidia-modelopt")
     built = onnx_built(path, metadata)
+    built.companions.append(write_reference(context, path))
     context.explicit[precision] = built
     return built
+
+
+def write_reference(context: ExportContext, graph: Path, explicit: bool = True) -> Path:
+    """The FP32 reference outputs on the held-out images, beside `graph` (dav2.export.reference):
+    what `--from` checks the engine against on the target. `explicit`: `graph` is a reduced-
+    precision graph whose own AbsRel is recorded too (False: it is the FP32 graph itself)."""
+    from dav2.export.preprocess import parse_camera_size
+    from dav2.export.reference import make_reference, reference_path, trusted_onnxruntime
+
+    options = context.options
+    camera_hw = parse_camera_size(context.request.camera_size)
+    traced = min(options.height, options.width)
+    extra = (processing.network_size(camera_hw, traced),) if camera_hw and options.dynamic else ()
+    kind = "metric" if context.model.metric else "relative"
+    with console.step(f"computing the FP32 reference outputs that travel with {graph.name}"):
+        fixed_hw = None if options.dynamic else (options.height, options.width)
+        measured = graph if explicit else None
+        reference = make_reference(context.fp32_onnx, measured, context.held_out, traced, kind, extra, fixed_hw)
+    if not trusted_onnxruntime(reference.onnxruntime):
+        console.warn(
+            f"ONNX Runtime {reference.onnxruntime} computes FP16 QuantizeLinear wrongly: the graph's own AbsRel in "
+            f"{reference_path(graph).name} is not trustworthy (use onnxruntime>=1.32 for the export)"
+        )
+    path = reference_path(graph)
+    reference.write(path)
+    return path

@@ -302,7 +302,9 @@ def import_binding(module: str) -> Any | None:
     except ModuleNotFoundError as exc:
         if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
             return None  # the module itself (or its package) is not installed
-        raise Dav2Error(f"{module} is installed but cannot be imported ({exc}): reinstall it: {BINDINGS_INSTALL}") from exc
+        raise Dav2Error(
+            f"{module} is installed but cannot be imported ({exc}): reinstall it: {BINDINGS_INSTALL}"
+        ) from exc
     except ImportError as exc:
         raise Dav2Error(
             f"{module} is installed but cannot load a library ({exc}): the NVIDIA driver or CUDA libraries are "

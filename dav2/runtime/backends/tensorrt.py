@@ -68,8 +68,7 @@ def tensorrt_missing() -> str | None:
     if not optional.available("tensorrt"):
         return "TensorRT is not installed here"
     try:
-        require_tensorrt()
-        require_gpu()
+        require_gpu(require_tensorrt())
     except Dav2Error as exc:
         return str(exc)
     return None
@@ -83,7 +82,9 @@ def require_tensorrt():
     except ModuleNotFoundError as exc:
         if exc.name in ("tensorrt", None):
             return optional.require("tensorrt", "TensorRT export and inference")  # raises the install hint
-        raise Dav2Error(f"TensorRT is installed but incomplete ({exc}): reinstall it ({optional.install_hint('tensorrt')})") from exc
+        raise Dav2Error(
+            f"TensorRT is installed but incomplete ({exc}): reinstall it ({optional.install_hint('tensorrt')})"
+        ) from exc
     except ImportError as exc:  # e.g. libnvinfer.so.10 / libcudart.so.12: cannot open shared object file
         raise Dav2Error(
             f"TensorRT is installed but cannot load its libraries ({exc}): install the TensorRT build for this "
@@ -113,11 +114,11 @@ def check_driver_fits(info: GpuInfo, wheel_major: int | None, version: str) -> N
         )
 
 
-def require_gpu() -> GpuInfo:
+def require_gpu(trt=None) -> GpuInfo:
     """GPU 0 through the CUDA binding, checked against the TensorRT wheel's CUDA; or one error."""
     info = describe_gpu()
-    if optional.available("tensorrt"):
-        check_driver_fits(info, tensorrt_cuda_major(), optional.version("tensorrt") or "?")
+    version = trt.__version__ if trt is not None else optional.version("tensorrt") or "(pip wheel)"
+    check_driver_fits(info, tensorrt_cuda_major(), version)
     return info
 
 
@@ -189,7 +190,7 @@ class TensorRTBackend(Backend):
                 f"{path.name} has no dav2 metadata ({sidecar_path(path).name}); export it with dav2-export --trt"
             )
         trt = require_tensorrt()
-        gpu_info = require_gpu()
+        gpu_info = require_gpu(trt)
         check_engine_compatible(metadata.tensorrt, trt.__version__, gpu_info)
         super().__init__(path, metadata)
         self.record = metadata.tensorrt
@@ -219,7 +220,9 @@ class TensorRTBackend(Backend):
         facts, profile = engine_facts(self.engine)
         check_graph(self.path, self.metadata, facts)
         if facts.input_format != FLOAT_INPUT:
-            raise Dav2Error(f"{self.path.name} takes {facts.inputs[0].label}; dav2 runs TensorRT engines on float32 input")
+            raise Dav2Error(
+                f"{self.path.name} takes {facts.inputs[0].label}; dav2 runs TensorRT engines on float32 input"
+            )
         problems = engine_profile_problems(profile, self.record)
         if problems:
             raise Dav2Error(
