@@ -51,9 +51,11 @@ def main(checkpoint: str, images: str, work: str, result: str) -> None:
         references = [fp32.infer(t)[0] for t in tensors]
     rows = []
     for precision, graph in graphs.items():
-        runners = {"onnxruntime": lambda: open_backend(graph)}
         hint = "f32" if precision == "fp16" else None  # FP16 graph: no BF16 on top (see MEASURED.md)
-        runners["openvino"] = lambda: OpenVinoBackend(graph, None, inference_precision=hint)
+        runners = {
+            "onnxruntime": lambda graph=graph: open_backend(graph),
+            "openvino": lambda graph=graph, hint=hint: OpenVinoBackend(graph, None, inference_precision=hint),
+        }
         for runtime, opener in runners.items():
             with opener() as backend:
                 per = [accuracy.compare(backend.infer(t)[0], r) for t, r in zip(tensors, references)]

@@ -188,7 +188,7 @@ class Builder:
     def build_serialized_network(self, network, config):
         if _current() is None:
             raise RuntimeError("test double: the builder ran without a current CUDA context")
-        (name, shapes), = config.profiles[0].shapes.items()
+        ((name, shapes),) = config.profiles[0].shapes.items()
         plan = {"onnx": network.onnx, "input": name, "profile": shapes, "strongly_typed": network.flags == 2}
         STATE.builds.append(plan)
         return json.dumps(plan).encode()
@@ -230,7 +230,9 @@ class Engine:
 
     def get_tensor_dtype(self, name):
         kind = self._arg(name)[0].type  # "tensor(float)"
-        return {"tensor(float)": DataType.FLOAT, "tensor(float16)": DataType.HALF, "tensor(uint8)": DataType.UINT8}[kind]
+        return {"tensor(float)": DataType.FLOAT, "tensor(float16)": DataType.HALF, "tensor(uint8)": DataType.UINT8}[
+            kind
+        ]
 
     def get_tensor_shape(self, name):
         return [d if isinstance(d, int) else -1 for d in self._arg(name)[0].shape]

@@ -14,9 +14,9 @@ import threading
 
 import numpy as np
 import pytest
+import tensorrt_double as double
 from click.testing import CliRunner
 
-import tensorrt_double as double
 from conftest import export
 from dav2.cli import export_main
 from dav2.export.reference import Reference, reference_path
