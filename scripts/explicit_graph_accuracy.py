@@ -17,8 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from dav2 import accuracy, optional, processing
 from dav2.media import read_image, scan_folder
 from dav2.runtime.backends import open_backend
@@ -40,7 +38,9 @@ def main(checkpoint: str, images: str, work: str, result: str) -> None:
     export(checkpoint, work_dir / "fp32", "--onnx")
     export(checkpoint, work_dir / "fp16", "--onnx", "--fp16")
     calib = ["--calib-dir", images, "--calib-count", str(CALIBRATION), "--holdout", str(HOLDOUT), "--calib-seed", "0"]
-    export(checkpoint, work_dir / "int8", "--onnx", "--int8", "--ort-int8", "qdq", "--int8-float", "patch_embed", *calib)
+    export(
+        checkpoint, work_dir / "int8", "--onnx", "--int8", "--ort-int8", "qdq", "--int8-float", "patch_embed", *calib
+    )
     stem = "depth_anything_v2_vits_dynamic"
     graphs = {
         "fp16": work_dir / "fp16" / f"{stem}_fp16.onnx",

@@ -53,9 +53,11 @@ FP32_GROUPS = {
     "head": {"nodes": [r"/depth_head/output_conv.*"]},
 }
 DEFAULT_FP32_GROUPS = ("layernorm", "softmax", "attention", "head")
-# the Q/DQ INT8 graph: op types kept in FP32 where the rest of the unquantized graph is FP16
-# (MatMul: the attention MatMuls are never quantized, so they stay FP32; the quantized ones are INT8)
-INT8_FP32_OP_TYPES = ["LayerNormalization", "Softmax", "MatMul"]
+# the Q/DQ INT8 graph: op types kept in FP32 where the rest of the unquantized graph is FP16.
+# Not MatMul: Model Optimizer then puts a Cast between every DequantizeLinear and its MatMul,
+# which breaks TensorRT's Q/DQ fusion; it has no per-node FP16 exclusion, so the attention
+# MatMuls of the INT8 graph stay FP16 (the FP16 graph keeps them FP32).
+INT8_FP32_OP_TYPES = ["LayerNormalization", "Softmax"]
 
 INT8_OP_TYPES = ["MatMul", "Conv", "ConvTranspose"]
 INT8_EXCLUDED = [

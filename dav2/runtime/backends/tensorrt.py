@@ -168,7 +168,8 @@ def check_in_profile(shape: tuple[int, ...], record: TensorRTRecord) -> None:
         low, high = record.profile["min"], record.profile["max"]
         raise Dav2Error(
             f"input {tuple(shape)} is outside this engine's shape profile (min {tuple(low)}, max {tuple(high)}); "
-            "choose another --input-size, or rebuild the engine with dav2-export --trt --profile/--min-shape/--max-shape"
+            "choose another --input-size, or rebuild the engine with dav2-export --trt "
+            "--profile/--min-shape/--max-shape"
         )
 
 
