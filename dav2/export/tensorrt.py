@@ -10,8 +10,14 @@ shapes) for dynamic graphs, a workspace limit, a timing cache beside the engines
 and TensorRT version) so a rebuild skips most kernel timing, `build_serialized_network`.
 
 Where TensorRT is missing (a CPU build machine), the export writes the precision-explicit ONNX
-and stops with one line; `dav2-export --trt fp16 --from model_fp16.onnx` on the target (a
-Jetson) builds the engine there from that file and its sidecar, without PyTorch.
+(with its FP32 reference outputs, dav2.export.reference) and stops with one line;
+`dav2-export --trt fp16 --from model_fp16.onnx` on the target (a Jetson) builds the engine there
+from that file and its sidecar, without PyTorch, and checks it against that reference.
+
+Profiles come from the frames the engine will see: `opt` is the check image's network size
+(range), the camera's (--profile camera --camera-size) or the traced square (batch); a profile
+that cannot hold any checked input is refused before building. The sidecar records the
+engine's own shape range and the equivalent `trtexec` command.
 
 The parts that need no GPU (shape profiles, metadata, version checks) are plain functions and
 are tested everywhere; tests/test_tensorrt_api.py checks every TensorRT attribute used here
