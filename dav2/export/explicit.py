@@ -10,14 +10,15 @@ Runtime and OpenVINO run on a CPU, where CI measures it:
   -> ·v, and the head's last convolutions by default) and FP32 input/output. TensorRT 10.3
   (JetPack 6) computes DAv2's FP16 attention/LayerNorm wrongly on Orin where 10.12+ does not
   (depth-anything-tensorrt #49); with these islands the graph does not depend on its fusions.
-  It also keeps in FP32 any node whose activations exceed FP16's safe range on a real image (its `data_max` rule), which is why it gets one reference input.
+  It also keeps in FP32 any node whose activations exceed FP16's safe range on a real image
+  (its `data_max` rule), which is why it gets one reference input.
   Measured on the seeded vits weights at 518: AbsRel 0.0006 against the FP32 graph.
 - INT8: Model Optimizer's post-training quantization inserts explicit QuantizeLinear /
   DequantizeLinear pairs (entropy calibration on the calibration set) on the encoder's
   MatMul/Conv; the attention MatMuls (softmax(q k^T) v) and the whole DPT head stay in higher
   precision (FP16), LayerNormalization and Softmax in FP32 (INT8_FP32_OP_TYPES). Measured
-  (seeded vits, 518, 4 calibration images at 196): with the head's convolutions quantized ONNX Runtime gives AbsRel 0.022, but OpenVINO 2025/2026 computes that
-  graph wrongly (AbsRel 0.23); without the head both agree (0.005 and 0.009).
+  (seeded vits, 518, 4 calibration images at 196): with the head's convolutions quantized
+  ONNX Runtime gives AbsRel 0.022, but OpenVINO 2025/2026 computes that graph wrongly (AbsRel 0.23); without the head both agree (0.005 and 0.009).
 
 Install without its `[onnx]` extra, which pulls onnxruntime-gpu over onnxruntime (see README):
 the `modelopt` extra of dav2 lists what its ONNX API needs.
