@@ -18,7 +18,8 @@ Runtime and OpenVINO run on a CPU, where CI measures it:
   MatMul/Conv; the attention MatMuls (softmax(q k^T) v) and the whole DPT head stay in higher
   precision (FP16), LayerNormalization and Softmax in FP32 (INT8_FP32_OP_TYPES). Measured
   (seeded vits, 518, 4 calibration images at 196): with the head's convolutions quantized
-  ONNX Runtime gives AbsRel 0.022, but OpenVINO 2025/2026 computes that graph wrongly (AbsRel 0.23); without the head both agree (0.005 and 0.009).
+  ONNX Runtime gives AbsRel 0.022, but OpenVINO 2025/2026 computes that graph wrongly
+  (AbsRel 0.23); without the head both agree (0.005 and 0.009).
 
 Install without its `[onnx]` extra, which pulls onnxruntime-gpu over onnxruntime (see README):
 the `modelopt` extra of dav2 lists what its ONNX API needs.
