@@ -47,7 +47,7 @@ PROFILE_PRESETS = ("range", "camera", "batch")
 DEFAULT_PRESET = "range"
 # The default profile's largest side: 16:9 frames at the 518 input size, in either orientation
 # (518x924 and 924x518; 66x66 patches). The attention scores grow with the square of the patch
-# count, so the maximum decides the engine's memory on an 8 GB Orin Nano: see attention_bytes.
+# count, so the maximum decides the engine's memory on an 8 GB Orin Nano.
 DEFAULT_MAX_SIDE = 924
 RANGE_MIN_SIDE = 196  # the default profile's smallest side (dav2-run --input-size 196)
 DEFAULT_CAMERA = "1280x720"
@@ -77,14 +77,6 @@ class Profile:
 
 def dims(shape) -> str:
     return "x".join(str(d) for d in shape)
-
-
-def attention_bytes(shape: tuple[int, ...], heads: int) -> int:
-    """One block's FP32 attention scores (B x heads x N x N, N patches) at input `shape`: the
-    largest activation of the graph, which TensorRT may materialize unfused."""
-    batch, _, height, width = shape
-    patches = (height // PATCH_SIZE) * (width // PATCH_SIZE) + 1
-    return batch * heads * patches * patches * 4
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
