@@ -60,6 +60,7 @@ class TensorRTRecord:
     cuda_driver: str | None = None
     workspace_gb: float = 4.0
     strongly_typed: bool = True  # precision from the source ONNX graph, not builder flags
+    trtexec: str | None = None  # the trtexec command that builds the same engine
 
 
 @dataclass

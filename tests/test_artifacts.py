@@ -44,7 +44,8 @@ def test_every_format_exports_into_one_folder_and_each_runs_with_its_own_facts(v
     }
     sidecars = {f"{name}.json" for name in expected}
     weights = {name.replace(".xml", ".bin") for name in expected if name.endswith(".xml")}
-    assert {p.name for p in folder.iterdir()} == set(expected) | sidecars | weights
+    references = {"depth_anything_v2_vits_dynamic_fp16.onnx.reference.npz"}  # the FP32 outputs for --trt --from
+    assert {p.name for p in folder.iterdir()} == set(expected) | sidecars | weights | references
     image = cv2.imread(str(PHOTO))
     for name, (fmt, precision) in expected.items():
         metadata = ArtifactMetadata.read(folder / name)

@@ -7,20 +7,20 @@ need TensorRT and a GPU (not on the CI machine): that test skips with the reason
 """
 
 import json
+import re
 
 import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
 
-from conftest import IMAGES, export
+from conftest import DATA, IMAGES, export
 from dav2 import accuracy, optional, processing
 from dav2.cli import export_main, run_main
 from dav2.errors import Dav2Error
 from dav2.export.context import GraphOptions
 from dav2.export.explicit import INT8_EXCLUDED
 from dav2.export.tensorrt import (
-    PROFILE_PRESETS,
     engine_metadata,
     engine_record,
     optimization_profile,
@@ -38,9 +38,10 @@ from dav2.runtime.backends.tensorrt import (
     parse_version,
     tensorrt_missing,
 )
+from dav2.runtime.cuda import GpuInfo
 
 HAVE_TENSORRT = optional.available("tensorrt")
-GPU = {"gpu": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9", "cuda_driver": "12.4"}
+GPU = GpuInfo("NVIDIA GeForce RTX 4090", "8.9", "12.4")
 SMALL = ["--dynamic", "--height", "196", "--width", "196"]  # traced (and calibrated) at 196: quick
 
 
@@ -56,13 +57,15 @@ def test_static_graph_has_one_fixed_shape():
 
 def test_presets_and_overrides():
     dynamic = GraphOptions(dynamic=True)
-    default = optimization_profile(dynamic)
-    assert default.as_dict() == {"min": [1, 3, 196, 196], "opt": [1, 3, 518, 518], "max": [1, 3, 1036, 1036]}
+    default = optimization_profile(dynamic, check_hw=(518, 686))  # opt: the check image's own size
+    assert default.as_dict() == {"min": [1, 3, 196, 196], "opt": [1, 3, 518, 686], "max": [1, 3, 924, 924]}
     assert optimization_profile(dynamic, "batch").max == (8, 3, 518, 518)
-    custom = optimization_profile(dynamic, "camera", max_shape="2x518x1288")
+    camera = optimization_profile(dynamic, "camera", camera_hw=(720, 1280))  # exactly the camera's frames
+    assert camera.min == camera.opt == camera.max == (1, 3, 518, 924)
+    custom = optimization_profile(dynamic, "camera", min_shape="1x364x364", max_shape="2x518x1288")
     assert custom.min == (1, 3, 364, 364) and custom.max == (2, 3, 518, 1288)
-    for low, mid, high in PROFILE_PRESETS.values():
-        assert all(side % 14 == 0 for shape in (low, mid, high) for side in shape[1:])
+    with pytest.raises(Dav2Error, match="add --profile camera"):
+        optimization_profile(dynamic, camera_hw=(720, 1280))
 
 
 @pytest.mark.parametrize(
@@ -86,10 +89,10 @@ def test_parse_shape():
 
 
 def test_an_input_outside_the_profile_is_one_clear_error():
-    record = engine_record(optimization_profile(GraphOptions(dynamic=True), "camera"), "10.3.0", GPU, 4.0)
+    record = engine_record(optimization_profile(GraphOptions(dynamic=True)), "10.3.0", GPU, 4.0)
     check_in_profile((1, 3, 518, 924), record)
-    with pytest.raises(Dav2Error, match=r"outside this engine's shape profile \(min \(1, 3, 364, 364\)"):
-        check_in_profile((1, 3, 518, 1036), record)
+    with pytest.raises(Dav2Error, match=r"outside this engine's shape profile \(min \(1, 3, 196, 196\)"):
+        check_in_profile((1, 3, 518, 938), record)
     with pytest.raises(Dav2Error, match="outside"):
         check_in_profile((2, 3, 518, 518), record)
 
@@ -111,7 +114,7 @@ def source_metadata(precision: str = "fp16") -> ArtifactMetadata:
 
 
 def test_engine_metadata_records_where_it_runs_and_what_it_came_from(tmp_path):
-    profile = optimization_profile(GraphOptions(dynamic=True), "camera")
+    profile = optimization_profile(GraphOptions(dynamic=True), check_hw=(518, 686))
     record = engine_record(profile, "10.3.0", GPU, 4.0)
     meta = engine_metadata(source_metadata(), tmp_path / "m_fp16.engine", record)
     assert (meta.artifact, meta.format, meta.precision) == ("m_fp16.engine", "tensorrt", "fp16")
@@ -127,7 +130,7 @@ def test_engine_from_another_version_or_gpu_is_refused_with_the_reason():
     check_engine_compatible(record, "10.3.0", GPU)
     with pytest.raises(Dav2Error, match=r"built with TensorRT 10\.3\.0, but TensorRT 10\.7\.0"):
         check_engine_compatible(record, "10.7.0", GPU)
-    orin = {"gpu": "Orin", "compute_capability": "8.7"}
+    orin = GpuInfo("Orin", "8.7", "12.6")
     with pytest.raises(Dav2Error, match=r"built for NVIDIA GeForce RTX 4090 \(compute capability 8\.9\).*Orin"):
         check_engine_compatible(record, "10.3.0", orin)
     with pytest.raises(Dav2Error, match="no TensorRT record"):
@@ -183,7 +186,7 @@ def test_trt_fp16_without_tensorrt_writes_the_fp16_graph_and_says_how_to_finish(
         f"error: TensorRT is not installed here: wrote {graph}; build its engine where TensorRT and the GPU are "
         f"with dav2-export --trt fp16 --from {graph}"
     )
-    assert sorted(p.name for p in out.iterdir()) == [graph.name, f"{graph.name}.json"]
+    assert sorted(p.name for p in out.iterdir()) == [graph.name, f"{graph.name}.json", f"{graph.name}.reference.npz"]
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +211,7 @@ def test_fp16_graph_is_fp16_with_fp32_islands_and_fp32_io(fp16_graph):
     assert head and all(weights[n.input[1]] == float32 for n in head)  # --keep-fp32 head
     meta = ArtifactMetadata.read(fp16_graph)
     assert meta.precision == "fp16" and meta.quantization["mode"] == "autocast-fp16"
-    assert meta.quantization["kept_fp32"] == ["layernorm", "softmax", "head"]
+    assert meta.quantization["kept_fp32"] == ["layernorm", "softmax", "attention", "head"]
 
 
 def test_fp16_graph_accuracy_in_onnxruntime_and_openvino(fp16_graph, fp32_reference):
@@ -231,8 +234,6 @@ def int8_graph(vits_checkpoint, tmp_path_factory):
 
 
 def test_int8_graph_has_explicit_qdq_outside_attention_and_head(int8_graph):
-    import re
-
     model = onnx.load(str(int8_graph))
     dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     quantized = [n for n in model.graph.node if n.op_type in ("MatMul", "Conv") and set(n.input) & dequantized]
@@ -300,3 +301,74 @@ def test_fp16_engine_builds_from_the_fp16_graph_and_matches_it(vits_checkpoint, 
         assert set(backend.last_timing) >= {"h2d_ms", "infer_ms", "d2h_ms"}
     assert depth.shape == (1, 266, 364)
     assert np.abs(depth - expected).max() / max(1.0, np.abs(expected).max()) < 1e-2
+
+
+# -- what TensorRT 10.3 (JetPack 6.1/6.2) can parse, and the FP32 islands it must keep ---------
+
+OPERATORS_10_3 = DATA / "onnx-tensorrt-10.3-operators.txt"
+
+
+def tensorrt_10_3_support() -> tuple[set[str], tuple[int, int], dict[str, set[str]]]:
+    """(operators, (lowest, highest) opset, Resize restrictions) from onnx-tensorrt's list."""
+    operators, opsets, resize = set(), None, {}
+    for line in OPERATORS_10_3.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        words = line.split()
+        if words[0] == "opset":
+            opsets = (int(words[1]), int(words[2]))
+        elif words[0].startswith("resize-"):
+            resize[words[0]] = set(words[1:])
+        else:
+            operators.add(line.split("\t")[0])
+    return operators, opsets, resize
+
+
+def tensorrt_10_3_problems(model: onnx.ModelProto) -> list[str]:
+    operators, (low, high), resize = tensorrt_10_3_support()
+    problems = [
+        f"opset {o.version}" for o in model.opset_import if o.domain in ("", "ai.onnx") and not low <= o.version <= high
+    ]
+    problems += sorted({f"{n.op_type} (not supported)" for n in model.graph.node if n.op_type not in operators})
+    for node in (n for n in model.graph.node if n.op_type == "Resize"):
+        attributes = {a.name: a.s.decode() for a in node.attribute if a.type == onnx.AttributeProto.STRING}
+        if attributes.get("mode", "nearest") not in resize["resize-modes"]:
+            problems.append(f"{node.name}: Resize mode {attributes['mode']}")
+        if attributes.get("coordinate_transformation_mode", "half_pixel") not in resize["resize-coordinate-modes"]:
+            problems.append(f"{node.name}: Resize {attributes['coordinate_transformation_mode']}")
+    return problems
+
+
+def test_the_operator_list_can_fail():
+    operators, opsets, resize = tensorrt_10_3_support()
+    assert {"LayerNormalization", "QuantizeLinear", "DequantizeLinear", "Softmax", "Erf"} <= operators
+    assert not {"Unique", "DynamicQuantizeLinear"} & operators and opsets == (9, 20)
+    cubic = onnx.helper.make_node("Resize", ["x", "", "s"], ["y"], name="r", mode="cubic")
+    graph = onnx.helper.make_graph([cubic, onnx.helper.make_node("Unique", ["y"], ["z"])], "g", [], [])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 21)])
+    assert tensorrt_10_3_problems(model) == ["opset 21", "Unique (not supported)", "r: Resize mode cubic"]
+
+
+def fp32_island_types(model: onnx.ModelProto, attention: bool = True) -> dict[str, int]:
+    """Output element type of every node that must compute in FP32: LayerNormalization, Softmax
+    and (`attention`) the attention MatMuls (q·kᵀ and ·v)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    islands = [
+        n for n in model.graph.node
+        if n.op_type in ("LayerNormalization", "Softmax") or (attention and re.search(r"/attn/MatMul(_1)?$", n.name))
+    ]  # fmt: skip
+    return {n.name: types.get(n.output[0], 0) for n in islands}
+
+
+@pytest.mark.parametrize("graph", ["fp16_graph", "int8_graph"])
+def test_explicit_graphs_parse_in_tensorrt_10_3_and_keep_fp32_islands(graph, request):
+    model = onnx.load(str(request.getfixturevalue(graph)))
+    assert tensorrt_10_3_problems(model) == []
+    # the INT8 graph's attention MatMuls stay FP16 (dav2.export.explicit.INT8_FP32_OP_TYPES says why)
+    attention = graph == "fp16_graph"
+    islands = fp32_island_types(model, attention)
+    # per block: 2 LayerNorms, Softmax (and 2 attention MatMuls); 4 output norms
+    assert len(islands) == 12 * (5 if attention else 3) + 4
+    not_fp32 = {name: onnx.TensorProto.DataType.Name(t) for name, t in islands.items() if t != onnx.TensorProto.FLOAT}
+    assert not not_fp32

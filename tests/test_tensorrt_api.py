@@ -28,6 +28,8 @@ TENSORRT_ROOTS = {
     "runtime",
     "self.engine",
     "self.context",
+    "engine",  # backends.tensorrt.engine_facts(engine)
+    "cache",  # config.get_timing_cache()
 }
 # the weakly typed API that TensorRT 11 removed (migration guide): dav2 must not use it anywhere
 REMOVED_IN_11 = {
@@ -89,6 +91,8 @@ def test_the_collector_sees_the_calls_that_matter():
         "execute_async_v3",
     }
     assert expected <= used, expected - used
+    checked = {"get_tensor_profile_shape", "get_tensor_dtype", "get_timing_cache", "set_timing_cache", "clear_flag"}
+    assert checked <= used
     assert "Context" not in used and "pop" not in used  # pycuda's, not TensorRT's
 
 
@@ -109,3 +113,17 @@ def test_the_tables_tell_the_versions_apart():
     """The check can fail: names TensorRT 11 removed are present in 10.x and absent in 11.4."""
     assert {"OBEY_PRECISION_CONSTRAINTS", "int8_calibrator"} <= names_of("10.3.0")
     assert not {"OBEY_PRECISION_CONSTRAINTS", "int8_calibrator", "IInt8EntropyCalibrator2"} & names_of("11.4.0.106")
+
+
+def test_the_test_double_defines_what_dav2_uses():
+    """tests/tensorrt_double.py stands in for TensorRT in test_tensorrt_double.py: every TensorRT
+    name dav2 uses must exist there too, or those tests would not run dav2's real calls."""
+    import tensorrt_double
+
+    module = tensorrt_double.tensorrt_module()
+    classes = [getattr(module, n) for n in dir(module) if isinstance(getattr(module, n), type)]
+    classes += [tensorrt_double.Network, tensorrt_double.BuilderConfig, tensorrt_double.OptimizationProfile,
+                tensorrt_double.Engine, tensorrt_double.ExecutionContext, tensorrt_double.TimingCache]  # fmt: skip
+    defined = set(dir(module)) | {n for c in classes for n in dir(c)}
+    used = set().union(*(tensorrt_attributes(p) for p in TENSORRT_CODE))
+    assert used - defined == {"name"}, used - defined  # .name: the enums' own attribute

@@ -73,9 +73,9 @@ from dav2.vocabulary import ModelKind, Precision
 )
 @click.option(
     "--keep-fp32",
-    default="layernorm,softmax,head",
+    default="layernorm,softmax,attention,head",
     help="FP16 graphs (--fp16, --trt fp16): comma-separated groups AutoCast keeps in FP32: layernorm, softmax, "
-    "head (the head's last convolutions).",
+    "attention (the score path q·kᵀ, softmax, ·v), head (the head's last convolutions).",
 )
 @click.option(
     "--from",
@@ -92,8 +92,9 @@ from dav2.vocabulary import ModelKind, Precision
     "--profile",
     type=click.Choice(["range", "camera", "batch"]),
     default=None,
-    help="TensorRT shape profile for dynamic engines: range (1x196x196..1x1036x1036), camera (4:3/16:9 at "
-    "364-518), batch (1-8 x 518x518). [default: range]",
+    help="TensorRT shape profile for dynamic engines: range (1x196x196..1x924x924, tuned for the check image's "
+    "size), camera (exactly the --camera-size frames at 518 [default 1280x720]), batch (1-8 x 518x518). "
+    "[default: range]",
 )
 @click.option("--min-shape", default=None, help="TensorRT dynamic: smallest BATCHxHEIGHTxWIDTH, e.g. 1x308x308.")
 @click.option("--opt-shape", default=None, help="TensorRT dynamic: shape to tune for, e.g. 1x518x518.")
@@ -148,7 +149,8 @@ from dav2.vocabulary import ModelKind, Precision
     "--camera-size",
     default=None,
     help="With --input uint8: WIDTHxHEIGHT of the camera's frames (e.g. 1280x720); the graph then also does "
-    "the bicubic resize to the network size, so frames go in as they are captured.",
+    "the bicubic resize to the network size, so frames go in as they are captured. With --trt --profile camera: "
+    "the frames the engine's profile is built for.",
 )
 @click.option(
     "--output",

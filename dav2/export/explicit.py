@@ -6,16 +6,20 @@ calibration with them). So every precision decision is made here, in a graph tha
 Runtime and OpenVINO run on a CPU, where CI measures it:
 
 - FP16: Model Optimizer's AutoCast converts the FP32 graph to FP16 with FP32 islands (the
-  `--keep-fp32` groups: LayerNormalization, Softmax and the head's last convolutions by
-  default) and FP32 input/output. It also keeps in FP32 any node whose activations exceed FP16's
-  safe range on a real image (its `data_max` rule), which is why it gets one reference input.
+  `--keep-fp32` groups: LayerNormalization, Softmax, the attention score path q·kᵀ -> softmax
+  -> ·v, and the head's last convolutions by default) and FP32 input/output. TensorRT 10.3
+  (JetPack 6) computes DAv2's FP16 attention/LayerNorm wrongly on Orin where 10.12+ does not
+  (depth-anything-tensorrt #49); with these islands the graph does not depend on its fusions.
+  It also keeps in FP32 any node whose activations exceed FP16's safe range on a real image
+  (its `data_max` rule), which is why it gets one reference input.
   Measured on the seeded vits weights at 518: AbsRel 0.0006 against the FP32 graph.
 - INT8: Model Optimizer's post-training quantization inserts explicit QuantizeLinear /
   DequantizeLinear pairs (entropy calibration on the calibration set) on the encoder's
   MatMul/Conv; the attention MatMuls (softmax(q k^T) v) and the whole DPT head stay in higher
-  precision (FP16). Measured (seeded vits, 518, 4 calibration images at 196): with the head's
-  convolutions quantized ONNX Runtime gives AbsRel 0.022, but OpenVINO 2025/2026 computes that
-  graph wrongly (AbsRel 0.23); without the head both agree (0.005 and 0.009).
+  precision (FP16), LayerNormalization and Softmax in FP32 (INT8_FP32_OP_TYPES). Measured
+  (seeded vits, 518, 4 calibration images at 196): with the head's convolutions quantized
+  ONNX Runtime gives AbsRel 0.022, but OpenVINO 2025/2026 computes that graph wrongly
+  (AbsRel 0.23); without the head both agree (0.005 and 0.009).
 
 Install without its `[onnx]` extra, which pulls onnxruntime-gpu over onnxruntime (see README):
 the `modelopt` extra of dav2 lists what its ONNX API needs.
@@ -48,9 +52,16 @@ from dav2.vocabulary import INPUT_NAME, ArtifactFormat, Precision
 FP32_GROUPS = {
     "layernorm": {"op_types": ["LayerNormalization"]},
     "softmax": {"op_types": ["Softmax"]},
+    # the attention score path: q and k scaled (Mul, Mul_1), q·kᵀ (MatMul), softmax, ·v (MatMul_1)
+    "attention": {"nodes": [r".*/attn/(Mul|Mul_1|MatMul|MatMul_1|Softmax)$"]},
     "head": {"nodes": [r"/depth_head/output_conv.*"]},
 }
-DEFAULT_FP32_GROUPS = ("layernorm", "softmax", "head")
+DEFAULT_FP32_GROUPS = ("layernorm", "softmax", "attention", "head")
+# the Q/DQ INT8 graph: op types kept in FP32 where the rest of the unquantized graph is FP16.
+# Not MatMul: Model Optimizer then puts a Cast between every DequantizeLinear and its MatMul,
+# which breaks TensorRT's Q/DQ fusion; it has no per-node FP16 exclusion, so the attention
+# MatMuls of the INT8 graph stay FP16 (the FP16 graph keeps them FP32).
+INT8_FP32_OP_TYPES = ["LayerNormalization", "Softmax"]
 
 INT8_OP_TYPES = ["MatMul", "Conv", "ConvTranspose"]
 INT8_EXCLUDED = [
@@ -138,12 +149,13 @@ def quantize_int8(
             op_types_to_quantize=INT8_OP_TYPES,
             nodes_to_exclude=excluded,
             high_precision_dtype="fp16",
+            op_types_to_exclude_fp16=INT8_FP32_OP_TYPES,
             output_path=str(target),
             log_level="ERROR",
         )
     if not target.is_file():
         raise Dav2Error("Model Optimizer did not write the INT8 graph (see its messages above)")
-    return ExplicitRecipe("nvidia-modelopt PTQ", "qdq-int8", [], INT8_OP_TYPES, excluded, "fp16")
+    return ExplicitRecipe("nvidia-modelopt PTQ", "qdq-int8", INT8_FP32_OP_TYPES, INT8_OP_TYPES, excluded, "fp16")
 
 
 @contextlib.contextmanager
@@ -188,5 +200,32 @@ def explicit_onnx(context: ExportContext, precision: Precision) -> Built:
     metadata.calibration = context.calibration.identity() if precision == Precision.INT8 else None
     metadata.tools["modelopt"] = optional.version("nvidia-modelopt")
     built = onnx_built(path, metadata)
+    built.companions.append(write_reference(context, path))
     context.explicit[precision] = built
     return built
+
+
+def write_reference(context: ExportContext, graph: Path, explicit: bool = True) -> Path:
+    """The FP32 reference outputs on the held-out images, beside `graph` (dav2.export.reference):
+    what `--from` checks the engine against on the target. `explicit`: `graph` is a reduced-
+    precision graph whose own AbsRel is recorded too (False: it is the FP32 graph itself)."""
+    from dav2.export.preprocess import parse_camera_size
+    from dav2.export.reference import make_reference, reference_path, trusted_onnxruntime
+
+    options = context.options
+    camera_hw = parse_camera_size(context.request.camera_size)
+    traced = min(options.height, options.width)
+    extra = (processing.network_size(camera_hw, traced),) if camera_hw and options.dynamic else ()
+    kind = "metric" if context.model.metric else "relative"
+    with console.step(f"computing the FP32 reference outputs that travel with {graph.name}"):
+        fixed_hw = None if options.dynamic else (options.height, options.width)
+        measured = graph if explicit else None
+        reference = make_reference(context.fp32_onnx, measured, context.held_out, traced, kind, extra, fixed_hw)
+    if not trusted_onnxruntime(reference.onnxruntime):
+        console.warn(
+            f"ONNX Runtime {reference.onnxruntime} computes FP16 QuantizeLinear wrongly: the graph's own AbsRel in "
+            f"{reference_path(graph).name} is not trustworthy (use onnxruntime>=1.32 for the export)"
+        )
+    path = reference_path(graph)
+    reference.write(path)
+    return path

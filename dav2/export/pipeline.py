@@ -188,8 +188,11 @@ def check_input_options(request: ExportRequest) -> None:
     if request.input not in ("float32", "uint8"):
         raise Dav2Error(f"--input must be float32 or uint8, not {request.input!r}")
     parse_camera_size(request.camera_size)
-    if request.camera_size and request.input != "uint8":
-        raise Dav2Error("--camera-size makes the graph resize uint8 camera frames: add --input uint8")
+    if request.camera_size and request.input != "uint8" and not (request.trt and request.profile == "camera"):
+        raise Dav2Error(
+            "--camera-size makes the graph resize uint8 camera frames (add --input uint8) or sets the TensorRT "
+            "camera profile (add --trt --profile camera)"
+        )
     if request.input == "uint8" and request.trt:
         raise Dav2Error(
             "--input uint8 is built for ONNX and OpenVINO artifacts; for TensorRT export the uint8 ONNX "

@@ -10,8 +10,14 @@ shapes) for dynamic graphs, a workspace limit, a timing cache beside the engines
 and TensorRT version) so a rebuild skips most kernel timing, `build_serialized_network`.
 
 Where TensorRT is missing (a CPU build machine), the export writes the precision-explicit ONNX
-and stops with one line; `dav2-export --trt fp16 --from model_fp16.onnx` on the target (a
-Jetson) builds the engine there from that file and its sidecar, without PyTorch.
+(with its FP32 reference outputs, dav2.export.reference) and stops with one line;
+`dav2-export --trt fp16 --from model_fp16.onnx` on the target (a Jetson) builds the engine there
+from that file and its sidecar, without PyTorch, and checks it against that reference.
+
+Profiles come from the frames the engine will see: `opt` is the check image's network size
+(range), the camera's (--profile camera --camera-size) or the traced square (batch); a profile
+that cannot hold any checked input is refused before building. The sidecar records the
+engine's own shape range and the equivalent `trtexec` command.
 
 The parts that need no GPU (shape profiles, metadata, version checks) are plain functions and
 are tested everywhere; tests/test_tensorrt_api.py checks every TensorRT attribute used here
@@ -21,33 +27,33 @@ against the bindings of TensorRT 10.3, 10.13 and 11.4.
 import copy
 import dataclasses
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from dav2 import console, processing
+from dav2 import accuracy, console, processing
 from dav2.errors import Dav2Error
 from dav2.export.context import DYNAMIC_RANGE, Built, ExportContext, ExportRequest, GraphOptions, graph_options
+from dav2.export.reference import Reference, ReferenceCase, reference_path
 from dav2.export.target import ExportTarget
 from dav2.files import atomic_write_bytes
-from dav2.metadata import ArtifactMetadata, TensorRTRecord, sidecar_path
-from dav2.runtime.backends.tensorrt import _logger, require_gpu, require_tensorrt, tensorrt_missing
-from dav2.vocabulary import DEFAULT_INPUT_SIZE, INPUT_NAME, ArtifactFormat, Precision
+from dav2.metadata import UINT8_INPUT, ArtifactMetadata, TensorRTRecord, sidecar_path
+from dav2.runtime.backends.tensorrt import _logger, create, in_profile, require_gpu, require_tensorrt, tensorrt_missing
+from dav2.runtime.cuda import Gpu, GpuInfo
+from dav2.vocabulary import INPUT_NAME, PATCH_SIZE, ArtifactFormat, Precision
 
 DEFAULT_WORKSPACE_GB = 4.0
-
-S = DEFAULT_INPUT_SIZE
-# dynamic-shape presets: (batch, height, width) for min, opt, max
-PROFILE_PRESETS = {
-    # any single image from a short side of 196 up to 1036 px (square), tuned for 518
-    "range": ((1, 196, 196), (1, S, S), (1, 2 * S, 2 * S)),
-    # landscape camera frames at input size 364-518: 4:3 (518x686) and 16:9 (518x924)
-    "camera": ((1, 364, 364), (1, S, 686), (1, S, 924)),
-    # batches of up to 8 square 518 images (folders, throughput)
-    "batch": ((1, S, S), (4, S, S), (8, S, S)),
-}
+PROFILE_PRESETS = ("range", "camera", "batch")
 DEFAULT_PRESET = "range"
+# The default profile's largest side: 16:9 frames at the 518 input size, in either orientation
+# (518x924 and 924x518; 66x66 patches). The attention scores grow with the square of the patch
+# count, so the maximum decides the engine's memory on an 8 GB Orin Nano.
+DEFAULT_MAX_SIDE = 924
+RANGE_MIN_SIDE = 196  # the default profile's smallest side (dav2-run --input-size 196)
+DEFAULT_CAMERA = "1280x720"
+BATCH_SIZES = (1, 4, 8)  # the batch preset: min / opt / max batch at the traced square
+# an engine may lose this much more AbsRel (vs FP32) than its ONNX graph did before it is refused
+ENGINE_ABS_REL_MARGIN = 0.01
 
 
 @dataclass
@@ -61,6 +67,17 @@ class Profile:
     def as_dict(self) -> dict:
         return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
 
+    def holds(self, shape: tuple[int, ...]) -> bool:
+        return in_profile(tuple(shape), self.as_dict())
+
+    @property
+    def label(self) -> str:
+        return f"min {dims(self.min)}, opt {dims(self.opt)}, max {dims(self.max)}"
+
+
+def dims(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
 
 def parse_shape(text: str) -> tuple[int, int, int]:
     """'1x518x518' (batch x height x width) -> (1, 518, 518)."""
@@ -70,86 +87,143 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return tuple(int(p) for p in parts)
 
 
+def preset_shapes(preset: str, traced: int, check_hw: tuple[int, int], camera_hw: tuple[int, int] | None):
+    """(batch, height, width) for min, opt and max of a preset.
+
+    range: any single image up to DEFAULT_MAX_SIDE, tuned for the check image's own size;
+    camera: exactly the camera's frames at the traced size (min = opt = max: the fastest engine);
+    batch: 1-8 images at the traced square."""
+    if preset == "range":
+        low, high = RANGE_MIN_SIDE, DEFAULT_MAX_SIDE
+        return (1, low, low), (1, *check_hw), (1, high, high)
+    if preset == "camera":
+        hw = processing.network_size(camera_hw or (720, 1280), traced)
+        return (1, *hw), (1, *hw), (1, *hw)
+    low, mid, high = BATCH_SIZES
+    return (low, traced, traced), (mid, traced, traced), (high, traced, traced)
+
+
 def optimization_profile(
     options: GraphOptions,
     preset: str | None = None,
     min_shape: str | None = None,
     opt_shape: str | None = None,
     max_shape: str | None = None,
+    check_hw: tuple[int, int] | None = None,
+    camera_hw: tuple[int, int] | None = None,
 ) -> Profile:
-    """The engine's shape profile: fixed for static graphs; for dynamic ones a preset, with
-    any of min/opt/max overridden from the command line."""
+    """The engine's shape profile: fixed for static graphs; for dynamic ones a preset (opt from
+    the check image's network size `check_hw` or the camera's), any of min/opt/max overridden."""
     if not options.dynamic:
-        if preset or min_shape or opt_shape or max_shape:
-            raise Dav2Error("shape profiles apply to dynamic graphs: leave out --height/--width/--static")
+        if preset or min_shape or opt_shape or max_shape or camera_hw:
+            raise Dav2Error(
+                "shape profiles apply to dynamic graphs: leave out --height/--width/--static (or the profile flags)"
+            )
         fixed = (1, 3, options.height, options.width)
         return Profile(fixed, fixed, fixed)
     preset = preset or DEFAULT_PRESET
     if preset not in PROFILE_PRESETS:
         raise Dav2Error(f"unknown profile preset {preset!r}; choose one of {', '.join(PROFILE_PRESETS)}")
-    low, mid, high = PROFILE_PRESETS[preset]
-    shapes = [parse_shape(s) if s else d for s, d in ((min_shape, low), (opt_shape, mid), (max_shape, high))]
-    for name, (batch, height, width) in zip(("min", "opt", "max"), shapes):
+    if camera_hw is not None and preset != "camera":
+        raise Dav2Error("--camera-size sets the camera profile: add --profile camera")
+    traced = min(options.height, options.width)
+    check_hw = check_hw or (traced, traced)
+    defaults = preset_shapes(preset, traced, check_hw, camera_hw)
+    flags = ("--min-shape", "--opt-shape", "--max-shape")
+    shapes = [parse_shape(s) if s else d for s, d in zip((min_shape, opt_shape, max_shape), defaults)]
+    for flag, (batch, height, width) in zip(flags, shapes):
         if batch < 1:
-            raise Dav2Error(f"the {name} batch must be at least 1")
+            raise Dav2Error(f"{flag}: the batch must be at least 1")
         for side in (height, width):
-            if side % 14 or not DYNAMIC_RANGE["min"] <= side <= DYNAMIC_RANGE["max"]:
+            if side % PATCH_SIZE or not DYNAMIC_RANGE["min"] <= side <= DYNAMIC_RANGE["max"]:
                 raise Dav2Error(
-                    f"the {name} shape {batch}x{height}x{width}: sides must be multiples of 14 "
+                    f"{flag} {batch}x{height}x{width}: sides must be multiples of 14 "
                     f"between {DYNAMIC_RANGE['min']} and {DYNAMIC_RANGE['max']}"
                 )
     for dim, label in enumerate(("batch", "height", "width")):
         if not shapes[0][dim] <= shapes[1][dim] <= shapes[2][dim]:
-            raise Dav2Error(f"profile {label}: min <= opt <= max does not hold ({[s[dim] for s in shapes]})")
+            values = [s[dim] for s in shapes]
+            origin = "" if opt_shape else " (opt is the check image's size: give --opt-shape, or another --check-image)"
+            raise Dav2Error(f"profile {label}: min <= opt <= max does not hold ({values}){origin}")
     low, mid, high = ((b, 3, h, w) for b, h, w in shapes)
     return Profile(low, mid, high)
 
 
-def timing_cache_path(folder: Path, gpu: dict, tensorrt_version: str) -> Path:
+def check_shapes_fit(profile: Profile, shapes: list[tuple[str, tuple[int, ...]]]) -> None:
+    """Refuse, before building, a profile that cannot hold the accuracy check's inputs."""
+    outside = [f"{name} at {dims(shape)}" for name, shape in shapes if not profile.holds(shape)]
+    if shapes and len(outside) == len(shapes):
+        raise Dav2Error(
+            f"the engine's profile ({profile.label}) cannot hold the accuracy check ({'; '.join(outside)}), so the "
+            "engine could not be checked: widen it with --min-shape/--max-shape, choose another --profile, or "
+            "give a --check-image inside it; nothing built"
+        )
+
+
+def timing_cache_path(folder: Path, gpu: GpuInfo, tensorrt_version: str) -> Path:
     """One timing cache per GPU model and TensorRT version, beside the engines."""
-    slug = re.sub(r"[^a-z0-9]+", "-", gpu["gpu"].lower()).strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", gpu.gpu.lower()).strip("-")
     return folder / f"tensorrt-{tensorrt_version}-{slug}.timing-cache"
 
 
-def engine_record(profile: Profile, tensorrt_version: str, gpu: dict, workspace_gb: float) -> TensorRTRecord:
+def trtexec_command(
+    onnx_name: str, engine_name: str, profile: Profile, workspace_gb: float, cache: str, precision
+) -> str:
+    """The trtexec command line that builds the same engine (strongly typed, same profile,
+    workspace and timing cache): NVIDIA's own tool, whose engine dav2-run then runs."""
+    args = ["trtexec", f"--onnx={onnx_name}", "--stronglyTyped"]
+    if profile.min != profile.max:
+        for flag, shape in (("min", profile.min), ("opt", profile.opt), ("max", profile.max)):
+            args.append(f"--{flag}Shapes={INPUT_NAME}:{dims(shape)}")
+    args.append(f"--memPoolSize=workspace:{int(workspace_gb * 1024)}M")
+    if precision == Precision.FP32:
+        args.append("--noTF32")
+    args += [f"--timingCacheFile={cache}", f"--saveEngine={engine_name}"]
+    return shlex.join(args)
+
+
+def engine_record(
+    profile: Profile, tensorrt_version: str, gpu: GpuInfo, workspace_gb: float, trtexec: str | None = None
+) -> TensorRTRecord:
     """What the engine's sidecar records beyond the common fields: where it can run."""
     return TensorRTRecord(
         version=tensorrt_version,
-        gpu=gpu["gpu"],
-        compute_capability=gpu["compute_capability"],
-        cuda_driver=gpu.get("cuda_driver"),
+        gpu=gpu.gpu,
+        compute_capability=gpu.compute_capability,
+        cuda_driver=gpu.cuda_driver,
         profile=profile.as_dict(),
         workspace_gb=workspace_gb,
+        trtexec=trtexec,
     )
 
 
 def build_engine(
-    onnx_path: Path, engine_path: Path, profile: Profile, workspace_gb: float, cache_folder: Path
+    onnx_path: Path, engine_path: Path, profile: Profile, workspace_gb: float, cache_folder: Path, precision
 ) -> TensorRTRecord:
     """Build the strongly typed engine for `onnx_path` and write it; return its TensorRT record.
 
     Every TensorRT object is created and freed while GPU 0's primary context is current."""
     trt = require_tensorrt()
-    gpu = require_gpu()
-    import pycuda.driver as cuda
-
-    cuda_context = cuda.Device(0).retain_primary_context()
-    cuda_context.push()
+    info = require_gpu(trt)
+    cache = timing_cache_path(cache_folder, info, trt.__version__)
+    gpu = Gpu()
     try:
-        serialized, timing = _build(
-            trt, onnx_path, profile, workspace_gb, timing_cache_path(cache_folder, gpu, trt.__version__)
-        )
-        atomic_write_bytes(engine_path, serialized)
-        atomic_write_bytes(timing_cache_path(cache_folder, gpu, trt.__version__), timing)
+        with gpu.current():
+            serialized, timing = _build(trt, onnx_path, profile, workspace_gb, cache, precision)
     finally:
-        cuda.Context.pop()
-        cuda_context.detach()
-    return engine_record(profile, trt.__version__, gpu, workspace_gb)
+        gpu.close()
+    atomic_write_bytes(engine_path, serialized)
+    if timing is None:
+        console.warn("TensorRT returned no timing cache; the next build times every kernel again")
+    else:
+        atomic_write_bytes(cache, timing)
+    command = trtexec_command(onnx_path.name, engine_path.name, profile, workspace_gb, cache.name, precision)
+    return engine_record(profile, trt.__version__, info, workspace_gb, command)
 
 
-def _build(trt, onnx_path: Path, profile: Profile, workspace_gb: float, timing_cache: Path) -> tuple[bytes, bytes]:
-    """(serialized engine, serialized timing cache); the builder objects die with this frame."""
-    builder = trt.Builder(_logger(trt))
+def _build(trt, onnx_path: Path, profile: Profile, workspace_gb: float, timing_cache: Path, precision):
+    """(serialized engine, serialized timing cache or None); the builder objects die with this frame."""
+    builder = create(trt.Builder, _logger(trt), what="builder")
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, _logger(trt))
     if not parser.parse_from_file(str(onnx_path)):
@@ -157,15 +231,33 @@ def _build(trt, onnx_path: Path, profile: Profile, workspace_gb: float, timing_c
         raise Dav2Error(f"TensorRT could not parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if precision == Precision.FP32:
+        config.clear_flag(trt.BuilderFlag.TF32)  # FP32 means FP32 (TF32 rounds MatMul/Conv inputs)
     trt_profile = builder.create_optimization_profile()
     trt_profile.set_shape(INPUT_NAME, profile.min, profile.opt, profile.max)
-    config.add_optimization_profile(trt_profile)
-    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if config.add_optimization_profile(trt_profile) < 0:
+        raise Dav2Error(f"TensorRT refused the shape profile {profile.label}")
+    use_timing_cache(config, timing_cache)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise Dav2Error("TensorRT failed to build the engine (see its messages above)")
-    return bytes(serialized), bytes(config.get_timing_cache().serialize())
+    cache = config.get_timing_cache()
+    timing = cache.serialize() if cache is not None else None
+    return bytes(serialized), bytes(timing) if timing is not None else None
+
+
+def use_timing_cache(config, path: Path) -> None:
+    """Start from the saved timing cache; one TensorRT rejects (another version's, corrupt)
+    is replaced by an empty one, so the build and its engine still succeed."""
+    saved = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(saved)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return
+    if saved:
+        console.warn(f"TensorRT rejected the timing cache {path.name}; building without it (it is rewritten)")
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise Dav2Error("TensorRT could not create a timing cache (out of memory?)")
 
 
 def graph_options_of(metadata: ArtifactMetadata) -> GraphOptions:
@@ -176,7 +268,12 @@ def graph_options_of(metadata: ArtifactMetadata) -> GraphOptions:
 
 
 def engine_metadata(source: ArtifactMetadata, engine: Path, record: TensorRTRecord) -> ArtifactMetadata:
-    """The engine's sidecar: the source ONNX's facts, the TensorRT record, the engine's name."""
+    """The engine's sidecar: the source ONNX's facts, the TensorRT record, the engine's name,
+    and the shape range the engine really takes (its profile's sides, not the ONNX's)."""
+    low, high = record.profile["min"], record.profile["max"]
+    dynamic_range = None
+    if source.dynamic:
+        dynamic_range = {"multiple_of": PATCH_SIZE, "min": min(low[2:]), "max": max(high[2:])}
     return dataclasses.replace(
         copy.deepcopy(source),  # the source's records stay the source's
         artifact=engine.name,
@@ -184,47 +281,86 @@ def engine_metadata(source: ArtifactMetadata, engine: Path, record: TensorRTReco
         weights_file=None,
         parity=None,
         accuracy=None,
+        dynamic_range=dynamic_range,
         tensorrt=record,
         tools={**source.tools, "tensorrt": record.version},
         source_onnx=source.artifact,
     )
 
 
-def compare_with_source(engine: Path, onnx_path: Path, image: np.ndarray) -> dict:
-    """The engine against the ONNX graph it was built from (ONNX Runtime, CPU) on one image."""
-    from dav2 import accuracy
+def check_engine(engine: Path, cases: list[ReferenceCase], kind: str, source: str, max_abs_rel: float | None) -> dict:
+    """The engine (in dav2's own backend, as dav2-run runs it) against the FP32 reference outputs,
+    next to the AbsRel its ONNX graph had there; too large a loss is refused (nothing written)."""
     from dav2.runtime.backends import open_backend
 
-    with open_backend(onnx_path, "onnxruntime") as reference, open_backend(engine) as built:
-        tensor = processing.preprocess(image, reference.default_input_size, reference.fixed_hw)
-        expected = reference.infer(tensor)
-        actual = built.infer(tensor)
-    report = accuracy.compare(actual[0], expected[0], built.kind)
-    return {**report, "images": 1, "against": f"{onnx_path.name} in ONNX Runtime (CPU)"}
+    per_case = []
+    with open_backend(engine) as built:
+        for case in cases:
+            actual = built.infer(case.tensor())
+            per_case.append(accuracy.compare(actual[0], case.expected[0], kind))
+    report = accuracy.summarize(per_case)
+    graph = [c.graph_abs_rel for c in cases if c.graph_abs_rel is not None]
+    graph_abs_rel = sum(graph) / len(graph) if graph else None
+    report = {**report, "against": f"FP32 reference outputs ({source})", "graph_abs_rel": graph_abs_rel,
+              "sizes": [dims(c.shape) for c in cases]}  # fmt: skip
+    shown = f", its ONNX graph {graph_abs_rel:.4f}" if graph_abs_rel is not None else ""
+    console.info(
+        f"  engine vs FP32 on {len(cases)} input(s): AbsRel {report['abs_rel']:.4f}{shown}, δ1 {report['delta1']:.4f}"
+    )
+    limit = max_abs_rel if max_abs_rel is not None else (graph_abs_rel or 0.0) + ENGINE_ABS_REL_MARGIN
+    if not report["abs_rel"] <= limit:
+        flag = "--max-abs-rel" if max_abs_rel is not None else f"its ONNX graph's + {ENGINE_ABS_REL_MARGIN}"
+        raise Dav2Error(
+            f"the engine's AbsRel {report['abs_rel']:.4f} vs FP32 exceeds {limit:.4f} ({flag}); nothing written "
+            "(TensorRT computed the graph differently: see the README's TensorRT notes)"
+        )
+    return report
 
 
-def build_from_onnx(onnx_path: Path, output: Path, request: ExportRequest, image: np.ndarray) -> Built:
-    """Engine from a precision-explicit ONNX artifact (`--from`), in a scratch folder of `output`."""
+def read_reference(onnx_path: Path) -> Reference:
+    path = reference_path(onnx_path)
+    if not path.is_file():
+        raise Dav2Error(
+            f"{onnx_path.name} has no FP32 reference beside it ({path.name}): copy it with the graph, or re-export "
+            "the graph with this dav2 (the engine is checked against it)"
+        )
+    return Reference.read(path)
+
+
+def build_from_onnx(onnx_path: Path, output: Path, request: ExportRequest, image=None) -> Built:
+    """Engine from a precision-explicit ONNX artifact (`--from`), in a scratch folder of `output`,
+    checked against the FP32 reference that travels with the graph."""
+    from dav2.export.preprocess import parse_camera_size
+
     source = ArtifactMetadata.read(onnx_path)
     if source is None or source.format != ArtifactFormat.ONNX:
         raise Dav2Error(
             f"--from {onnx_path} needs a dav2 ONNX artifact with its sidecar ({sidecar_path(onnx_path).name})"
         )
+    if source.input_format == UINT8_INPUT:
+        raise Dav2Error(
+            f"{onnx_path.name} takes uint8 camera frames (--input uint8); TensorRT engines are built from the "
+            "float32 graph: give --from the graph exported without --input uint8"
+        )
     if request.trt is not None and Precision(request.trt) != source.precision:
         raise Dav2Error(f"--trt {request.trt} was asked, but {onnx_path.name} is a {source.precision} graph")
+    reference = read_reference(onnx_path)
+    camera_hw = parse_camera_size(request.camera_size)
     profile = optimization_profile(
-        graph_options_of(source), request.profile, request.min_shape, request.opt_shape, request.max_shape
-    )
-    require_tensorrt()
-    require_gpu()
+        graph_options_of(source), request.profile, request.min_shape, request.opt_shape, request.max_shape,
+        check_hw=reference.cases[0].hw, camera_hw=camera_hw,
+    )  # fmt: skip
+    check_shapes_fit(profile, [(c.name, c.shape) for c in reference.cases])
+    cases = reference.inside(profile.holds)
+    require_gpu(require_tensorrt())
     engine = output / onnx_path.with_suffix(".engine").name
-    shapes = f"{profile.opt[2]}x{profile.opt[3]}"
-    with console.step(f"building the strongly typed TensorRT engine from {onnx_path.name} (opt {shapes})"):
-        record = build_engine(onnx_path, engine, profile, request.workspace_gb, Path(request.output))
+    with console.step(f"building the strongly typed TensorRT engine from {onnx_path.name} ({profile.label})"):
+        record = build_engine(onnx_path, engine, profile, request.workspace_gb, Path(request.output), source.precision)
     metadata = engine_metadata(source, engine, record)
     metadata.write(engine)
-    with console.step(f"checking {engine.name} against {onnx_path.name}"):
-        metadata.accuracy = compare_with_source(engine, onnx_path, image)
+    with console.step(f"checking {engine.name} against the FP32 reference carried with {onnx_path.name}"):
+        origin = f"{reference_path(onnx_path).name}, ONNX Runtime {reference.onnxruntime}"
+        metadata.accuracy = check_engine(engine, cases, source.kind, origin, request.max_abs_rel)
     return Built(engine, metadata)
 
 
@@ -238,17 +374,35 @@ class TensorRTTarget(ExportTarget):
         return self.precision == Precision.INT8
 
     def preflight(self, request: ExportRequest) -> None:
-        self.profile = optimization_profile(
-            graph_options(request), request.profile, request.min_shape, request.opt_shape, request.max_shape
-        )
+        from dav2.export.preprocess import parse_camera_size
+
+        self.camera_hw = parse_camera_size(request.camera_size)
+        # the profile's flags are checked here, before any work; opt is set from the check image in build
+        optimization_profile(
+            graph_options(request), request.profile, request.min_shape, request.opt_shape, request.max_shape,
+            camera_hw=self.camera_hw,
+        )  # fmt: skip
         if self.precision != Precision.FP32:
             from dav2.export.explicit import check_fp32_groups, require_modelopt
 
             require_modelopt()
             check_fp32_groups(request.keep_fp32)
 
+    def profile_for(self, context: ExportContext) -> Profile:
+        """The profile with opt from the check image, refused when it cannot hold the check."""
+        request, options = context.request, context.options
+        check_hw = processing.network_size(context.image.shape[:2], min(options.height, options.width))
+        profile = optimization_profile(
+            options, request.profile, request.min_shape, request.opt_shape, request.max_shape,
+            check_hw=check_hw, camera_hw=self.camera_hw,
+        )  # fmt: skip
+        return profile
+
     def build(self, context: ExportContext) -> list[Built]:
+        profile = self.profile_for(context)
         source = self.source_onnx(context)
+        reference = Reference.read(reference_path(source.path))
+        check_shapes_fit(profile, [(c.name, c.shape) for c in reference.cases])
         missing = tensorrt_missing()
         if missing is not None:
             carried = Path(context.request.output) / source.path.name
@@ -258,19 +412,34 @@ class TensorRTTarget(ExportTarget):
             )
             return [source]
         engine = context.folder("tensorrt") / source.path.with_suffix(".engine").name
-        shapes = f"{self.profile.opt[2]}x{self.profile.opt[3]}"
-        with console.step(f"building the strongly typed TensorRT {self.precision.upper()} engine (opt {shapes})"):
+        request = context.request
+        with console.step(f"building the strongly typed TensorRT {self.precision.upper()} engine ({profile.label})"):
             record = build_engine(
-                source.path, engine, self.profile, context.request.workspace_gb, Path(context.request.output)
+                source.path, engine, profile, request.workspace_gb, Path(request.output), self.precision
             )
-        return [source, Built(engine, engine_metadata(source.metadata, engine, record))]
+        metadata = engine_metadata(source.metadata, engine, record)
+        metadata.write(engine)
+        with console.step(f"checking {engine.name} against the FP32 reference"):
+            origin = f"ONNX Runtime {reference.onnxruntime}"
+            cases = reference.inside(profile.holds)
+            # FP16/INT8 engines are measured against PyTorch again when they are finished
+            metadata.accuracy = check_engine(engine, cases, source.metadata.kind, origin, request.max_abs_rel)
+        return [source, Built(engine, metadata)]
 
     def source_onnx(self, context: ExportContext) -> Built:
-        """The graph the engine is built from: precision-explicit FP16/INT8, or the FP32 graph."""
+        """The graph the engine is built from: precision-explicit FP16/INT8, or the FP32 graph
+        (with its FP32 reference beside it too)."""
         if self.precision == Precision.FP32:
+            from dav2.export.explicit import write_reference
+            from dav2.export.onnx import onnx_built
+
             metadata = context.describe(context.fp32_onnx, ArtifactFormat.ONNX, Precision.FP32)
             metadata.parity = context.parity
-            return Built(context.fp32_onnx, metadata)
+            built = onnx_built(context.fp32_onnx, metadata)
+            if not reference_path(context.fp32_onnx).is_file():
+                write_reference(context, context.fp32_onnx, explicit=False)
+            built.companions.append(reference_path(context.fp32_onnx))
+            return built
         from dav2.export.explicit import explicit_onnx
 
         return explicit_onnx(context, self.precision)
