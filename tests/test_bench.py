@@ -45,7 +45,7 @@ def test_fps_and_run_counts():
 
 CPU_BOX = Machine({"torch": "2.13.0", "onnxruntime": "1.32.0", "openvino": None, "tensorrt": None}, [], [])
 GPU_BOX = Machine(
-    {"torch": "2.5.0", "onnxruntime": "1.20.0", "openvino": "2025.0", "tensorrt": "10.3.0", "pycuda": "2024.1"},
+    {"torch": "2.5.0", "onnxruntime": "1.20.0", "openvino": "2025.0", "tensorrt": "10.3.0", "cuda-bindings": "12.9.0"},
     ["NVIDIA H100"],
     ["CPU"],
 )
@@ -53,7 +53,11 @@ GPU_BOX = Machine(
 
 def test_skips_say_why():
     assert "openvino is not installed" in skip_reason(CPU_BOX, "openvino", "fp32", True)
-    assert "dav2[tensorrt]" in skip_reason(CPU_BOX, "tensorrt", "fp16", True)
+    assert "dav2[trt-cu1" in skip_reason(CPU_BOX, "tensorrt", "fp16", True)
+    no_binding = Machine({**GPU_BOX.libraries, "cuda-bindings": None}, GPU_BOX.gpus, GPU_BOX.openvino_devices)
+    assert "no CUDA binding" in skip_reason(no_binding, "tensorrt", "fp16", True)
+    with_pycuda = Machine({**no_binding.libraries, "pycuda": "2024.1"}, GPU_BOX.gpus, GPU_BOX.openvino_devices)
+    assert skip_reason(with_pycuda, "tensorrt", "fp16", True) is None
     assert "CUDA only" in skip_reason(CPU_BOX, "torch", "fp16", True)
     assert skip_reason(GPU_BOX, "torch", "fp16", True) is None
     assert skip_reason(GPU_BOX, "tensorrt", "fp16", False) is None

@@ -123,15 +123,15 @@ def run_python(code: str) -> str:
     return done.stdout.strip()
 
 
-def test_gpu_discovery_without_pycuda_never_imports_torch():
-    """cuda_gpus() asks pycuda first; with pycuda missing and torch blocked it answers [] and
-    leaves torch unimported (a TensorRT box without torch must not need it)."""
+def test_gpu_discovery_without_a_cuda_binding_never_imports_torch():
+    """cuda_gpus() asks the CUDA driver first; with no binding (cuda-bindings, pycuda) and torch
+    blocked it answers [] and leaves torch unimported (a TensorRT box without torch must not need it)."""
     out = run_python(
         "import sys\n"
-        "sys.modules['pycuda'] = None\n"
-        "sys.modules['torch'] = None\n"
-        "from dav2.benchmarks.discovery import cuda_gpus, pycuda_gpus\n"
-        "assert pycuda_gpus() is None\n"
+        "for name in ('pycuda', 'cuda', 'torch'):\n"
+        "    sys.modules[name] = None\n"
+        "from dav2.benchmarks.discovery import cuda_gpus, driver_gpus\n"
+        "assert driver_gpus() is None\n"
         "print(cuda_gpus())\n"
         "assert sys.modules['torch'] is None and not [m for m in sys.modules if m.startswith('torch.')]\n"
     )

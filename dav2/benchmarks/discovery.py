@@ -8,6 +8,7 @@ import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 
+from dav2.optional import install_hint
 from dav2.vocabulary import BackendName, Precision
 
 BACKENDS = BackendName.TORCH, BackendName.ONNXRUNTIME, BackendName.OPENVINO, BackendName.TENSORRT  # table order
@@ -54,6 +55,8 @@ def library_versions() -> dict[str, str | None]:
         "openvino",
         "nncf",
         "tensorrt",
+        "cuda-bindings",
+        "cuda-python",
         "pycuda",
         "numpy",
         "opencv-python",
@@ -66,25 +69,23 @@ def library_versions() -> dict[str, str | None]:
 
 
 def cuda_gpus() -> list[str]:
-    """Names of the CUDA GPUs: pycuda's answer first, PyTorch's only when pycuda has none.
+    """Names of the CUDA GPUs: the CUDA driver's answer first (through the binding the TensorRT
+    backend uses: cuda-bindings, or pycuda where a user has it), PyTorch's only when there is none.
 
-    Why pycuda first: a TensorRT machine (a Jetson, a deployment box) has pycuda and often no
-    torch, and importing torch costs seconds and gigabytes where it is installed. An empty list
-    without either library, or without a driver or GPU."""
-    names = pycuda_gpus()
+    Why the driver first: a TensorRT machine (a Jetson, a deployment box) has a CUDA binding and
+    often no torch, and importing torch costs seconds and gigabytes where it is installed. An
+    empty list without either library, or without a driver or GPU."""
+    names = driver_gpus()
     return names if names is not None else torch_gpus()
 
 
-def pycuda_gpus() -> list[str] | None:
-    """GPU names from the CUDA driver through pycuda; None when pycuda or a driver is missing."""
-    if not module_available("pycuda"):
-        return None
-    try:
-        import pycuda.driver as cuda
+def driver_gpus() -> list[str] | None:
+    """GPU 0's name from the CUDA driver (`runtime.cuda`); None when no binding, driver or GPU."""
+    from dav2.runtime import cuda
 
-        cuda.init()
-        return [cuda.Device(index).name() for index in range(cuda.Device.count())]
-    except Exception:  # noqa: BLE001 - ImportError (no libcuda), pycuda's driver errors: no usable GPU
+    try:
+        return [cuda.describe_gpu().gpu]
+    except Exception:  # noqa: BLE001 - Dav2Error (no binding/driver/GPU) or a binding's own error: no usable GPU
         return None
 
 
@@ -131,20 +132,22 @@ class Machine:
             return bool(self.libraries.get("onnxruntime") or self.libraries.get("onnxruntime-gpu"))
         return bool(self.libraries.get(PACKAGES[backend]))
 
+    @property
+    def has_cuda_binding(self) -> bool:
+        """cuda-bindings (or cuda-python), or pycuda where a user has it: TensorRT's buffers."""
+        return any(self.libraries.get(name) for name in ("cuda-bindings", "cuda-python", "pycuda"))
+
 
 def skip_reason(machine: Machine, backend: str, precision: str, have_images: bool) -> str | None:
     """Why this backend/precision cannot be measured here, or None when it can."""
     if precision not in SUPPORTED[backend]:
         return f"{backend} has no {precision} path in dav2"
     if not machine.has(backend):
-        extra = {"openvino": "dav2[openvino]", "tensorrt": "dav2[tensorrt]", "torch": "dav2[export]"}.get(
-            backend, backend
-        )
-        return f"{PACKAGES[backend]} is not installed (pip install '{extra}')"
+        return f"{PACKAGES[backend]} is not installed ({install_hint(PACKAGES[backend])})"
     if backend == "tensorrt" and not machine.gpus:
         return "TensorRT needs a CUDA GPU; none found"
-    if backend == "tensorrt" and not machine.libraries.get("pycuda"):
-        return "pycuda is not installed (pip install 'dav2[tensorrt]')"
+    if backend == "tensorrt" and not machine.has_cuda_binding:
+        return f"no CUDA binding for TensorRT's buffers ({install_hint('cuda')})"
     if backend == BackendName.TORCH and precision == FP16 and not machine.gpus:
         return "PyTorch FP16 is measured on CUDA only; no GPU here"
     if backend == "openvino" and not machine.openvino_devices:

@@ -30,7 +30,10 @@ import numpy as np
 
 from dav2.errors import Dav2Error
 
-BINDINGS_INSTALL = "pip install 'cuda-bindings>=12.6,<13' (CUDA 12 drivers; 'cuda-bindings>=13,<14' for CUDA 13)"
+BINDINGS_INSTALL = (
+    "pip install 'cuda-bindings>=12.8,<13' (CUDA 12 drivers, a Jetson: the 'jetson' or 'trt-cu12' extra; "
+    "'cuda-bindings>=13,<14' for CUDA 13: the 'trt-cu13' extra)"
+)
 
 
 @dataclass(frozen=True)
