@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from dav2.calibration.dataset import CalibrationSet
+from dav2.calibration.graph import shape_only_nodes
 from dav2.errors import Dav2Error
 
 MODES = ("dynamic", "static")
@@ -47,9 +48,15 @@ def quantize_onnx(source: Path, target: Path, mode: str, calibration: Calibratio
         prepared = Path(tmp) / "prepared.onnx"
         # shape inference and graph optimisation first, as onnxruntime.quantization recommends
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        # a dynamic graph's positional-embedding resize: constants at any one size, never quantized
+        excluded = shape_only_nodes(prepared)
         if mode == "dynamic":
             quantize_dynamic(
-                str(prepared), str(target), op_types_to_quantize=QUANTIZED_OPS, weight_type=QuantType.QInt8
+                str(prepared),
+                str(target),
+                op_types_to_quantize=QUANTIZED_OPS,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
             )
             return
         if calibration is None:
@@ -60,6 +67,7 @@ def quantize_onnx(source: Path, target: Path, mode: str, calibration: Calibratio
             _reader(calibration),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=QUANTIZED_OPS,
+            nodes_to_exclude=excluded,
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
