@@ -3,7 +3,8 @@
 A dynamic graph computes the positional-embedding resize from the patch counts at run time
 (two MatMuls against interpolation matrices), where a static graph holds it as a constant;
 ONNX Runtime's and Model Optimizer's quantizers quantized those MatMuls on dynamic graphs
-only. OpenVINO's CPU plugin computed the DPT head's bias-free INT8 convolutions as zeros when
+only, and ONNX Runtime's static recipe left a static graph's linear layers (fused into Gemm)
+in float while it quantized a dynamic graph's. OpenVINO's CPU plugin computed the DPT head's bias-free INT8 convolutions as zeros when
 any input dimension was dynamic (AbsRel 0.27-0.36 against 0.03 static, same IR reshaped to a
 static shape: 0.03). dav2.calibration.graph names both; every INT8 path leaves them in float.
 
@@ -69,8 +70,7 @@ def test_dynamic_int8_is_within_1_5x_of_static(vits_checkpoint, model, tmp_path,
     dynamic, static = export_pair(vits_checkpoint, tmp_path, path)
     assert ArtifactMetadata.read(dynamic).dynamic and not ArtifactMetadata.read(static).dynamic
     dynamic_abs_rel, static_abs_rel = abs_rel(dynamic, model), abs_rel(static, model)
-    # 0.002: below that both are at the level of the run-to-run noise of calibration
-    assert dynamic_abs_rel <= 1.5 * static_abs_rel + 0.002, (path, dynamic_abs_rel, static_abs_rel)
+    assert dynamic_abs_rel <= 1.5 * static_abs_rel, (path, dynamic_abs_rel, static_abs_rel)
 
 
 def test_shape_only_nodes_are_the_positional_embedding_resize(vits_checkpoint, tmp_path):
