@@ -16,7 +16,12 @@ dynamic and with a static input shape: the DPT head's bias-free convolutions (`l
 `layer4_rn`, the only convolutions without a bias) come out as zeros from OpenVINO's CPU
 plugin in INT8 once any input dimension is dynamic (the plugin then fuses the dequantization
 scale into the convolution), while the identical IR reshaped to a static shape is correct.
-`unbiased_convolutions` lists them; NNCF keeps them in float on dynamic graphs.
+`unbiased_convolutions` lists them; NNCF keeps them in float on dynamic graphs, with the
+shape-only MatMuls (NNCF 3.4's SmoothQuant still rescales the first one's input, x·s against
+W/s: exact, nothing is rounded to INT8 there).
+
+A static graph's resize MatMuls have only constants upstream: `shape_only_nodes` names them
+too, and leaving them out changes nothing there (the quantizers fold or skip them).
 """
 
 from pathlib import Path
@@ -34,9 +39,9 @@ def load_graph(source: Path | onnx.ModelProto) -> onnx.GraphProto:
 
 
 def shape_only_nodes(source: Path | onnx.ModelProto, op_types: tuple[str, ...] = QUANTIZABLE_OPS) -> list[str]:
-    """Names of the `op_types` nodes whose inputs depend on the graph input's shape but not on
-    its values (nothing but Shape/Size and constants feed them): constants at any one size,
-    which a static graph folds away, so they must not be quantized either."""
+    """Names of the `op_types` nodes whose inputs do not depend on the graph input's values
+    (nothing but Shape/Size and constants feed them): constants at any one size, so they are
+    not quantized on a dynamic graph either."""
     graph = load_graph(source)
     varying = {value.name for value in graph.input} - {init.name for init in graph.initializer}
     found = []

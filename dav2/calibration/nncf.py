@@ -8,6 +8,11 @@ across the blocks (qkv, proj, fc1, fc2), the patch embedding, or single blocks (
 Which ones cost how much accuracy on these weights was measured, group by group, in
 benchmarks/results/amd-epyc-2-cores-int8-error-sources.md.
 
+On dynamic graphs the export also passes `float_nodes`
+(dav2.calibration.graph.dynamic_float_nodes): the positional-embedding resize (left out by
+every INT8 path) and the head's bias-free convolutions, which OpenVINO's CPU plugin computes
+as zeros in INT8 once an input dimension is dynamic (issue 19).
+
 `quantize_openvino_within` is the same recipe under NNCF's accuracy control: NNCF quantizes
 everything, measures AbsRel against the FP32 model on the validation images, ranks the
 quantized operations by how much AbsRel each one costs, and returns them to float, worst
