@@ -36,11 +36,11 @@ from dav2.models.checkpoint import load_model
 from dav2.runtime.backends import open_backend
 from dav2.vocabulary import ModelKind
 
-PATHS = {
-    "OpenVINO INT8 (NNCF)": ["--openvino", "int8"],
-    "ONNX Runtime INT8, dynamic": ["--onnx", "--int8", "--ort-int8", "dynamic"],
-    "ONNX Runtime INT8, static QDQ": ["--onnx", "--int8", "--ort-int8", "static"],
-    "Model Optimizer Q/DQ (for TensorRT)": ["--onnx", "--int8", "--ort-int8", "qdq"],
+PATHS = {  # name -> (what the table calls it, dav2-export's flags)
+    "openvino": ("OpenVINO INT8 (NNCF)", ["--openvino", "int8"]),
+    "ort-dynamic": ("ONNX Runtime INT8 (dynamic)", ["--onnx", "--int8", "--ort-int8", "dynamic"]),
+    "ort-static": ("ONNX Runtime INT8 (static QDQ)", ["--onnx", "--int8", "--ort-int8", "static"]),
+    "qdq": ("Model Optimizer Q/DQ (TensorRT's INT8 graph)", ["--onnx", "--int8", "--ort-int8", "qdq"]),
 }
 
 
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=518)
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated names of PATHS")
     parser.add_argument("--save", type=Path, required=True, help="the .md to write (and the .json beside it)")
+    parser.add_argument("--resume", action="store_true", help="keep the rows already in the .json, run the rest")
     args = parser.parse_args()
 
     from dav2.calibration.dataset import CalibrationSet
@@ -79,11 +80,17 @@ def main() -> None:
     model = load_model(None, None, None, args.checkpoint)[0]
     held_out = [image for _, image in CalibrationSet(args.calib_dir, (size, size), 32, 4, 0).holdout_images()]
     rows, commands = [], []
+    if args.resume and args.save.with_suffix(".json").is_file():
+        earlier = json.loads(args.save.with_suffix(".json").read_text())
+        rows, commands = earlier["rows"], earlier["exports"]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.paths.split(","):
+            label, flags = PATHS[name]
             for shape in ("dynamic", "static"):
+                if any(row["path"] == label and row["graph"] == shape for row in rows):
+                    continue
                 out = Path(tmp) / f"{len(rows)}"
-                arguments = ["--checkpoint", args.checkpoint, *PATHS[name], "--calib-dir", args.calib_dir]
+                arguments = ["--checkpoint", args.checkpoint, *flags, "--calib-dir", args.calib_dir]
                 arguments += ["--height", str(size), "--width", str(size), "--max-abs-rel", "off", "--output", str(out)]
                 arguments += ["--dynamic"] if shape == "dynamic" else []
                 start = time.perf_counter()
@@ -91,7 +98,7 @@ def main() -> None:
                 report = ArtifactMetadata.read(artifact).accuracy
                 square = square_metrics(artifact, model, held_out, size)
                 row = {
-                    "path": name,
+                    "path": label,
                     "graph": shape,
                     "abs_rel": round(report["abs_rel"], 4),
                     "delta1": round(report["delta1"], 4),
@@ -103,7 +110,7 @@ def main() -> None:
                 rows.append(row)
                 commands.append("dav2-export " + shlex.join(arguments).replace(str(out), "OUT"))
                 print(json.dumps(row), flush=True)
-    write(args, rows, commands)
+                write(args, rows, commands)  # after every row, so that --resume can go on from here
 
 
 def write(args, rows: list[dict], commands: list[str]) -> None:
@@ -113,7 +120,7 @@ def write(args, rows: list[dict], commands: list[str]) -> None:
     size = args.size
     machine = f"{platform.processor() or platform.machine()}, 2 cores (AMD EPYC)"
     tools = {"onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__, "torch": torch.__version__}
-    runner = "python benchmarks/int8_dynamic_vs_static.py " + shlex.join(sys.argv[1:])
+    runner = "python benchmarks/int8_dynamic_vs_static.py " + shlex.join(a for a in sys.argv[1:] if a != "--resume")
     record = {"machine": machine, "tools": tools, "command": runner, "exports": commands, "size": size, "rows": rows}
     args.save.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     lines = [
@@ -135,7 +142,8 @@ def write(args, rows: list[dict], commands: list[str]) -> None:
     ]
     static = {row["path"]: row[f"abs_rel_{size}x{size}"] for row in rows if row["graph"] == "static"}
     for row in rows:
-        ratio = row[f"abs_rel_{size}x{size}"] / static[row["path"]] if row["graph"] == "dynamic" else None
+        paired = row["graph"] == "dynamic" and row["path"] in static
+        ratio = row[f"abs_rel_{size}x{size}"] / static[row["path"]] if paired else None
         lines.append(
             f"| {row['path']} | {row['graph']} | {row['abs_rel']:.4f} | {row['delta1']:.4f} | "
             f"{row[f'abs_rel_{size}x{size}']:.4f} | {row[f'delta1_{size}x{size}']:.4f} | "
