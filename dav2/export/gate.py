@@ -67,7 +67,8 @@ class AccuracyGate:
         budget = self.budget(precision)
         if budget is None or report["abs_rel"] <= budget:
             return
-        where = "--max-abs-rel" if self.max_abs_rel is not None else f"the default {Precision(precision).upper()} budget"
+        default = f"the default {Precision(precision).upper()} budget"
+        where = "--max-abs-rel" if self.max_abs_rel is not None else default
         raise Dav2Error(
             f"AbsRel {report['abs_rel']:.4f} exceeds {where} {budget:g}; nothing written (try FP16, "
             "--int8-float head for INT8, or more calibration images; --max-abs-rel X raises the budget, "
