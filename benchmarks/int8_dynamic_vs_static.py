@@ -137,7 +137,8 @@ def write(args, rows: list[dict], commands: list[str]) -> None:
         f"{size}x{size}: both artifacts on the same {size}x{size} tensors. AbsRel after scale-and-shift "
         "alignment against PyTorch FP32.",
         "",
-        f"| path | graph | AbsRel (report) | δ1 (report) | AbsRel {size}x{size} | δ1 {size}x{size} | dynamic / static |",
+        f"| path | graph | AbsRel (report) | δ1 (report) | AbsRel {size}x{size} | δ1 {size}x{size} "
+        "| dynamic / static |",
         "|---|---|---|---|---|---|---|",
     ]
     static = {row["path"]: row[f"abs_rel_{size}x{size}"] for row in rows if row["graph"] == "static"}

@@ -4,9 +4,11 @@ A dynamic graph computes the positional-embedding resize from the patch counts a
 (two MatMuls against interpolation matrices), where a static graph holds it as a constant;
 ONNX Runtime's and Model Optimizer's quantizers quantized those MatMuls on dynamic graphs
 only, and ONNX Runtime's static recipe left a static graph's linear layers (fused into Gemm)
-in float while it quantized a dynamic graph's. OpenVINO's CPU plugin computed the DPT head's bias-free INT8 convolutions as zeros when
-any input dimension was dynamic (AbsRel 0.27-0.36 against 0.03 static, same IR reshaped to a
-static shape: 0.03). dav2.calibration.graph names both; every INT8 path leaves them in float.
+in float while it quantized a dynamic graph's. OpenVINO's CPU plugin computed the DPT head's
+bias-free INT8 convolutions as zeros when any input dimension was dynamic (an order of
+magnitude worse than static; the same IR reshaped to a static shape was fine:
+benchmarks/results/amd-epyc-2-cores-int8-dynamic-vs-static.md). dav2.calibration.graph names
+the nodes; every INT8 path leaves them in float.
 
 Both artifacts of a pair are measured here on the same square tensors (the dynamic one is fed
 the static one's size), so the comparison is the graph's shape and nothing else.
