@@ -8,6 +8,11 @@ across the blocks (qkv, proj, fc1, fc2), the patch embedding, or single blocks (
 Which ones cost how much accuracy on these weights was measured, group by group, in
 benchmarks/results/amd-epyc-2-cores-int8-error-sources.md.
 
+On dynamic graphs the export also passes `float_nodes`
+(dav2.calibration.graph.dynamic_float_nodes): the positional-embedding resize (left out by
+every INT8 path) and the head's bias-free convolutions, which OpenVINO's CPU plugin computes
+as zeros in INT8 once an input dimension is dynamic (issue 19).
+
 `quantize_openvino_within` is the same recipe under NNCF's accuracy control: NNCF quantizes
 everything, measures AbsRel against the FP32 model on the validation images, ranks the
 quantized operations by how much AbsRel each one costs, and returns them to float, worst
@@ -25,6 +30,7 @@ why dav2-bench pick tries the measured `float_groups` recipes instead.
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -78,16 +84,25 @@ class ControlledQuantization:
 
 
 @contextlib.contextmanager
-def nncf_on_stderr() -> Iterator[None]:
-    """NNCF logs and draws its progress bars on stdout; dav2 keeps stdout for results (the
-    artifact path, a report, the --json line), so they go to stderr with dav2's own messages."""
-    handlers = [h for h in logging.getLogger("nncf").handlers if isinstance(h, logging.StreamHandler)]
-    streams = [handler.setStream(sys.stderr) for handler in handlers]
+def quiet_nncf() -> Iterator[None]:
+    """NNCF logs every step at INFO (over a hundred lines per export) and draws progress bars
+    on stdout; dav2 keeps stdout for results (the artifact path, a report, the --json line) and
+    prints its own progress line per step. So while NNCF works, only its warnings and errors
+    are shown (on stderr, with dav2's own messages) and its progress bars go nowhere."""
+    logger = logging.getLogger("nncf")
+    handlers = [h for h in logger.handlers if isinstance(h, logging.StreamHandler)]
+    saved = (logger.level, [(h.level, h.stream) for h in handlers])
+    logger.setLevel(logging.WARNING)
+    for handler in handlers:
+        handler.setLevel(logging.WARNING)
+        handler.setStream(sys.stderr)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # rich writes to sys.stdout
             yield
     finally:
-        for handler, stream in zip(handlers, streams):
+        logger.setLevel(saved[0])
+        for handler, (level, stream) in zip(handlers, saved[1]):
+            handler.setLevel(level)
             handler.setStream(stream)
 
 
@@ -102,34 +117,42 @@ def check_float_groups(groups: list[str], blocks: int = MAX_BLOCKS) -> list[str]
     return list(dict.fromkeys(groups))
 
 
-def float_scope(nncf, groups: list[str]):
-    """NNCF's IgnoredScope for the groups left in float (None: quantize everything); an
-    unknown group is a Dav2Error, not a pattern that silently matches nothing."""
+def float_scope(nncf, groups: list[str], nodes: list[str] | None = None):
+    """NNCF's IgnoredScope for the groups left in float and the named `nodes` (None: quantize
+    everything); an unknown group is a Dav2Error, not a pattern that silently matches nothing.
+    `nodes` are names of the FP32 ONNX graph (the IR keeps them), e.g. from
+    dav2.calibration.graph.dynamic_float_nodes."""
     groups = check_float_groups(groups)
-    if not groups:
+    if not groups and not nodes:
         return None
     patterns = [p for group in groups for p in FLOAT_GROUPS[group].get("patterns", [])]
     types = sorted({t for group in groups for t in FLOAT_GROUPS[group].get("types", [])})
-    return nncf.IgnoredScope(patterns=patterns, types=types, validate=False)
+    return nncf.IgnoredScope(names=list(nodes or []), patterns=patterns, types=types, validate=False)
 
 
-def quantize_openvino(ov_model, calibration: CalibrationSet, float_groups: list[str] | None = None):
+def quantize_openvino(
+    ov_model, calibration: CalibrationSet, float_groups: list[str] | None = None, float_nodes: list[str] | None = None
+):
     """An INT8 copy of `ov_model` (openvino.Model), calibrated on `calibration`, with the
-    `float_groups` (FLOAT_GROUPS) left in float."""
+    `float_groups` (FLOAT_GROUPS) and the named `float_nodes` left in float."""
     nncf = optional.require("nncf", "OpenVINO INT8")
     dataset = nncf.Dataset(list(calibration.tensors()))
-    with nncf_on_stderr():
+    with quiet_nncf():
         return nncf.quantize(
             ov_model,
             dataset,
             model_type=nncf.ModelType.TRANSFORMER,
             subset_size=len(calibration),
-            ignored_scope=float_scope(nncf, float_groups or []),
+            ignored_scope=float_scope(nncf, float_groups or [], float_nodes),
         )
 
 
 def quantize_openvino_within(
-    ov_model, calibration: CalibrationSet, max_abs_rel: float, float_groups: list[str] | None = None
+    ov_model,
+    calibration: CalibrationSet,
+    max_abs_rel: float,
+    float_groups: list[str] | None = None,
+    float_nodes: list[str] | None = None,
 ):
     """(mixed-precision model, ControlledQuantization): INT8 where it keeps AbsRel within
     `max_abs_rel` against the FP32 model on the calibration set's validation images."""
@@ -143,8 +166,9 @@ def quantize_openvino_within(
     restorer = nncf.AdvancedAccuracyRestorerParameters(
         ranking_subset_size=min(RANKING_SUBSET, len(tensors)), num_ranking_workers=1
     )
-    with nncf_on_stderr():
-        quantized = accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, float_groups, restorer)
+    with quiet_nncf():
+        scope = float_scope(nncf, float_groups or [], float_nodes)
+        quantized = accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, scope, restorer)
     checked = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     abs_rel = -validate(checked, zip(tensors, references))[0]
     int8, kept = split_by_precision(quantized)
@@ -152,7 +176,7 @@ def quantize_openvino_within(
     return quantized, record
 
 
-def accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, float_groups, restorer):
+def accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, ignored_scope, restorer):
     """NNCF's accuracy-aware quantization: metric minus AbsRel, so the budget is an absolute drop."""
     return nncf.quantize_with_accuracy_control(
         ov_model,
@@ -162,7 +186,7 @@ def accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, fl
         max_drop=max_abs_rel,
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(calibration),
-        ignored_scope=float_scope(nncf, float_groups or []),
+        ignored_scope=ignored_scope,
         advanced_accuracy_restorer_parameters=restorer,
     )
 

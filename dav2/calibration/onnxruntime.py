@@ -8,16 +8,24 @@ Measured on vits at 518, 2 CPU threads, against the FP32 graph (644 ms; README "
   between QuantizeLinear/DequantizeLinear pairs; kept for runtimes that fuse QDQ (TensorRT,
   other execution providers) and selectable with --ort-int8 static.
 - static QDQ of every op (ONNX Runtime's default): AbsRel 0.42 in MEASURED.md: unusable.
+
+Gemm is listed with MatMul because ONNX Runtime's graph optimisation fuses a linear layer's
+MatMul and bias Add into a Gemm when the shapes are static: with MatMul alone, a static
+graph's qkv/proj/fc1/fc2 stayed in float (only the attention MatMuls were INT8) while a
+dynamic graph's were INT8, so the two were different recipes (issue 19). The nodes
+dav2.calibration.graph.shape_only_nodes names (a dynamic graph's positional-embedding
+resize) are never quantized.
 """
 
 import tempfile
 from pathlib import Path
 
 from dav2.calibration.dataset import CalibrationSet
+from dav2.calibration.graph import shape_only_nodes
 from dav2.errors import Dav2Error
 
 MODES = ("dynamic", "static")
-QUANTIZED_OPS = ["MatMul"]
+QUANTIZED_OPS = ["MatMul", "Gemm"]  # Gemm: a static graph's fused linear layers
 
 
 def _reader(calibration: CalibrationSet):
@@ -47,9 +55,15 @@ def quantize_onnx(source: Path, target: Path, mode: str, calibration: Calibratio
         prepared = Path(tmp) / "prepared.onnx"
         # shape inference and graph optimisation first, as onnxruntime.quantization recommends
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        # a dynamic graph's positional-embedding resize: constants at any one size, never quantized
+        excluded = shape_only_nodes(prepared)
         if mode == "dynamic":
             quantize_dynamic(
-                str(prepared), str(target), op_types_to_quantize=QUANTIZED_OPS, weight_type=QuantType.QInt8
+                str(prepared),
+                str(target),
+                op_types_to_quantize=QUANTIZED_OPS,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
             )
             return
         if calibration is None:
@@ -60,6 +74,7 @@ def quantize_onnx(source: Path, target: Path, mode: str, calibration: Calibratio
             _reader(calibration),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=QUANTIZED_OPS,
+            nodes_to_exclude=excluded,
             per_channel=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,

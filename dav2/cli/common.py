@@ -149,11 +149,37 @@ CALIBRATION = option_group(
         "that NNCF's accuracy control measures AbsRel on while it chooses the layers to keep in float.",
     ),
 )
+
+
+class BudgetType(click.ParamType):
+    """--max-abs-rel: a number, or `off` (gate.OFF); the number is checked by the command
+    (check_number), so a bad one is one `error:` line like every other number."""
+
+    name = "NUMBER|off"
+
+    def convert(self, value, param, ctx):
+        from dav2.export.gate import OFF
+
+        if isinstance(value, float) or str(value).strip().lower() == OFF:
+            return value if isinstance(value, float) else OFF
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number nor '{OFF}'", param, ctx)
+
+
+def _max_abs_rel_help() -> str:
+    from dav2.export.gate import defaults_text
+
+    return (
+        "Accuracy gate: the AbsRel vs PyTorch FP32 (held-out images) every FP16/INT8 artifact must meet; over it "
+        "the export fails and writes nothing (the report is printed either way). A number applies to every "
+        f"precision; 'off' only reports. [default: {defaults_text()}]"
+    )
+
+
 MAX_ABS_REL_OPTION = click.option(
-    "--max-abs-rel",
-    type=click.FloatRange(0, 1e6, min_open=True),
-    default=None,
-    help="Fail the export (nothing written) when a reduced-precision artifact's AbsRel vs PyTorch FP32 exceeds this.",
+    "--max-abs-rel", type=BudgetType(), default=None, show_default=False, help=_max_abs_rel_help()
 )
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Also print the result as one JSON line (the last).")

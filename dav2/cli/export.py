@@ -169,7 +169,9 @@ def export_main(
     fixed input size instead; images of another aspect ratio are then stretched to it.
 
     FP32 artifacts must match PyTorch (the export fails otherwise); FP16 and INT8 artifacts
-    print an accuracy report (AbsRel, δ1, max abs difference) on held-out images.
+    print an accuracy report (AbsRel, δ1, max abs difference) on held-out images and must
+    meet the accuracy gate (--max-abs-rel: a default budget per precision; over it the export
+    fails and writes nothing; 'off' only reports).
 
     \b
     Examples:
@@ -179,6 +181,7 @@ def export_main(
       dav2-export --encoder vits --trt int8 --calib-dir photos/
       dav2-export --encoder vits --openvino fp16
       dav2-export --encoder vits --openvino int8 --calib-dir photos/ --max-abs-rel 0.05
+      dav2-export --encoder vits --openvino int8 --calib-dir photos/ --max-abs-rel off   # report only
       dav2-export --encoder vits --openvino int8 --calib-dir photos/ --int8-float patch_embed,head,proj
       dav2-export --encoder vits --openvino int8 --calib-dir photos/ --max-abs-rel 0.01 --accuracy-control
       dav2-export --encoder vits --onnx --int8
@@ -198,7 +201,7 @@ def export_main(
         raise Dav2Error("--max-depth applies to --kind metric only")
     if fp16 and int8:
         raise Dav2Error("--fp16 and --int8 are two ONNX precisions; choose one")
-    check_number(rest["max_abs_rel"], "--max-abs-rel", 0, 1e6, low_open=True)  # click's FloatRange lets nan in
+    rest["max_abs_rel"], rest["accuracy_gate"] = accuracy_budget(rest["max_abs_rel"])
     if from_onnx is None:
         require_export_tools("dav2-export")
     from dav2.export.context import checked_size
@@ -228,3 +231,13 @@ def export_main(
         raise
     for artifact in written:
         click.echo(str(artifact))
+
+
+def accuracy_budget(value: float | str | None) -> tuple[float | None, bool]:
+    """--max-abs-rel -> (ExportRequest.max_abs_rel, ExportRequest.accuracy_gate): a number
+    for every precision, None for the per-precision defaults, 'off' for no gate."""
+    from dav2.export.gate import OFF
+
+    if value == OFF:
+        return None, False
+    return check_number(value, "--max-abs-rel", 0, 1e6, low_open=True), True

@@ -3,8 +3,8 @@
 The new artifact runs in its own runtime backend (exactly as dav2-run will run it) on
 held-out images, never the calibration ones, and is compared with the FP32 PyTorch model at
 network resolution: AbsRel and δ1 (after scale-and-shift alignment for relative models,
-directly for metric ones) and the largest absolute difference. `max_abs_rel` turns a bad
-result into a failed export.
+directly for metric ones) and the largest absolute difference. dav2.export.gate turns a
+result over its precision's budget into a failed export.
 """
 
 from pathlib import Path
@@ -44,11 +44,3 @@ def print_report(report: dict, precision: str) -> None:
         f"AbsRel {report['abs_rel']:.4f}, δ1 {report['delta1']:.4f}, max abs diff {report['max_abs_diff']:.3g} "
         f"({precision.upper()})"
     )
-
-
-def enforce(report: dict, max_abs_rel: float | None) -> None:
-    if max_abs_rel is not None and not report["abs_rel"] <= max_abs_rel:
-        raise Dav2Error(
-            f"AbsRel {report['abs_rel']:.4f} exceeds --max-abs-rel {max_abs_rel}; nothing written "
-            "(try FP16, --keep-head for OpenVINO INT8, or more calibration images)"
-        )

@@ -16,6 +16,7 @@ import numpy as np
 
 from dav2.calibration.dataset import DEFAULT_COUNT, DEFAULT_HOLDOUT, DEFAULT_SEED, DEFAULT_VALIDATION, CalibrationSet
 from dav2.errors import Dav2Error
+from dav2.export.gate import AccuracyGate
 from dav2.metadata import ArtifactMetadata
 from dav2.vocabulary import (
     DEFAULT_INPUT_SIZE,
@@ -89,7 +90,8 @@ class ExportRequest:
     calib_count: int = DEFAULT_COUNT
     calib_seed: int = DEFAULT_SEED
     holdout: int = DEFAULT_HOLDOUT
-    max_abs_rel: float | None = None
+    max_abs_rel: float | None = None  # the accuracy gate's budget for every precision; None: gate.DEFAULT_MAX_ABS_REL
+    accuracy_gate: bool = True  # False: reduced-precision artifacts are measured and reported, never refused
     input: str = "float32"  # "uint8": the artifact takes camera frames and preprocesses itself
     camera_size: str | None = None  # "1280x720": uint8 artifacts also resize frames of this size
 
@@ -144,6 +146,11 @@ class ExportContext:
         groups = list(self.request.int8_float)
         groups += ["head"] if self.request.keep_head and "head" not in groups else []
         return check_float_groups(groups, ENCODER_SPECS[self.model.encoder].depth)
+
+    @property
+    def gate(self) -> AccuracyGate:
+        """The budget each reduced-precision artifact of this export must meet (dav2.export.gate)."""
+        return AccuracyGate(self.request.accuracy_gate, self.request.max_abs_rel)
 
     @property
     def kind(self) -> ModelKind:

@@ -27,6 +27,7 @@ the `modelopt` extra of dav2 lists what its ONNX API needs.
 
 import contextlib
 import logging
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +137,10 @@ def quantize_int8(
     with the --int8-float groups left in higher precision too."""
     from modelopt.onnx.quantization import quantize
 
-    excluded = excluded_nodes(float_groups or [])
+    from dav2.calibration.graph import shape_only_nodes
+
+    # a dynamic graph's positional-embedding resize (Model Optimizer matches names with re.match)
+    excluded = excluded_nodes(float_groups or []) + [re.escape(name) + "$" for name in shape_only_nodes(source)]
 
     data = np.concatenate(list(calibration.tensors()))
     with quiet_modelopt():

@@ -72,21 +72,25 @@ class OpenVinoTarget(ExportTarget):
 
 def quantize(ov_model, context: ExportContext) -> tuple[object, dict]:
     """(INT8 model, its recipe for the sidecar): NNCF's transformer preset with the requested
-    groups left in float, under accuracy control when --accuracy-control asks for it."""
+    groups left in float, under accuracy control when --accuracy-control asks for it. Dynamic
+    graphs also keep the nodes of `dynamic_float_nodes` in float (see dav2.calibration.graph)."""
+    from dav2.calibration.graph import dynamic_float_nodes
     from dav2.calibration.nncf import quantize_openvino, quantize_openvino_within
 
     request, calibration, groups = context.request, context.calibration, context.float_groups
+    nodes = dynamic_float_nodes(context.fp32_onnx, context.options.dynamic)
     kept = f", kept in float: {', '.join(groups)}" if groups else ""
     what = f"{len(calibration)} calibration images{kept}"
+    recipe = {"float_groups": groups, "float_nodes": nodes}
     if not request.accuracy_control:
         with console.step(f"quantizing with NNCF on {what}"):
-            model = quantize_openvino(ov_model, calibration, groups)
-        return model, {"tool": "nncf quantize", "preset": "transformer", "float_groups": groups}
+            model = quantize_openvino(ov_model, calibration, groups, nodes)
+        return model, {"tool": "nncf quantize", "preset": "transformer", **recipe}
     budget = f"AbsRel ≤ {request.max_abs_rel:g} on {len(calibration.validation)} validation images"
     with console.step(f"quantizing with NNCF's accuracy control on {what} ({budget}; minutes)"):
-        model, record = quantize_openvino_within(ov_model, calibration, request.max_abs_rel, groups)
+        model, record = quantize_openvino_within(ov_model, calibration, request.max_abs_rel, groups, nodes)
     console.info(
         f"  {len(record.int8_ops)} operations in INT8, {len(record.float_ops)} kept in float; "
         f"validation AbsRel {record.validation_abs_rel:.4f} (float parts in f32)"
     )
-    return model, {**record.as_dict(), "float_groups": groups}
+    return model, {**record.as_dict(), **recipe}

@@ -7,7 +7,8 @@
    from this graph.
 4. Build each target in a scratch folder inside the output folder; FP32 artifacts are
    checked for parity by their target, reduced-precision ones get the accuracy report on
-   held-out images (and --max-abs-rel).
+   held-out images and must meet the accuracy gate (dav2.export.gate: a default budget per
+   precision, --max-abs-rel X for all, --max-abs-rel off to only report).
 5. Only when every target succeeded, move the artifacts, their weights and their sidecars
    into place (the artifact itself last).
 """
@@ -211,17 +212,19 @@ def uint8_variant(built: Built, context: ExportContext) -> Built:
 
 
 def finish(built: Built, context: ExportContext) -> Built:
-    """Write the sidecar; measure reduced-precision artifacts (and enforce --max-abs-rel)."""
+    """Write the sidecar; measure reduced-precision artifacts and hold them to the accuracy
+    gate (the report is printed first, so a refused artifact still shows why)."""
     from dav2.export import accuracy  # PyTorch: not needed by --from
 
     built.metadata.write(built.path)
-    if built.metadata.precision != Precision.FP32:
+    precision = built.metadata.precision
+    if precision != Precision.FP32:
         with console.step(f"measuring {built.path.name} against PyTorch FP32"):
             report = accuracy.accuracy_report(built.path, context.model, context.held_out)
-        accuracy.print_report(report, built.metadata.precision)
-        built.metadata.accuracy = report
+        accuracy.print_report(report, precision)
+        built.metadata.accuracy = {**report, "gate": context.gate.record(precision)}
         built.metadata.write(built.path)
-        accuracy.enforce(report, context.request.max_abs_rel)
+        context.gate.enforce(report, precision)
     return built
 
 
