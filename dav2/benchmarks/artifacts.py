@@ -83,8 +83,9 @@ def build_artifact(
         static=True,
         output=folder,
         holdout=holdout,
-        max_abs_rel=case.max_abs_rel,
+        max_abs_rel=case.max_abs_rel,  # the accuracy-control budget, when the case has one
         accuracy_control=case.max_abs_rel is not None,
+        accuracy_gate=False,  # candidates are measured, never refused: pick judges them against its Budget
         int8_float=list(case.float_groups),
     )
     if case.backend == "onnxruntime":

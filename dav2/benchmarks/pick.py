@@ -31,6 +31,7 @@ from pathlib import Path
 from dav2.benchmarks.report import FLOORED_MARKER, draw_floor, fit_abs_rel_axis, plotted_abs_rel
 from dav2.benchmarks.stats import spread, within_noise
 from dav2.errors import Dav2Error
+from dav2.export.gate import AccuracyGate
 from dav2.files import atomic_path, atomic_write_text, move_into_place
 from dav2.metadata import ArtifactMetadata, sidecar_path
 from dav2.vocabulary import BackendName, Precision
@@ -57,15 +58,11 @@ def parse_recipes(text: str, blocks: int) -> tuple[tuple[str, ...], ...]:
     return tuple(recipes)
 
 
-# The AbsRel dav2-export accepts, per precision, when no --max-abs-rel is given (see default_budget)
-DEFAULT_MAX_ABS_REL = {Precision.FP16.value: 0.01, Precision.INT8.value: 0.05}
-
-
 def default_budget(precision: str) -> float | None:
     """The AbsRel budget a candidate of this precision is held to when the user gives none:
     the one dav2-export holds its artifacts to, so pick never installs a reduced-precision
     artifact that export itself would refuse. None: no default limit (FP32 reproduces PyTorch)."""
-    return DEFAULT_MAX_ABS_REL.get(precision)
+    return AccuracyGate().budget(precision)
 
 
 @dataclass(frozen=True)

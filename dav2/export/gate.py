@@ -8,7 +8,7 @@ earlier artifact of the same name stays as it was.
 
 The defaults (`DEFAULT_MAX_ABS_REL`) are more than twice the worst that a sound recipe of
 each precision measures on the seeded vits weights, and well below what a broken one does
-(the measured numbers and their commands: README "Accuracy and speed on a CPU",
+(the measured numbers and their commands: benchmarks/results/amd-epyc-2-cores-vits.md and
 benchmarks/results/amd-epyc-2-cores-int8-dynamic-vs-static.md):
 - FP16: the worst sound FP16 artifact is OpenVINO FP16, which runs BF16 on CPUs that have it
   (the AutoCast graph is far closer to FP32).
