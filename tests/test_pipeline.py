@@ -88,7 +88,8 @@ def test_live_sources_drop_stale_frames_files_do_not(dynamic_onnx, tmp_path):
 
 
 def check_live_and_file_sources(backend, tmp_path):
-    summary = run(BurstSource(100), backend, plain_plan(ImageSink(tmp_path / "live", "gray", "gray", "disparity", False)))
+    live = ImageSink(tmp_path / "live", "gray", "gray", "disparity", False)
+    summary = run(BurstSource(100), backend, plain_plan(live))
     assert summary["dropped_frames"] > 0 and summary["frames"] >= 3
     assert summary["frames"] + summary["dropped_frames"] == 100
     # a frame waits for at most one inference in progress, never for a queue of stale ones

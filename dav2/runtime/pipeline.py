@@ -60,7 +60,6 @@ from dav2.runtime.fps import FpsMeter
 from dav2.runtime.session import RunPlan, StretchWarning
 from dav2.runtime.sinks import Sink, WindowSink
 from dav2.runtime.sources import Frame, Source
-from dav2.runtime.stabilize import Stabilizer
 
 QUEUE_SIZE = 4
 POLL_S = 0.05

@@ -20,8 +20,9 @@ the user's to repeat live here rather than in each front end:
   the Rerun 3D view (--viewer, --viewer-save) is one more sink.
 
 `plan_run(backend, source, options)` returns a `RunPlan` with the sinks opened; pass it whole
-to `dav2.runtime.pipeline.run(source, backend, plan)`, which closes them. Stretching frames to a static artifact's shape is warned about once per run by the
-pipeline itself (`StretchWarning`), since only it sees the frames.
+to `dav2.runtime.pipeline.run(source, backend, plan)`, which closes them. Stretching frames
+to a static artifact's shape is warned about once per run by the pipeline itself
+(`StretchWarning`), since only it sees the frames.
 """
 
 import dataclasses
