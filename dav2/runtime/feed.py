@@ -71,9 +71,7 @@ class FeedSpec:
 
     def __post_init__(self) -> None:
         if self.preprocessing not in PREPROCESSING:
-            raise Dav2Error(
-                f"unknown preprocessing {self.preprocessing!r}; choose one of {', '.join(PREPROCESSING)}"
-            )
+            raise Dav2Error(f"unknown preprocessing {self.preprocessing!r}; choose one of {', '.join(PREPROCESSING)}")
 
     @classmethod
     def of(cls, backend, input_size: int, preprocessing: str = "float32") -> "FeedSpec":
