@@ -33,7 +33,6 @@ def scaled_by(factor: float):
     return infer
 
 
-
 def test_metric_models_are_judged_in_metres_without_alignment():
     mean, values = validate(scaled_by(1.1), ITEMS, "metric")
     assert mean == pytest.approx(-0.1, abs=1e-6) and len(values) == len(ITEMS)  # 10 % too far: AbsRel 0.1
