@@ -277,20 +277,13 @@ class DepthService:
         extra_sinks: tuple[Sink, ...] = (),
         max_frames: int | None = None,
     ) -> tuple[dict, Backend]:
-        """One dav2-run run: the shared plan, the shared pipeline; returns (summary, backend)."""
+        """One dav2-run run: the shared plan, passed whole to the shared pipeline (so a video is
+        preprocessed as dav2-run preprocesses it); returns (summary, backend)."""
         self.sweep()
         with self._lock, source:
             backend = self.backend(choice)
             plan = plan_run(backend, source, options)
-            summary = run(
-                source,
-                backend,
-                [*plan.sinks, *extra_sinks],
-                input_size=plan.input_size,
-                max_frames=max_frames,
-                color_range=plan.color_range,
-                max_tokens=self.max_tokens,
-            )
+            summary = run(source, backend, plan.with_sinks(*extra_sinks), max_frames=max_frames)
             return summary, backend
 
     def image_outputs(self, image_path: str, choice: str) -> ImageResult:

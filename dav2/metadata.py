@@ -2,18 +2,28 @@
 
 `ArtifactMetadata` is the only way a sidecar is written or read. It holds what a backend needs
 to run the artifact with no other flags (encoder, relative/metric, max_depth, input shape,
-mean/std, precision, tensor names) and what is needed to trust it (source checkpoint hash,
+input format, precision, tensor names) and what is needed to trust it (source checkpoint hash,
 tool versions, the parity check or accuracy report made at export, the calibration set).
 
 The sidecar's name is the artifact's full file name plus `.json` (`m.onnx.json`,
 `m.xml.json`, `m.engine.json`), so two artifacts in one folder can never share one.
-`from_json` checks the schema version, the required fields and their types, and raises one
-Dav2Error naming the file and the problem.
+`from_json` checks the schema version, the required fields and the type of every field
+(from the dataclasses' own annotations, so a new field is checked too), and raises one
+Dav2Error naming the file, the field and the problem.
+
+Normalisation is not a sidecar field: every Depth Anything V2 checkpoint is trained with
+ImageNet's mean and std (vocabulary.MEAN, STD), the host and the uint8 graphs both apply
+those, and no export option changes them. Sidecars written before this was decided carry
+`mean`/`std`; they are still read when they hold those values and refused when they do not,
+since nothing would apply other values.
 """
 
 import dataclasses
+import enum
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,8 +97,6 @@ class ArtifactMetadata:
     camera_hw: list[int] | None = None  # uint8 graphs that also resize: the (H, W) frames they take
     input_name: str = INPUT_NAME
     output_name: str = OUTPUT_NAME
-    mean: list[float] = field(default_factory=lambda: list(MEAN))
-    std: list[float] = field(default_factory=lambda: list(STD))
     weights_file: str | None = None  # the artifact's companion weights (.bin, ONNX external data)
     exporter: str | None = None
     opset: int | None = None
@@ -187,6 +195,13 @@ class ArtifactMetadata:
 # --- validation ----------------------------------------------------------------------------
 
 
+# fields with their own checks in _from_dict (clearer messages: ranges, enums, shapes)
+SPECIFIC = frozenset(
+    "artifact format encoder kind precision dynamic input_shape traced_hw max_depth input_format camera_hw".split()
+)
+LEGACY_NORMALISATION = {"mean": MEAN, "std": STD}  # written by earlier dav2 versions; see the module docstring
+
+
 def _from_dict(data: Any) -> ArtifactMetadata:
     if not isinstance(data, dict):
         raise TypeError(f"expected a JSON object, found {type(data).__name__}")
@@ -198,6 +213,8 @@ def _from_dict(data: Any) -> ArtifactMetadata:
     for name in ("artifact", "format", "encoder", "kind", "precision", "dynamic", "input_shape"):
         if name not in data:
             raise KeyError(name)
+    _check_types(data, ArtifactMetadata, skip=SPECIFIC)
+    _check_legacy_normalisation(data)
     values["format"] = ArtifactFormat(_text(data, "format"))
     values["kind"] = ModelKind(_text(data, "kind"))
     values["precision"] = None if data["precision"] is None else Precision(_text(data, "precision"))
@@ -212,9 +229,6 @@ def _from_dict(data: Any) -> ArtifactMetadata:
         values["max_depth"] = _positive(data["max_depth"], "max_depth")
     if values["kind"] == ModelKind.METRIC and values.get("max_depth") is None:
         raise ValueError("a metric model needs max_depth")
-    for name in ("mean", "std"):
-        if name in data and (not isinstance(data[name], list) or len(data[name]) != 3):
-            raise ValueError(f"'{name}' must be three numbers")
     values["input_format"] = data.get("input_format", FLOAT_INPUT)
     if values["input_format"] not in INPUT_FORMATS:
         raise ValueError(f"'input_format' {values['input_format']!r} is not one of {', '.join(INPUT_FORMATS)}")
@@ -223,11 +237,90 @@ def _from_dict(data: Any) -> ArtifactMetadata:
         if values["input_format"] != UINT8_INPUT:
             raise ValueError(f"'camera_hw' needs 'input_format' {UINT8_INPUT!r} (the graph resizes camera frames)")
     if data.get("tensorrt") is not None:
-        values["tensorrt"] = TensorRTRecord(**data["tensorrt"])
-        _sides(values["tensorrt"].profile["max"], "tensorrt.profile.max", 4)
+        values["tensorrt"] = _record(TensorRTRecord, data["tensorrt"], "tensorrt")
+        _sides(values["tensorrt"].profile.get("max"), "tensorrt.profile.max", 4)
     if data.get("openvino") is not None:
-        values["openvino"] = OpenVinoRecord(**data["openvino"])
+        values["openvino"] = _record(OpenVinoRecord, data["openvino"], "openvino")
     return ArtifactMetadata(**values)
+
+
+def _record(kind: type, data: dict, name: str):
+    """A nested record (tensorrt, openvino): required fields present, every field's type checked."""
+    for item in dataclasses.fields(kind):
+        required = item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+        if required and item.name not in data:
+            raise KeyError(f"{name}.{item.name}")
+    _check_types(data, kind, prefix=f"{name}.")
+    return kind(**{item.name: data[item.name] for item in dataclasses.fields(kind) if item.name in data})
+
+
+def _check_types(data: dict, kind: type, prefix: str = "", skip: frozenset[str] = frozenset()) -> None:
+    """TypeError naming the first field of `data` whose JSON value does not fit `kind`'s annotation."""
+    hints = typing.get_type_hints(kind)
+    for item in dataclasses.fields(kind):
+        if item.name in skip or item.name == "from_sidecar" or item.name not in data:
+            continue
+        hint, value = hints[item.name], data[item.name]
+        if not _fits(value, hint):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise TypeError(f"'{prefix}{item.name}' must be {_described(hint)}, not {shown}")
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a type annotation (the subset the sidecar's records use)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str or (isinstance(hint, type) and issubclass(hint, enum.Enum)):
+        return isinstance(value, str)  # an enum's value is checked when it is made
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) and _fits(v, args[1]) for k, v in value.items())
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, dict)  # its own fields are checked by _record
+    raise TypeError(f"the sidecar check does not know the type {hint}")  # a new kind of field: teach _fits
+
+
+def _described(hint: Any) -> str:
+    """A type annotation in a user's words: "a whole number or null"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_described(arg) for arg in args)
+    if origin is list:
+        return f"a list of {_described(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    if origin is dict or dataclasses.is_dataclass(hint):
+        return "an object"
+    names = {type(None): "null", bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return "text"
+    return names.get(hint, "a value")
+
+
+def _check_legacy_normalisation(data: dict) -> None:
+    """`mean`/`std` of older sidecars: accepted when they are ImageNet's, the values dav2 applies."""
+    for name, expected in LEGACY_NORMALISATION.items():
+        if name not in data:
+            continue
+        value = data[name]
+        if not (isinstance(value, list) and len(value) == 3 and all(_fits(v, float) for v in value)):
+            raise TypeError(f"'{name}' must be a list of three numbers, not {value!r}")
+        if not all(math.isclose(v, e, rel_tol=0, abs_tol=1e-9) for v, e in zip(value, expected)):
+            raise ValueError(
+                f"'{name}' {value} is not ImageNet's {list(expected)}: dav2 normalises every input with "
+                "ImageNet's mean and std (what Depth Anything V2 was trained with), so it cannot run this "
+                "artifact as its sidecar says"
+            )
 
 
 def _text(data: dict, name: str) -> str:

@@ -296,9 +296,10 @@ def test_video_frames_decode_as_dav2_run_reads_them(tmp_path):
     from conftest import VIDEO
     from dav2.batch.stages import DecodeSettings, decode_batch
     from dav2.media import DEFAULT_LIMITS
+    from dav2.runtime.feed import FeedSpec
 
     batch = {"source": np.array([str(VIDEO)] * 3, object), "frame": np.array([3, 5, 99]), "name": np.array(["a"] * 3)}
-    decoded = decode_batch(batch, DecodeSettings(196, None, 10_000, DEFAULT_LIMITS))
+    decoded = decode_batch(batch, DecodeSettings(FeedSpec(196), 10_000, DEFAULT_LIMITS))
     assert list(decoded["status"]) == ["ok", "ok", "failed"]
     capture = cv2.VideoCapture(str(VIDEO))
     frames = [capture.read()[1] for _ in range(6)]

@@ -20,6 +20,7 @@ from dav2.metadata import ArtifactMetadata
 from dav2.runtime.backends.base import Backend
 from dav2.runtime.fps import FpsMeter, format_summary, overlay_text
 from dav2.runtime.pipeline import run
+from dav2.runtime.session import RunPlan
 from dav2.runtime.sinks import MemorySink
 from dav2.runtime.sources import SyntheticCamera, classify_source, open_source
 from dav2.vocabulary import ArtifactFormat, ModelKind, Precision
@@ -91,7 +92,8 @@ def predict_live_run(fps: float, infer_s: float, frames: int) -> Predicted:
 
 def live_run(fps: float, infer_s: float, frames: int) -> tuple[dict, SyntheticCamera]:
     camera = SyntheticCamera(fps, FRAME_SIZE, frames=frames)
-    summary = run(camera, SleepBackend(infer_s), [MemorySink()], preprocessing="float32")
+    backend = SleepBackend(infer_s)
+    summary = run(camera, backend, RunPlan.for_sinks(backend, [MemorySink()], preprocessing="float32"))
     return summary, camera
 
 

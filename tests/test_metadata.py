@@ -75,6 +75,26 @@ def valid_dict() -> dict:
     return record().to_dict()
 
 
+TRT = {"version": "10.3", "gpu": "RTX 4090", "compute_capability": "8.9", "profile": {"max": [1, 3, 518, 518]}}
+
+
+def test_every_field_of_the_records_is_type_checked():
+    """A field added to a record without a rule the check knows fails here, not on a user's sidecar."""
+    from dav2.metadata import _check_types
+
+    for kind in (ArtifactMetadata, TensorRTRecord, OpenVinoRecord):
+        _check_types({}, kind)  # get_type_hints resolves; nothing to check
+    _check_types(valid_dict(), ArtifactMetadata)
+    _check_types({**TRT, "cuda_driver": None, "workspace_gb": 4, "strongly_typed": True}, TensorRTRecord)
+
+
+def test_mean_and_std_are_no_longer_written_but_older_sidecars_with_imagenets_still_read():
+    written = valid_dict()
+    assert "mean" not in written and "std" not in written
+    older = {**written, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    assert ArtifactMetadata.from_json(json.dumps(older)) == record()
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -91,7 +111,23 @@ def valid_dict() -> dict:
         (lambda d: {**d, "dynamic": "yes"}, "'dynamic' must be true or false"),
         (lambda d: {**d, "kind": "metric", "max_depth": None}, "a metric model needs max_depth"),
         (lambda d: {**d, "kind": "metric", "max_depth": -5}, "'max_depth' must be a positive number"),
-        (lambda d: {**d, "tensorrt": {"version": "10.3"}}, "missing"),
+        (lambda d: {**d, "tensorrt": {"version": "10.3"}}, "missing field 'tensorrt.gpu'"),
+        # every field's type, named (issue 21: these were accepted)
+        (lambda d: {**d, "mean": ["a", "b", "c"]}, "'mean' must be a list of three numbers"),
+        (lambda d: {**d, "weights_file": 42}, "'weights_file' must be text or null, not 42"),
+        (lambda d: {**d, "opset": "seventeen"}, "'opset' must be a whole number or null, not 'seventeen'"),
+        (lambda d: {**d, "opset": True}, "'opset' must be a whole number or null"),
+        (lambda d: {**d, "accuracy": "garbage"}, "'accuracy' must be an object or null, not 'garbage'"),
+        (lambda d: {**d, "tools": {"onnx": 1}}, "'tools' must be an object"),
+        (lambda d: {**d, "dynamic_range": {"min": "28"}}, "'dynamic_range' must be an object or null"),
+        (lambda d: {**d, "input_name": None}, "'input_name' must be text"),
+        (lambda d: {**d, "openvino": {"keep_head": "no"}}, "'openvino.keep_head' must be true or false or null"),
+        (lambda d: {**d, "tensorrt": {**TRT, "workspace_gb": "4"}}, "'tensorrt.workspace_gb' must be a number"),
+        (lambda d: {**d, "tensorrt": {**TRT, "profile": {"max": "big"}}}, "'tensorrt.profile' must be an object"),
+        (lambda d: {**d, "openvino": "f32"}, "'openvino' must be an object or null"),
+        # normalisation is not configurable: ImageNet's values (older sidecars) or nothing
+        (lambda d: {**d, "mean": [0.5, 0.5, 0.5]}, "'mean' [0.5, 0.5, 0.5] is not ImageNet's"),
+        (lambda d: {**d, "std": [0.229, 0.224]}, "'std' must be a list of three numbers"),
     ],
 )
 def test_bad_sidecars_are_one_clear_error(change, message):

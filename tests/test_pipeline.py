@@ -20,7 +20,7 @@ from dav2.processing import ColorRange
 from dav2.runtime import pipeline
 from dav2.runtime.backends import open_backend
 from dav2.runtime.pipeline import STOP, LatestSlot, run
-from dav2.runtime.session import SEQUENCE_SMOOTHING, RunOptions, SaveTarget, plan_run
+from dav2.runtime.session import SEQUENCE_SMOOTHING, RunOptions, RunPlan, SaveTarget, plan_run
 from dav2.runtime.sinks import ImageSink, MemorySink, VideoSink
 from dav2.runtime.sources import CaptureSource, FolderSource, Frame, SampleSource, Source, gstreamer_available
 
@@ -78,13 +78,18 @@ class SlowBackend:
         return self.backend.infer(batch)
 
 
+def plain_plan(*sinks) -> RunPlan:
+    """A plan for the stand-in backends of these tests: 56 px input, one colour range per frame."""
+    return RunPlan(sinks=list(sinks), color_range=ColorRange(), unit="disparity", input_size=56)
+
 def test_live_sources_drop_stale_frames_files_do_not(dynamic_onnx, tmp_path):
     with open_backend(dynamic_onnx) as opened:
         check_live_and_file_sources(SlowBackend(opened), tmp_path)
 
 
 def check_live_and_file_sources(backend, tmp_path):
-    summary = run(BurstSource(100), backend, [ImageSink(tmp_path / "live", "gray", "gray", "disparity", False)])
+    live = ImageSink(tmp_path / "live", "gray", "gray", "disparity", False)
+    summary = run(BurstSource(100), backend, plain_plan(live))
     assert summary["dropped_frames"] > 0 and summary["frames"] >= 3
     assert summary["frames"] + summary["dropped_frames"] == 100
     # a frame waits for at most one inference in progress, never for a queue of stale ones
@@ -93,7 +98,7 @@ def check_live_and_file_sources(backend, tmp_path):
     class FileLike(BurstSource):
         kind, live = "folder", False
 
-    summary = run(FileLike(12), backend, [ImageSink(tmp_path / "files", "gray", "gray", "disparity", False)])
+    summary = run(FileLike(12), backend, plain_plan(ImageSink(tmp_path / "files", "gray", "gray", "disparity", False)))
     assert summary["dropped_frames"] == 0 and summary["frames"] == 12
     assert len(list((tmp_path / "files").glob("*.png"))) == 12
 
@@ -203,7 +208,7 @@ def test_ctrl_c_ends_promptly_with_full_queues(dynamic_onnx):
     start = time.perf_counter()
     with open_backend(dynamic_onnx) as backend:
         with pytest.raises(KeyboardInterrupt):  # not swallowed: the caller says the run was interrupted
-            run(FileLike(200), SlowBackend(backend), [sink])  # the input queue fills
+            run(FileLike(200), SlowBackend(backend), plain_plan(sink))  # the input queue fills
     assert time.perf_counter() - start < 5  # the stages stop on the event, not on a join timeout
     assert sink.written == 3 and sink.closed is False  # unfinished outputs are discarded
 
@@ -316,7 +321,7 @@ def test_policy_closes_what_it_opened_when_a_later_sink_fails(tmp_path, monkeypa
 def test_plan_runs_through_the_pipeline_with_its_colour_range(tmp_path):
     memory = MemorySink()
     plan = plan_run(FakeBackend(), VideoLike(), RunOptions(save=tmp_path / "out", fmt="npy", color_range=(0.0, 9.0)))
-    summary = run(VideoLike(), FakeBackend(), [*plan.sinks, memory], plan.input_size, color_range=plan.color_range)
+    summary = run(VideoLike(), FakeBackend(), plan.with_sinks(memory))
     assert summary["frames"] == 3 and memory.written == 3 and memory.value_range == (0.0, 9.0)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"frame_{i:06d}.npy" for i in range(3)]
     np.testing.assert_allclose(np.load(tmp_path / "out" / "frame_000002.npy"), memory.depth)
@@ -325,12 +330,12 @@ def test_plan_runs_through_the_pipeline_with_its_colour_range(tmp_path):
 def test_static_artifact_stretching_is_warned_once_per_run(tmp_path, capsys):
     folder = write_images(tmp_path / "photos", 3)  # 425x640: aspect 1.51
     static = FakeBackend(fixed_hw=(518, 518))
-    run(FolderSource(folder), static, [MemorySink()])
+    run(FolderSource(folder), static, plain_plan(MemorySink()))
     err = capsys.readouterr().err
     expected = "fake_56x84.onnx has a fixed 518x518 input: 425x640 images are stretched to it"
     assert err.count(expected) == 1 and "export without --height/--width" in err
-    run(FolderSource(folder), static, [MemorySink()])  # every run says it again, once
+    run(FolderSource(folder), static, plain_plan(MemorySink()))  # every run says it again, once
     assert capsys.readouterr().err.count(expected) == 1
-    run(FolderSource(folder), FakeBackend(fixed_hw=(518, 784)), [MemorySink()])  # 0.5 % off: not worth a word
-    run(FolderSource(folder), FakeBackend(), [MemorySink()])  # dynamic: keeps the shape
+    run(FolderSource(folder), FakeBackend(fixed_hw=(518, 784)), plain_plan(MemorySink()))  # 0.5 % off: not worth a word
+    run(FolderSource(folder), FakeBackend(), plain_plan(MemorySink()))  # dynamic: keeps the shape
     assert "stretched" not in capsys.readouterr().err

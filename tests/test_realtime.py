@@ -9,6 +9,7 @@ from dav2 import processing
 from dav2.media import read_image
 from dav2.runtime.feed import BufferPool, Feeder
 from dav2.runtime.pipeline import run
+from dav2.runtime.session import RunPlan
 from dav2.runtime.sinks import MemorySink
 from dav2.runtime.sources import SampleSource
 
@@ -66,7 +67,7 @@ def test_pipeline_float32_path_matches_the_exact_one_within_tolerance():
     results = {}
     for mode in ("exact", "float32"):
         sink = MemorySink()
-        run(SampleSource(), Plain(), [sink], preprocessing=mode)
+        run(SampleSource(), Plain(), RunPlan.for_sinks(Plain(), [sink], preprocessing=mode))
         results[mode] = sink.depth
     scale = np.abs(results["exact"]).max()
     assert np.abs(results["float32"] - results["exact"]).max() <= 1e-3 * scale

@@ -13,6 +13,7 @@ from conftest import IMAGES, VIDEO
 from dav2.cli import run_main
 from dav2.runtime.fps import HOST_STAGES, FpsMeter, format_summary, overlay_text
 from dav2.runtime.pipeline import run
+from dav2.runtime.session import RunPlan
 from dav2.runtime.sinks import MemorySink
 from dav2.runtime.sources import CaptureSource
 
@@ -90,7 +91,7 @@ def test_summary_has_each_host_stages_cpu_time(dynamic_onnx):
 
     with open_backend(dynamic_onnx) as backend:
         source = CaptureSource(str(VIDEO), "video", VIDEO.name)
-        summary = run(source, backend, [MemorySink()], input_size=56, max_frames=4)
+        summary = run(source, backend, RunPlan.for_sinks(backend, [MemorySink()], input_size=56), max_frames=4)
     assert summary["frames"] == 4
     stages = summary["stages"]
     for stage in HOST_STAGES:

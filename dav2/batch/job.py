@@ -23,11 +23,19 @@ from dav2.batch.cluster import RaySession, cluster_cpus, connect
 from dav2.batch.inputs import InputItem, collect_items
 from dav2.batch.options import BatchOptions
 from dav2.batch.outputs import output_path, sweep_temporary_files
-from dav2.batch.stages import DecodeSettings, InferenceActor, WriteSettings, decode_batch, write_batch
+from dav2.batch.stages import (
+    BATCH_PREPROCESSING,
+    DecodeSettings,
+    InferenceActor,
+    WriteSettings,
+    decode_batch,
+    write_batch,
+)
 from dav2.batch.storage import Remote
 from dav2.batch.summary import BatchSummary
 from dav2.errors import Dav2Error
 from dav2.metadata import ArtifactMetadata
+from dav2.runtime.feed import FeedSpec
 from dav2.vocabulary import output_unit
 
 CPU_TASK_CPUS = 0.5  # what one decode or write task reserves (they are light next to inference)
@@ -42,8 +50,7 @@ class ModelFacts:
     path: Path
     sha256: str
     kind: str
-    fixed_hw: tuple[int, int] | None
-    default_input_size: int
+    feed: FeedSpec  # how dav2-run's feeder makes this artifact's input, at the job's input size
     described: str
 
 
@@ -60,8 +67,7 @@ def model_facts(options: BatchOptions) -> ModelFacts:
             path.resolve(),
             manifest.model_sha256(path, metadata),
             str(backend.kind),
-            backend.fixed_hw,
-            backend.default_input_size,
+            FeedSpec.of(backend, options.input_size or backend.default_input_size, BATCH_PREPROCESSING),
             backend.describe(),
         )
 
@@ -135,8 +141,7 @@ def build_dataset(items: list[InputItem], options: BatchOptions, facts: ModelFac
         for chunk in (items[i : i + rows_per_block] for i in range(0, len(items), rows_per_block))
     ]
     decode = DecodeSettings(
-        input_size=options.input_size or facts.default_input_size,
-        fixed_hw=facts.fixed_hw,
+        feed=facts.feed,
         max_tokens=options.max_tokens,
         limits=options.limits,
         filesystems=filesystems(items),

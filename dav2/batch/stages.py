@@ -9,9 +9,14 @@ Decoding and preprocessing (`decode_batch`) run as CPU tasks apart from inferenc
 accelerator is not kept waiting on JPEG decoding; the actors (`InferenceActor`) hold one opened
 backend each for their whole life; postprocessing and writing (`write_batch`) run as CPU tasks
 again. Images at a URI are read as bytes through pyarrow (storage.py) and decoded under the
-same limits as a file; outputs at a URI are written as whole objects (outputs.py). Tensors
-travel between stages as raw float32 bytes with their shape in columns, which Ray's object
-store carries without conversion whatever the image sizes.
+same limits as a file; outputs at a URI are written as whole objects (outputs.py).
+
+Tensors are made by dav2-run's own feeder (dav2.runtime.feed.Feeder, from the artifact's
+FeedSpec), so an artifact that takes uint8 frames (`dav2-export --input uint8`) gets its
+bytes here as it does in dav2-run, and a float artifact gets the exact float64 preprocessing
+dav2-run gives images and folders. They travel between stages as raw bytes with their dtype
+and size in columns, which Ray's object store carries without conversion whatever the image
+sizes; the network's output size is recorded from the depth itself.
 """
 
 import time
@@ -31,6 +36,7 @@ from dav2.batch.storage import Remote
 from dav2.errors import Dav2Error
 from dav2.media import ImageLimits, ImageRejected, decode_image, read_image
 from dav2.runtime.backends.base import error_reason
+from dav2.runtime.feed import Feeder, FeedSpec
 
 Row = dict
 UNREADABLE = "not a readable image (empty, corrupt or not an image)"
@@ -68,53 +74,70 @@ def fail(row: Row, error: str) -> Row:
 
 # --- stage 1: decode and preprocess (CPU tasks) -----------------------------------------------
 
+TENSOR_COLUMNS = ["tensor", "tensor_dtype", "tensor_height", "tensor_width"]  # decode -> inference only
 DECODED_COLUMNS = [
     "source", "frame", "name", "status", "error", "image_width", "image_height",
-    "network_width", "network_height", "tensor", "seconds",
+    "network_width", "network_height", *TENSOR_COLUMNS, "seconds",
 ]  # fmt: skip
+BATCH_PREPROCESSING = "exact"  # dav2-run's choice for images and folders (bit-equal with upstream)
 
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    input_size: int
-    fixed_hw: tuple[int, int] | None  # a static artifact's (H, W); None: dynamic
+    feed: FeedSpec  # how dav2-run's feeder makes this artifact's input (FeedSpec.of its backend)
     max_tokens: int
     limits: ImageLimits
     filesystems: tuple[tuple[str, str], ...] = ()  # (root, filesystem URI) of URI sources: storage.from_uri
 
 
 def decode_batch(batch: dict[str, np.ndarray], settings: DecodeSettings) -> dict[str, np.ndarray]:
-    """Items -> network tensors (or failed rows), as dav2-run's capture stage prepares frames."""
+    """Items -> network inputs (or failed rows), as dav2-run's capture stage prepares frames."""
     rows = [
         {**row, "status": OK, "error": "", "image_width": 0, "image_height": 0, "network_width": 0,
-         "network_height": 0, "tensor": b"", "seconds": 0.0}
+         "network_height": 0, "tensor": b"", "tensor_dtype": "", "tensor_height": 0, "tensor_width": 0,
+         "seconds": 0.0}
         for row in rows_of(batch)
     ]  # fmt: skip
+    feed = Feeder.from_spec(settings.feed)
     for row, (image, error, seconds) in zip(rows, read_pictures(rows, settings.limits, dict(settings.filesystems))):
         start = time.perf_counter()
         if image is None:
             fail(row, error)
         else:
-            prepare(row, image, settings)
+            prepare(row, image, feed, settings.max_tokens)
         row["seconds"] = seconds + time.perf_counter() - start
     return batch_of(rows, DECODED_COLUMNS)
 
 
-def prepare(row: Row, image: np.ndarray, settings: DecodeSettings) -> None:
-    """The shared preprocessing, after the token limit for dynamic artifacts."""
+def prepare(row: Row, image: np.ndarray, feed: Feeder, max_tokens: int) -> None:
+    """dav2-run's feeder on one image, after the token limit for dynamic artifacts."""
     height, width = image.shape[:2]
     row.update(image_width=width, image_height=height)
     try:
-        if settings.fixed_hw is None:
-            processing.check_tokens((height, width), settings.input_size, settings.max_tokens, what=row["source"])
-        tensor = processing.preprocess(image, settings.input_size, settings.fixed_hw)
+        if feed.fixed_hw is None:
+            processing.check_tokens((height, width), feed.input_size, max_tokens, what=row["source"])
+        tensor = feed(image)
     except Dav2Error as exc:
         fail(row, str(exc))
         return
     except Exception as exc:  # noqa: BLE001 - an input that breaks OpenCV is one failed row
         fail(row, f"cannot preprocess {row['source']}: {error_reason(exc)}")
         return
-    row.update(network_height=tensor.shape[2], network_width=tensor.shape[3], tensor=tensor.tobytes())
+    tensor_hw = tensor.shape[1:3] if tensor.dtype == np.uint8 else tensor.shape[2:4]  # NHWC bytes, NCHW floats
+    row.update(
+        tensor=np.ascontiguousarray(tensor).tobytes(),
+        tensor_dtype=tensor.dtype.name,
+        tensor_height=tensor_hw[0],
+        tensor_width=tensor_hw[1],
+    )
+
+
+def tensor_of(row: Row) -> np.ndarray:
+    """The feeder's tensor back from a row: (1, H, W, 3) uint8 frames, (1, 3, H, W) float32 otherwise."""
+    dtype = np.dtype(row.pop("tensor_dtype"))
+    height, width = row.pop("tensor_height"), row.pop("tensor_width")
+    shape = (1, height, width, 3) if dtype == np.uint8 else (1, 3, height, width)
+    return np.frombuffer(row.pop("tensor"), dtype=dtype).reshape(shape)
 
 
 def read_pictures(
@@ -193,7 +216,7 @@ class VideoReader:
 
 # --- stage 2: inference (an actor pool) ---------------------------------------------------------
 
-INFERRED_COLUMNS = [column for column in DECODED_COLUMNS if column != "tensor"] + ["depth"]
+INFERRED_COLUMNS = [column for column in DECODED_COLUMNS if column not in TENSOR_COLUMNS] + ["depth"]
 
 
 class InferenceActor:
@@ -211,18 +234,19 @@ class InferenceActor:
             row["depth"] = b""
             if row["status"] == OK:
                 self.infer(row)
-        return batch_of(rows, INFERRED_COLUMNS)
+        return batch_of(rows, INFERRED_COLUMNS)  # the tensor columns are dropped here
 
     def infer(self, row: Row) -> None:
         start = time.perf_counter()
-        shape = (1, 3, row["network_height"], row["network_width"])
-        tensor = np.frombuffer(row.pop("tensor"), dtype=np.float32).reshape(shape)
+        tensor = tensor_of(row)
         try:
             depth = self.backend.infer(tensor)
         except Exception as exc:  # noqa: BLE001 - recorded in the manifest; the next image may work
             fail(row, f"inference failed on {row['source']}: {error_reason(exc)}")
             return
-        row["depth"] = np.ascontiguousarray(depth, dtype=np.float32).tobytes()
+        depth = np.ascontiguousarray(depth, dtype=np.float32)
+        # the network's own output size (a uint8 graph given camera frames resizes inside)
+        row.update(network_height=depth.shape[-2], network_width=depth.shape[-1], depth=depth.tobytes())
         row["seconds"] += time.perf_counter() - start
 
     def __del__(self):

@@ -84,16 +84,7 @@ def measure_pipeline(
         options = RunOptions(save=Path(tmp) / "depth.mp4" if output == "video" else None)
         with open_source(video) as source:
             plan = plan_run(backend, source, options)
-            summary = run(
-                source,
-                backend,
-                plan.sinks,
-                input_size=plan.input_size,
-                max_frames=max_frames,
-                color_range=plan.color_range,
-                max_tokens=plan.max_tokens,
-                preprocessing=plan.preprocessing,
-            )
+            summary = run(source, backend, plan, max_frames=max_frames)
     preprocessing = "uint8" if backend.metadata.takes_uint8 else plan.preprocessing
     return from_summary(video, summary, preprocessing, output)
 

@@ -29,6 +29,7 @@ why dav2-bench pick tries the measured `float_groups` recipes instead.
 """
 
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -153,9 +154,12 @@ def quantize_openvino_within(
     max_abs_rel: float,
     float_groups: list[str] | None = None,
     float_nodes: list[str] | None = None,
+    *,
+    kind: str,
 ):
     """(mixed-precision model, ControlledQuantization): INT8 where it keeps AbsRel within
-    `max_abs_rel` against the FP32 model on the calibration set's validation images."""
+    `max_abs_rel` against the FP32 model on the calibration set's validation images; a metric
+    `kind` is judged in metres as they are (accuracy.compare), not after scale-and-shift alignment."""
     nncf = optional.require("nncf", "OpenVINO INT8 with accuracy control")
     ov = optional.require("openvino", "OpenVINO INT8 with accuracy control")
     start = time.perf_counter()
@@ -168,15 +172,17 @@ def quantize_openvino_within(
     )
     with quiet_nncf():
         scope = float_scope(nncf, float_groups or [], float_nodes)
-        quantized = accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, scope, restorer)
+        quantized = accuracy_controlled(
+            nncf, ov_model, calibration, validation, max_abs_rel, scope, restorer, functools.partial(validate, kind=kind)
+        )
     checked = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    abs_rel = -validate(checked, zip(tensors, references))[0]
+    abs_rel = -validate(checked, zip(tensors, references), kind)[0]
     int8, kept = split_by_precision(quantized)
     record = ControlledQuantization(max_abs_rel, len(tensors), abs_rel, int8, kept, time.perf_counter() - start)
     return quantized, record
 
 
-def accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, ignored_scope, restorer):
+def accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, ignored_scope, restorer, validate):
     """NNCF's accuracy-aware quantization: metric minus AbsRel, so the budget is an absolute drop."""
     return nncf.quantize_with_accuracy_control(
         ov_model,
@@ -191,10 +197,13 @@ def accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, ig
     )
 
 
-def validate(compiled_model, items) -> tuple[float, list[float]]:
+def validate(compiled_model, items, kind: str = "relative") -> tuple[float, list[float]]:
     """NNCF's validation function: higher is better, so the metric is minus AbsRel against the
-    FP32 reference of each (tensor, reference) item; one value per item lets NNCF rank."""
-    values = [-accuracy.compare(compiled_model(tensor)[0][0], reference)["abs_rel"] for tensor, reference in items]
+    FP32 reference of each (tensor, reference) item; one value per item lets NNCF rank. `kind`
+    as accuracy.compare takes it: a metric model's metres are compared unaligned."""
+    values = [
+        -accuracy.compare(compiled_model(tensor)[0][0], reference, kind)["abs_rel"] for tensor, reference in items
+    ]
     return float(np.mean(values)), values
 
 

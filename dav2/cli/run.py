@@ -245,16 +245,10 @@ def run_main(
         summary = run(
             frames,
             engine,
-            plan.sinks,
-            input_size=plan.input_size,
+            plan,
             max_frames=max_frames,
-            on_frame=_progress_printer(frames),
-            color_range=plan.color_range,
             on_tick=_live_printer(plan) if as_json else None,
-            max_tokens=plan.max_tokens,
-            preprocessing=plan.preprocessing,
-            stabilizer=plan.stabilizer,
-            transforms=plan.depth_transforms(),
+            on_frame=_progress_printer(frames),
         )
     summary.update({"model": str(model), "backend": engine.name, "source": source, "input_size": plan.input_size})
     if plan.anchors is not None:

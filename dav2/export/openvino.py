@@ -88,7 +88,9 @@ def quantize(ov_model, context: ExportContext) -> tuple[object, dict]:
         return model, {"tool": "nncf quantize", "preset": "transformer", **recipe}
     budget = f"AbsRel ≤ {request.max_abs_rel:g} on {len(calibration.validation)} validation images"
     with console.step(f"quantizing with NNCF's accuracy control on {what} ({budget}; minutes)"):
-        model, record = quantize_openvino_within(ov_model, calibration, request.max_abs_rel, groups, nodes)
+        model, record = quantize_openvino_within(
+            ov_model, calibration, request.max_abs_rel, groups, nodes, kind=context.kind
+        )
     console.info(
         f"  {len(record.int8_ops)} operations in INT8, {len(record.float_ops)} kept in float; "
         f"validation AbsRel {record.validation_abs_rel:.4f} (float parts in f32)"

@@ -30,7 +30,7 @@ import numpy as np
 from dav2 import console, processing
 from dav2.errors import Dav2Error
 from dav2.metadata import UINT8_INPUT, ArtifactMetadata
-from dav2.vocabulary import ArtifactFormat
+from dav2.vocabulary import MEAN, STD, ArtifactFormat
 
 UINT8_TOLERANCE = 1e-3  # same pixels, normalisation in the graph: float32 rounding only
 CAMERA_TOLERANCE = 1e-2  # the in-graph cubic resize vs OpenCV's on the host (measured, stated)
@@ -147,7 +147,7 @@ def wrap_openvino(source: Path, target: Path, metadata: ArtifactMetadata, camera
     steps.convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB)
     if camera_hw is not None:
         steps.resize(ResizeAlgorithm.RESIZE_CUBIC)
-    steps.mean([255.0 * m for m in metadata.mean]).scale([255.0 * s for s in metadata.std])
+    steps.mean([255.0 * m for m in MEAN]).scale([255.0 * s for s in STD])
     ov.save_model(ppp.build(), str(target), compress_to_fp16=False)
 
 

@@ -11,6 +11,10 @@ Three ways, chosen once per run from the artifact's sidecar:
   of that size are passed without a copy; otherwise the host resizes the uint8 frame to the
   network size (OpenCV INTER_CUBIC on uint8, whose overshoot is clipped: see README).
 
+What decides the way is a `FeedSpec` (input size, preprocessing, the artifact's fixed shape and
+input format): a small picklable record, so dav2-batch's decode tasks, which never open the
+model, make the same tensors as dav2-run's capture stage (`Feeder.from_spec`).
+
 Float tensors go through a small pool: the inference stage gives each tensor back after the
 call, so a video reuses a handful of buffers instead of allocating one per frame. A tensor
 that is never given back (a live frame dropped by the latest-frame mailbox) is simply
@@ -19,6 +23,7 @@ collected; the pool never holds more than POOL_SIZE.
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -52,18 +57,57 @@ class BufferPool:
                 self._free.append(buffer)
 
 
+@dataclass(frozen=True)
+class FeedSpec:
+    """Everything that decides a frame's input tensor, taken from the backend once.
+
+    Picklable on purpose: dav2-batch sends it to decode tasks that never open the model."""
+
+    input_size: int  # short side for a dynamic artifact
+    preprocessing: str = "exact"  # PREPROCESSING; ignored by uint8 artifacts
+    fixed_hw: tuple[int, int] | None = None  # a static artifact's (H, W)
+    takes_uint8: bool = False  # `dav2-export --input uint8`: the graph normalises itself
+    camera_hw: tuple[int, int] | None = None  # uint8 graphs that also resize: the frames they take
+
+    def __post_init__(self) -> None:
+        if self.preprocessing not in PREPROCESSING:
+            raise Dav2Error(f"unknown preprocessing {self.preprocessing!r}; choose one of {', '.join(PREPROCESSING)}")
+
+    @classmethod
+    def of(cls, backend, input_size: int, preprocessing: str = "float32") -> "FeedSpec":
+        """The spec for `backend` (its sidecar says whether it takes uint8 bytes)."""
+        metadata = getattr(backend, "metadata", None)  # stand-ins in tests and callers may have none
+        uint8 = bool(metadata is not None and metadata.takes_uint8)
+        camera = tuple(metadata.camera_hw) if uint8 and metadata.camera_hw else None
+        fixed = tuple(backend.fixed_hw) if backend.fixed_hw is not None else None
+        return cls(input_size, preprocessing, fixed, uint8, camera)
+
+    @property
+    def mode(self) -> str:
+        """What the host does: "uint8" (the frame's bytes), "exact" or "float32"."""
+        return "uint8" if self.takes_uint8 else self.preprocessing
+
+
 class Feeder:
     """Makes the backend's input for one frame; `give_back` returns a float tensor to the pool."""
 
     def __init__(self, backend, input_size: int, preprocessing: str = "float32"):
-        if preprocessing not in PREPROCESSING:
-            raise Dav2Error(f"unknown preprocessing {preprocessing!r}; choose one of {', '.join(PREPROCESSING)}")
-        metadata = getattr(backend, "metadata", None)  # stand-ins in tests and callers may have none
-        self.fixed_hw = backend.fixed_hw
-        self.input_size = input_size
-        self.uint8 = bool(metadata is not None and metadata.takes_uint8)
-        self.camera_hw = tuple(metadata.camera_hw) if self.uint8 and metadata.camera_hw else None
-        self.mode = "uint8" if self.uint8 else preprocessing
+        self._setup(FeedSpec.of(backend, input_size, preprocessing))
+
+    @classmethod
+    def from_spec(cls, spec: FeedSpec) -> "Feeder":
+        """A feeder without a backend (dav2-batch's decode tasks)."""
+        feeder = cls.__new__(cls)
+        feeder._setup(spec)
+        return feeder
+
+    def _setup(self, spec: FeedSpec) -> None:
+        self.spec = spec
+        self.fixed_hw = spec.fixed_hw
+        self.input_size = spec.input_size
+        self.uint8 = spec.takes_uint8
+        self.camera_hw = spec.camera_hw
+        self.mode = spec.mode
         self.pool = BufferPool()
         self._fast = processing.FastPreprocessor()
         self._warned_size = False

@@ -35,7 +35,8 @@ source ends the run with one line.
 Ownership: `run` closes the source and the sinks it is given (it is their last user); the
 backend stays open, because callers reuse it across runs (the web app keeps models loaded),
 so whoever opened it closes it: `with open_backend(path) as backend: run(...)`.
-What to write and how to colour it is decided by dav2.runtime.session.plan_run.
+What to write, how to colour it and how to preprocess is decided once by
+dav2.runtime.session.plan_run, and `run` takes that RunPlan whole.
 
 Depth hooks: `stabilizer` aligns the network's output through time (at network resolution,
 before postprocessing); `transforms` (`DepthTransform`s, e.g. session.AnchorScale for
@@ -56,14 +57,13 @@ from dav2 import console, processing
 from dav2.runtime.backends.base import Backend
 from dav2.runtime.feed import Feeder
 from dav2.runtime.fps import FpsMeter
-from dav2.runtime.session import StretchWarning
+from dav2.runtime.session import RunPlan, StretchWarning
 from dav2.runtime.sinks import Sink, WindowSink
 from dav2.runtime.sources import Frame, Source
-from dav2.runtime.stabilize import Stabilizer
 
 QUEUE_SIZE = 4
 POLL_S = 0.05
-TICK_S = 1.0  # seconds between live snapshots (on_tick) unless run() is given tick_s
+TICK_S = 1.0  # seconds between live snapshots (on_tick)
 CAPTURE_JOIN_S = 0.5  # how long a stopping run waits for a capture blocked in a read
 STAGE_JOIN_S = 10.0  # how long it waits for the other stages (at most one inference in progress)
 STOP = None  # end-of-stream marker passed down the stages
@@ -231,39 +231,35 @@ def inference_stage(backend: Backend, feed: Feeder, inbox, outbox, stop: threadi
 def run(
     source: Source,
     backend: Backend,
-    sinks: list[Sink],
-    input_size: int | None = None,
+    plan: RunPlan,
+    *,
     max_frames: int | None = None,
-    on_frame: Callable[[int], None] | None = None,
-    color_range: processing.ColorRange | None = None,
     on_tick: Callable[[dict], None] | None = None,
-    tick_s: float | None = None,
-    max_tokens: int = processing.DEFAULT_MAX_TOKENS,
-    preprocessing: str = "exact",
-    stabilizer: Stabilizer | None = None,
-    transforms: Sequence[DepthTransform] = (),
+    on_frame: Callable[[int], None] | None = None,
 ) -> dict:
-    """Process `source` through `backend` into `sinks`; return the FPS summary.
+    """Process `source` through `backend` as `plan` says; return the FPS summary.
 
-    The source and the sinks are closed either way; the backend is left open (its opener
-    closes it). q/Esc in the window or `max_frames` end the run with the frames done so far
-    kept; Ctrl-C and SIGTERM discard unfinished outputs and propagate (module docstring).
-    `max_frames` counts processed frames (module docstring).
-    `on_tick` gets a live snapshot every `tick_s` seconds (default TICK_S). `preprocessing`
-    is "exact" (bit-equal with upstream, the default for library callers) or "float32"
-    (dav2-run's default for videos and live sources); artifacts that take uint8 frames get
-    the frame's bytes either way. `stabilizer` (dav2-run --stabilize) aligns each frame's
-    depth to the previous ones before it is resized and coloured; `transforms` (--anchors)
-    change the resized depth before it is coloured and written.
+    The plan (dav2.runtime.session.plan_run) carries every choice about the depth: the sinks,
+    the input size and token limit, the preprocessing, the stabiliser, the depth transforms
+    and the colour range. dav2-run, the web app, `dav2-bench --pipeline` and batch all pass
+    theirs whole, so no front end can drop one of them on the way.
+
+    The source and the plan's sinks are closed either way; the backend is left open (its
+    opener closes it). q/Esc in the window or `max_frames` end the run with the frames done
+    so far kept; Ctrl-C and SIGTERM discard unfinished outputs and propagate (module docstring).
+    `max_frames` counts processed frames (module docstring). `on_tick` gets a live snapshot
+    every TICK_S seconds (dav2-run --json); `on_frame` the count of frames written so far
+    (dav2-run's progress lines).
     """
-    input_size = input_size or backend.default_input_size
-    tick_s = TICK_S if tick_s is None else tick_s
-    color_range = color_range or processing.ColorRange()
+    sinks, color_range, transforms = plan.sinks, plan.color_range, plan.depth_transforms()
+    stabilizer, max_tokens = plan.stabilizer, plan.max_tokens
+    input_size = plan.input_size or backend.default_input_size
+    tick_s = TICK_S
     meter = FpsMeter(live=source.live)
     windows = [sink for sink in sinks if isinstance(sink, WindowSink)]
     stop = threading.Event()
     to_inference, to_output = new_channel(source.live), new_channel(source.live)
-    feed = Feeder(backend, input_size, preprocessing)
+    feed = Feeder(backend, input_size, plan.preprocessing)
     read_limit = None if source.live else max_frames  # a live source's limit is counted at the output
     stages = [
         Stage("capture", capture_stage(source, feed, backend, to_inference, stop, read_limit, max_tokens)),

@@ -19,12 +19,13 @@ the user's to repeat live here rather than in each front end:
   a folder saved into itself with outputs named like its inputs), checked before the run;
   the Rerun 3D view (--viewer, --viewer-save) is one more sink.
 
-`plan_run(backend, source, options)` returns a `RunPlan` with the sinks opened; pass its parts
-to `dav2.runtime.pipeline.run` (its `transforms`: `RunPlan.depth_transforms()`), which closes
-them. Stretching frames to a static artifact's shape is warned about once per run by the
-pipeline itself (`StretchWarning`), since only it sees the frames.
+`plan_run(backend, source, options)` returns a `RunPlan` with the sinks opened; pass it whole
+to `dav2.runtime.pipeline.run(source, backend, plan)`, which closes them. Stretching frames
+to a static artifact's shape is warned about once per run by the pipeline itself
+(`StretchWarning`), since only it sees the frames.
 """
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -166,17 +167,34 @@ class AnchorScale:
 
 @dataclass
 class RunPlan:
-    """What `pipeline.run` needs besides the source and the backend; the sinks are open."""
+    """Everything `pipeline.run` needs besides the source and the backend; the sinks are open.
+
+    One record so that every front end (dav2-run, the web app, dav2-bench --pipeline) passes
+    the same choices: none of them unpacks it, so none can drop a part (the web app once ran
+    videos with "exact" preprocessing while dav2-run used "float32")."""
 
     sinks: list[Sink]
     color_range: processing.ColorRange
     unit: str  # "m" or "disparity"
     input_size: int  # the short side fed to a dynamic artifact (a static one ignores it)
     max_tokens: int = processing.DEFAULT_MAX_TOKENS  # the pipeline refuses larger network inputs
-    stabilizer: Stabilizer | None = None  # pipeline.run's, for --stabilize
-    preprocessing: str = "exact"  # pipeline.run's: "exact" or "float32" (dav2.runtime.feed)
+    stabilizer: Stabilizer | None = None  # --stabilize
+    preprocessing: str = "exact"  # "exact" or "float32" (dav2.runtime.feed); uint8 artifacts ignore it
     warnings: list[str] = field(default_factory=list)  # already printed; kept for callers that show them
     anchors: AnchorScale | None = None  # --anchors: the metric scale fitted per frame
+
+    @classmethod
+    def for_sinks(cls, backend: Backend, sinks: list[Sink], **choices) -> "RunPlan":
+        """A plan for library callers that bring their own sinks: the backend's unit and input
+        size, one colour range per frame, and `choices` (any other RunPlan field) as given."""
+        choices.setdefault("color_range", processing.ColorRange())
+        choices.setdefault("unit", output_unit(backend.kind))
+        choices.setdefault("input_size", backend.default_input_size)
+        return cls(sinks=list(sinks), **choices)
+
+    def with_sinks(self, *extra: Sink) -> "RunPlan":
+        """The same plan writing to `extra` too (the web app's in-memory copy for the page)."""
+        return dataclasses.replace(self, sinks=[*self.sinks, *extra])
 
     def depth_transforms(self) -> list[Callable[[np.ndarray], np.ndarray]]:
         """pipeline.run's `transforms`, in order: what turns the model's depth into the run's unit."""
