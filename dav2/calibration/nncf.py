@@ -172,9 +172,8 @@ def quantize_openvino_within(
     )
     with quiet_nncf():
         scope = float_scope(nncf, float_groups or [], float_nodes)
-        quantized = accuracy_controlled(
-            nncf, ov_model, calibration, validation, max_abs_rel, scope, restorer, functools.partial(validate, kind=kind)
-        )
+        judge = functools.partial(validate, kind=kind)
+        quantized = accuracy_controlled(nncf, ov_model, calibration, validation, max_abs_rel, scope, restorer, judge)
     checked = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     abs_rel = -validate(checked, zip(tensors, references), kind)[0]
     int8, kept = split_by_precision(quantized)
