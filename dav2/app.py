@@ -17,11 +17,11 @@ files when the app stops.
 A server meets hostile uploads, so the app bounds what one request may cost:
 - images pass dav2-run's limits (decoded pixels, aspect ratio, checked from the header before
   decoding, in both image tabs) and a token limit lower than dav2-run's (APP_MAX_TOKENS: a
-  vits request peaks near 1.7 GB at 4,500 tokens; 10,000 tokens need 5.6 GB); at most
+  request's memory grows with the square of its token count, through attention); at most
   MAX_IMAGES images per request, MAX_VIDEO_FRAMES frames per video;
 - ONNX Runtime runs without its memory arena: with it, one large request kept the server at
-  its peak for good (0.25 -> 5.6 GB for 10,000 tokens); without it, memory returns to about
-  0.3 GB after each request (measured on vits, see the README);
+  its peak memory for good; without it, memory falls back after each request (seen on vits
+  in the project's trials; no results file records them);
 - one request runs at a time and at most MAX_QUEUE wait (Gradio's queue); more are refused;
 - results, uploads and Gradio's copies live in one `dav2-app-<pid>-*` folder under the
   system's temporary folder: results are removed RESULT_KEEP_S after they were made (Gradio

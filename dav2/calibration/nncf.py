@@ -21,11 +21,12 @@ chosen by measurement on these weights, not by a fixed list.
 
 NNCF validates with the float parts in f32 (its engine forces the f32 inference precision), so
 the budget it meets is the INT8 error alone. A CPU that runs float layers in BF16 (OpenVINO's
-default where the CPU has it) adds its own error on top (about 0.009 AbsRel for vits at 518);
-the export's accuracy report measures the artifact as it will run, on the held-out images,
-and --max-abs-rel refuses it when that misses. On the 2-core CI machine at 518 it ranked and
-re-ranked for over 30 minutes without reaching 0.01 (README: INT8 within a budget), which is
-why dav2-bench pick tries the measured `float_groups` recipes instead.
+default where the CPU has it) adds its own error on top (BF16 alone, on vits at 518:
+benchmarks/results/amd-epyc-2-cores-int8-error-sources.md); the export's accuracy report
+measures the artifact as it will run, on the held-out images, and --max-abs-rel refuses it
+when that misses. On the 2-core CI machine at 518 it ranked and re-ranked without reaching
+0.01 until it was stopped (docs/int8.md, "INT8 within a budget"; no results file records that
+run), which is why dav2-bench pick tries the measured `float_groups` recipes instead.
 """
 
 import contextlib

@@ -1,13 +1,16 @@
 """ONNX Runtime INT8: dynamic quantization (the default) or static QDQ from the calibration set.
 
-Measured on vits at 518, 2 CPU threads, against the FP32 graph (644 ms; README "Accuracy and speed on a CPU"):
-- dynamic, MatMul weights INT8 per tensor, activations quantized per call: 468 ms,
-  AbsRel 0.004, δ1 0.999. Faster and accurate; needs no calibration images.
-- static QDQ, MatMul only, per-channel weights, calibrated (MinMax): 814 ms, AbsRel 0.023.
-  Slower than FP32 on the CPU execution provider, because every attention MatMul then runs
-  between QuantizeLinear/DequantizeLinear pairs; kept for runtimes that fuse QDQ (TensorRT,
-  other execution providers) and selectable with --ort-int8 static.
-- static QDQ of every op (ONNX Runtime's default): AbsRel 0.42 in MEASURED.md: unusable.
+The two recipes, on vits at 518 on a 2-core CPU (numbers and commands in
+benchmarks/results/amd-epyc-2-cores-vits.md and amd-epyc-2-cores-int8-dynamic-vs-static.md):
+- dynamic (the default), MatMul weights INT8 per tensor, activations quantized per call:
+  faster than the FP32 graph and the most accurate INT8 recipe; needs no calibration images.
+- static QDQ, MatMul/Gemm only, per-channel weights, calibrated (MinMax): less accurate than
+  dynamic, and in the project's trials slower than FP32 on the CPU execution provider,
+  because every attention MatMul then runs between QuantizeLinear/DequantizeLinear pairs;
+  kept for runtimes that fuse QDQ (TensorRT, other execution providers) and selectable with
+  --ort-int8 static.
+- static QDQ of every op (ONNX Runtime's default) lost far more accuracy in the project's
+  trials (no results file records them): not offered.
 
 Gemm is listed with MatMul because ONNX Runtime's graph optimisation fuses a linear layer's
 MatMul and bias Add into a Gemm when the shapes are static: with MatMul alone, a static

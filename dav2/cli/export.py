@@ -55,7 +55,7 @@ from dav2.vocabulary import ModelKind, Precision
     default="",
     help="INT8 (OpenVINO, and the Q/DQ graph of --trt int8): comma-separated parts left in float (mixed "
     "precision): head, attention (q·kᵀ), qkv, proj, fc1, fc2, patch_embed, block0 ... block39. "
-    "See the README's table of INT8 error sources.",
+    "docs/int8.md has the table of INT8 error sources.",
 )
 @click.option(
     "--accuracy-control",

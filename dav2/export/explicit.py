@@ -11,18 +11,20 @@ Runtime and OpenVINO run on a CPU, where CI measures it:
   (JetPack 6) computes DAv2's FP16 attention/LayerNorm wrongly on Orin where 10.12+ does not
   (depth-anything-tensorrt #49); with these islands the graph does not depend on its fusions.
   It also keeps in FP32 any node whose activations exceed FP16's safe range on a real image
-  (its `data_max` rule), which is why it gets one reference input.
-  Measured on the seeded vits weights at 518: AbsRel 0.0006 against the FP32 graph.
+  (its `data_max` rule), which is why it gets one reference input. Its AbsRel against the
+  FP32 graph: benchmarks/results/amd-epyc-2-cores-explicit-graphs-fp32-islands.md.
 - INT8: Model Optimizer's post-training quantization inserts explicit QuantizeLinear /
   DequantizeLinear pairs (entropy calibration on the calibration set) on the encoder's
   MatMul/Conv; the attention MatMuls (softmax(q k^T) v) and the whole DPT head stay in higher
-  precision (FP16), LayerNormalization and Softmax in FP32 (INT8_FP32_OP_TYPES). Measured
-  (seeded vits, 518, 4 calibration images at 196): with the head's convolutions quantized
-  ONNX Runtime gives AbsRel 0.022, but OpenVINO 2025/2026 computes that graph wrongly
-  (AbsRel 0.23); without the head both agree (0.005 and 0.009).
+  precision (FP16), LayerNormalization and Softmax in FP32 (INT8_FP32_OP_TYPES). With the
+  head's convolutions quantized too, ONNX Runtime ran the graph accurately but OpenVINO
+  2025/2026 computed it wrongly, by an order of magnitude (the project's trials; no results
+  file records them); without the head both are accurate
+  (benchmarks/results/amd-epyc-2-cores-explicit-graphs-fp32-islands.md).
 
-Install without its `[onnx]` extra, which pulls onnxruntime-gpu over onnxruntime (see README):
-the `modelopt` extra of dav2 lists what its ONNX API needs.
+Install without its `[onnx]` extra, which pulls onnxruntime-gpu over onnxruntime (setup.py
+says why; docs/install.md lists the extras): the `modelopt` extra of dav2 lists what its ONNX
+API needs.
 """
 
 import contextlib

@@ -2,9 +2,9 @@
 
 Exporter: torch.onnx's TorchScript exporter (dynamo=False), opset 17. Both torch exporters
 reproduce upstream at the traced size and, with the model's explicit bicubic positional
-embedding, at any other size; we measured them on this project's model (see README, "Export")
-and keep the TorchScript one as the default because its graph ran as fast or faster in ONNX
-Runtime, exports in a third of the time and has no onnxscript dependency. `exporter="dynamo"`
+embedding, at any other size; we compared them on this project's model (docs/export.md, "Exporter")
+and keep the TorchScript one as the default because its graph ran as fast in ONNX Runtime,
+it exports faster and it needs no onnxscript. `exporter="dynamo"`
 selects the other.
 
 The FP32 graph written here is also the source of every other artifact (FP16 and INT8 ONNX,
@@ -33,8 +33,9 @@ from dav2.vocabulary import INPUT_NAME, OUTPUT_NAME, ArtifactFormat, Precision
 __all__ = ["DYNAMIC_RANGE", "GraphOptions", "OnnxTarget", "export_fp32_onnx"]
 
 # max |artifact - torch| / max(1, max |torch|) for artifacts that claim FP32 or FP16 parity:
-# FP32 graphs agree to ~1e-5 (upstream's own CPU rounding is ~6e-5 on values of order 5);
-# FP16 ONNX measured 1.3e-3 on vits (seeded weights). INT8 artifacts get the accuracy report.
+# FP32 graphs agree far within their bound (the difference each export measures is printed and
+# recorded in the sidecar's `parity`); FP16 graphs need the looser one. INT8 artifacts get the
+# accuracy report instead.
 PARITY_TOLERANCE = {Precision.FP32: 1e-3, Precision.FP16: 1e-2}
 EXTERNAL_DATA_SUFFIX = ".data"
 # protobuf cannot serialise 2 GiB; weights above this go to an external data file

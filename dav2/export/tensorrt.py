@@ -312,7 +312,7 @@ def check_engine(engine: Path, cases: list[ReferenceCase], kind: str, source: st
         flag = "--max-abs-rel" if max_abs_rel is not None else f"its ONNX graph's + {ENGINE_ABS_REL_MARGIN}"
         raise Dav2Error(
             f"the engine's AbsRel {report['abs_rel']:.4f} vs FP32 exceeds {limit:.4f} ({flag}); nothing written "
-            "(TensorRT computed the graph differently: see the README's TensorRT notes)"
+            "(TensorRT computed the graph differently: see docs/tensorrt.md)"
         )
     return report
 

@@ -5,11 +5,11 @@ Three ways, chosen once per run from the artifact's sidecar:
 - `exact`: processing.preprocess, float64 arithmetic, bit-equal with upstream's input tensor
   (dav2-run --preprocess exact; the library default for callers that compare bytes);
 - `float32`: processing.FastPreprocessor, the same steps in float32 into reused buffers
-  (within the conformance tolerances; about 4x faster);
+  (within the conformance tolerances; several times faster: benchmarks/results/realtime_host_cpu2.md);
 - `uint8`: the artifact normalises itself (`dav2-export --input uint8`), so the host passes
   the frame's own bytes as (1, H, W, 3). When the graph also resizes (`--camera-size`) frames
   of that size are passed without a copy; otherwise the host resizes the uint8 frame to the
-  network size (OpenCV INTER_CUBIC on uint8, whose overshoot is clipped: see README).
+  network size (OpenCV INTER_CUBIC on uint8, whose overshoot is clipped: see docs/runtime.md).
 
 What decides the way is a `FeedSpec` (input size, preprocessing, the artifact's fixed shape and
 input format): a small picklable record, so dav2-batch's decode tasks, which never open the
