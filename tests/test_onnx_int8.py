@@ -1,6 +1,6 @@
 """ONNX Runtime INT8: the dynamic recipe (default) and static QDQ from the calibration set.
 
-Thresholds from measurement on vits with the seeded weights (README "Accuracy and speed on a CPU"): dynamic
+Thresholds from measurement on vits with the seeded weights (benchmarks/results/amd-epyc-2-cores-vits.md): dynamic
 AbsRel 0.004-0.006, δ1 0.999; static QDQ (MatMul, per-channel) AbsRel 0.023.
 """
 

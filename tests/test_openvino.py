@@ -1,7 +1,7 @@
 """OpenVINO IR export (FP32/FP16/INT8) and the openvino backend, run as a user runs them.
 
 Thresholds for reduced precision come from measurement on vits with the seeded weights (see
-the README's "Accuracy and speed on a CPU" section): FP16 runs in BF16 on CPUs that have it (AbsRel 0.009-0.013,
+benchmarks/results/amd-epyc-2-cores-vits.md): FP16 runs in BF16 on CPUs that have it (AbsRel 0.009-0.013,
 δ1 >= 0.995 measured), NNCF INT8 measured AbsRel 0.034-0.042, δ1 0.986-0.990.
 """
 

@@ -227,7 +227,7 @@ def int8_graph(vits_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
     calibration = ["--calib-dir", IMAGES, "--calib-count", "6", "--holdout", "3", "--calib-seed", "0"]
     args = ["--checkpoint", vits_checkpoint, "--onnx", "--int8", "--ort-int8", "qdq", *SMALL, *calibration]
-    args += ["--int8-float", "patch_embed"]  # the image itself is not quantized (README: INT8 error sources)
+    args += ["--int8-float", "patch_embed"]  # the image itself is not quantized (docs/int8.md: INT8 error sources)
     result = CliRunner().invoke(export_main, [str(a) for a in [*args, "--output", out]])
     assert result.exit_code == 0, result.output
     return out / "depth_anything_v2_vits_dynamic_int8_qdq.onnx"

@@ -34,7 +34,7 @@ OFF = "off"  # the --max-abs-rel spelling that turns the gate off
 
 
 def defaults_text() -> str:
-    """'fp16 0.03, int8 0.1': the defaults as --help and the README show them."""
+    """'fp16 0.03, int8 0.1': the defaults as --help, docs/export.md and docs/int8.md show them."""
     return ", ".join(f"{precision.value} {budget:g}" for precision, budget in DEFAULT_MAX_ABS_REL.items())
 
 

@@ -241,8 +241,9 @@ def run(
 
     The plan (dav2.runtime.session.plan_run) carries every choice about the depth: the sinks,
     the input size and token limit, the preprocessing, the stabiliser, the depth transforms
-    and the colour range. dav2-run, the web app, `dav2-bench --pipeline` and batch all pass
-    theirs whole, so no front end can drop one of them on the way.
+    and the colour range. dav2-run, the web app and `dav2-bench --pipeline` pass theirs whole,
+    so no front end can drop one of them on the way (dav2-batch runs its own Ray stages but
+    makes its tensors with the same Feeder, through feed.FeedSpec).
 
     The source and the plan's sinks are closed either way; the backend is left open (its
     opener closes it). q/Esc in the window or `max_frames` end the run with the frames done
