@@ -97,7 +97,9 @@ def check_output_file(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise write_failed(path, exc) from None
     if stat.S_ISDIR(mode):
-        raise OutputError(f"cannot write {quote(path)}: a folder of that name exists (name a file, or remove the folder)")
+        raise OutputError(
+            f"cannot write {quote(path)}: a folder of that name exists (name a file, or remove the folder)"
+        )
     if not stat.S_ISREG(mode):
         raise OutputError(f"cannot write {quote(path)}: it exists and is not a regular file (a device, fifo or socket)")
     return path

@@ -39,7 +39,8 @@ def user_errors(command: Callable) -> Callable:
 
     The message is printed as exactly one line (dav2.errors.one_line escapes a newline or an
     escape sequence that came in with a user's file name). Ctrl-C and SIGTERM end the command
-    the same way: clean-up runs, one line says the run was interrupted, exit status 130 (SIGINT) or 143 (SIGTERM), as shells report signals.
+    the same way: clean-up runs, one line says the run was interrupted, exit status 130 (SIGINT)
+    or 143 (SIGTERM), as shells report signals.
     """
 
     @functools.wraps(command)

@@ -107,9 +107,7 @@ def read_hf_config(path: Path) -> HFModelConfig:
     check_architecture(path, config, backbone, encoder)
     kind_text = expect(config.get("depth_estimation_type", "relative"), str, f"{where}: depth_estimation_type")
     if kind_text not in ModelKind.values():
-        raise Dav2Error(
-            f"{where}: depth_estimation_type {kind_text[:40]!r} is none of {', '.join(ModelKind.values())}"
-        )
+        raise Dav2Error(f"{where}: depth_estimation_type {kind_text[:40]!r} is none of {', '.join(ModelKind.values())}")
     kind = ModelKind(kind_text)
     scale = config.get("max_depth")
     if kind == ModelKind.METRIC:
