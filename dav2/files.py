@@ -152,6 +152,20 @@ def read_user_bytes(path: str | os.PathLike, limit: int, what: str, raise_with: 
     return data
 
 
+def check_user_file(path: str | os.PathLike, limit: int, what: str, raise_with: str = "") -> int:
+    """The size of the regular file `path`, checked as read_user_bytes checks it, for a library
+    that opens the file itself (OpenCV's FileStorage, an ONNX parser): one InputError if not."""
+    path = Path(path)
+    try:
+        status = os.stat(path)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {quote(path)}: {describe_os_error(exc)}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise InputError(f"cannot read {what} {quote(path)}: not a regular file")
+    over_limit(path, status.st_size, limit, what, raise_with)
+    return status.st_size
+
+
 def over_limit(path: Path, size: int, limit: int, what: str, raise_with: str) -> None:
     if size > limit:
         how = f" (raise it with {raise_with})" if raise_with else ""
