@@ -14,7 +14,12 @@ Limits: a dynamic artifact is asked for (H/14) x (W/14) patch tokens, and attent
 grow with their square: a 3x640 image at input size 518 would be 518 x 110516, about 290,000
 tokens and terabytes of attention. `check_tokens` refuses network sizes past DEFAULT_MAX_TOKENS
 (10,000 tokens: 1400x1400, or 1036x1848 for a 16:9 frame at --input-size 1036) with one line
-naming --max-tokens; `MAX_INPUT_SIZE` bounds --input-size itself.
+naming --max-tokens; `MAX_INPUT_SIZE` bounds --input-size itself. --max-tokens itself is
+bounded by MAX_TOKENS_CEILING (16,384 tokens, e.g. 1792x1792) because memory grows with the
+square of the tokens: attention holds heads x tokens² scores. The app's record (vits, 6 heads:
+5.6 GB at 10,000 tokens) gives about 56 bytes per token², so the ceiling is about 15 GB for
+vits, and 16/6 of that (40 GB) for vitl's 16 heads: the largest request any supported GPU can
+hold, and a bound instead of the 10 million tokens (5.6 PB) an unbounded option allowed.
 
 Output meaning: relative models give disparity (larger = nearer, no unit); metric models
 give depth in metres (smaller = nearer).
@@ -35,6 +40,7 @@ from dav2.vocabulary import DEFAULT_INPUT_SIZE, MEAN, PATCH_SIZE, STD
 
 MULTIPLE_OF = PATCH_SIZE  # MEAN, STD and the patch size are declared in dav2.vocabulary
 DEFAULT_MAX_TOKENS = 10_000  # patch tokens per image for dynamic artifacts (--max-tokens)
+MAX_TOKENS_CEILING = 16_384  # the most --max-tokens may say (see the module docstring's arithmetic)
 MAX_INPUT_SIZE = 4096  # --input-size, whatever --max-tokens says (4096 alone is 85,000 tokens)
 COLORMAPS = ("spectral", "inferno", "gray")
 
@@ -109,6 +115,7 @@ def check_tokens(
     image_hw: tuple[int, int], input_size: int, max_tokens: int = DEFAULT_MAX_TOKENS, what: str = "the image"
 ) -> tuple[int, int]:
     """The network size of a dynamic artifact for `image_hw`; TooManyTokens past `max_tokens`."""
+    check_max_tokens(max_tokens)
     h, w = image_hw
     if h < 1 or w < 1:
         raise TooManyTokens(f"{what} is empty ({w}x{h})")
@@ -121,6 +128,16 @@ def check_tokens(
             "or lower --input-size)"
         )
     return net_h, net_w
+
+
+def check_max_tokens(max_tokens: int) -> int:
+    """--max-tokens itself: from 1 to MAX_TOKENS_CEILING (memory grows with its square)."""
+    if not 1 <= max_tokens <= MAX_TOKENS_CEILING:
+        raise Dav2Error(
+            f"--max-tokens must be from 1 to {MAX_TOKENS_CEILING:,}, not {max_tokens:,} (attention memory grows "
+            "with the square of the tokens: about 15 GB for vits at the ceiling)"
+        )
+    return max_tokens
 
 
 def round_to_multiple(size: int) -> int:
