@@ -122,7 +122,9 @@ def resolve_checkpoint(info: CheckpointInfo, checkpoint: str | None) -> Path:
     if path.is_file() or hf.is_hf_folder(path):
         return path
     if path.is_dir():
-        raise Dav2Error(f"{path} is a folder without {hf.CONFIG_FILE}: not a transformers model folder")
+        raise Dav2Error(f"{quote(path)} is a folder without {hf.CONFIG_FILE}: not a transformers model folder")
+    if path.exists():  # a FIFO or a device: torch.load would wait on it, or read it for ever
+        regular_file_size(path)
     if looks_like_repo_id(local):
         return download_hf_model(local)
     raise Dav2Error(f"checkpoint not found: {path}")
