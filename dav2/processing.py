@@ -27,7 +27,6 @@ give depth in metres (smaller = nearer).
 
 import json
 import os
-import stat
 import struct
 import zlib
 from pathlib import Path
@@ -36,6 +35,8 @@ import cv2
 import numpy as np
 
 from dav2.errors import Dav2Error
+from dav2.files import InputError, read_user_bytes
+from dav2.jsonfile import parse_json
 from dav2.vocabulary import DEFAULT_INPUT_SIZE, MEAN, PATCH_SIZE, STD
 
 MULTIPLE_OF = PATCH_SIZE  # MEAN, STD and the patch size are declared in dav2.vocabulary
@@ -377,7 +378,7 @@ def decode_png16(source: bytes | str | os.PathLike) -> tuple[np.ndarray, dict]:
         if kind == b"tEXt":
             key, _, value = body.partition(b"\0")
             if key == PNG16_KEY.encode():
-                info = json.loads(value)
+                info = _png16_info(value, what)
         pos += 12 + length
     if info is None:
         raise Png16Error(f"{what}: this PNG has no dav2 scale chunk: it was not written by dav2 --format png16")
@@ -387,21 +388,27 @@ def decode_png16(source: bytes | str | os.PathLike) -> tuple[np.ndarray, dict]:
     return (info["offset"] + info["scale"] * pixels.astype(np.float64)).astype(np.float32), info
 
 
+def _png16_info(text: bytes, what: str) -> dict:
+    """The scale chunk: a JSON object with finite `offset` and `scale` (dav2.jsonfile: bounded)."""
+    try:
+        info = parse_json(text, f"{what}'s dav2 scale chunk")
+    except Dav2Error as exc:
+        raise Png16Error(str(exc)) from None
+    if not isinstance(info, dict) or not all(
+        isinstance(info.get(key), int | float) and not isinstance(info.get(key), bool) and np.isfinite(info[key])
+        for key in ("offset", "scale")
+    ):
+        raise Png16Error(f"{what}: the dav2 scale chunk needs finite numbers 'offset' and 'scale'")
+    return info
+
+
 def _read_png16_file(path: Path) -> bytes:
-    """The file's bytes, after checking it is a regular file of a sane size (not a folder, a
-    device or a FIFO that would block, not gigabytes)."""
+    """The file's bytes through dav2.files.read_user_bytes: a regular file (not a folder, a device
+    or a FIFO that would block) of at most MAX_PNG16_BYTES."""
     try:
-        status = path.stat()
-    except OSError as exc:
-        raise Png16Error(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(status.st_mode):
-        raise Png16Error(f"cannot read {path}: not a regular file")
-    if status.st_size > MAX_PNG16_BYTES:
-        raise Png16Error(f"{path} is {status.st_size:,} bytes, past the limit of {MAX_PNG16_BYTES:,} for a 16-bit PNG")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise Png16Error(f"cannot read {path}: {exc.strerror or exc}") from None
+        return read_user_bytes(path, MAX_PNG16_BYTES, "16-bit PNG")
+    except InputError as exc:
+        raise Png16Error(str(exc)) from None
 
 
 class ColorRange:
