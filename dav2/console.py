@@ -5,13 +5,16 @@ import sys
 import time
 from collections.abc import Iterator
 
+from dav2.errors import one_line
+
 
 def info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    """One `warning:` line: a newline or escape sequence in a file name it quotes is escaped."""
+    print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

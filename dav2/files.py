@@ -8,7 +8,16 @@ leave it as it was and remove the temporary file.
 What the operating system refuses (no space, no permission, a read-only filesystem, a folder
 where a file should go) becomes one `OutputError` (a Dav2Error) that names the path and the
 cause, so the CLI prints one line instead of a traceback. A path that exists but is not a
-regular file (a folder, a character device such as /dev/null, a fifo) is never replaced.
+regular file (a folder, a character device such as /dev/null, a fifo) is never replaced; a
+name longer than the file system allows (NAME_MAX, 255 bytes on common Linux file systems) is
+refused before any work, in one line.
+
+Reading: every file a user names is read through `read_user_bytes` / `read_user_text` (JSON
+through dav2.jsonfile). They open the file without blocking, refuse what is not a regular file
+(a folder, a FIFO that would block for ever, /dev/zero that never ends) and a size over the
+caller's limit, from the file's own status, before reading a byte; then they read at most
+limit + 1 bytes, so a file that grows while it is read is still bounded. The message names the
+limit (and the option or variable that raises it, when there is one).
 """
 
 import contextlib
@@ -19,7 +28,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from dav2.errors import Dav2Error
+from dav2.errors import Dav2Error, quote
 
 _CAUSES = {
     errno.ENOSPC: "no space left on the device",
@@ -44,13 +53,43 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def write_failed(path: Path, exc: OSError) -> OutputError:
-    kept = "; the previous file is kept" if path.is_file() else ""
-    return OutputError(f"could not write {path}: {describe_os_error(exc)}{kept}")
+    try:
+        kept = "; the previous file is kept" if path.is_file() else ""
+    except OSError:  # a name the file system cannot even look up (too long)
+        kept = ""
+    return OutputError(f"could not write {quote(path)}: {describe_os_error(exc)}{kept}")
+
+
+TEMP_NAME_ROOM = 16  # what atomic_path adds to a name: ".", "." + mkstemp's 8 characters, ".tmp"
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name (in bytes) the file system holding `folder` (or its nearest existing
+    parent) allows: NAME_MAX, 255 where the system does not say."""
+    for place in (folder, *folder.parents):
+        try:
+            return os.pathconf(place, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            continue
+    return 255
+
+
+def check_name_length(path: Path) -> None:
+    """Refuse a name the file system cannot hold, with room for atomic_path's temporary name."""
+    limit = name_max(path.parent) - TEMP_NAME_ROOM
+    length = len(os.fsencode(path.name))
+    if length > limit:
+        raise OutputError(
+            f"cannot write {quote(path)}: its name is {length} bytes, over the {limit} this file system allows "
+            "for an output (choose a shorter name)"
+        )
 
 
 def check_output_file(path: str | os.PathLike) -> Path:
-    """Refuse an output path that exists but is not a regular file (never replace a device or a folder)."""
+    """Refuse an output path that exists but is not a regular file (never replace a device or a
+    folder), or whose name is too long for the file system."""
     path = Path(path)
+    check_name_length(path)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -58,10 +97,90 @@ def check_output_file(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise write_failed(path, exc) from None
     if stat.S_ISDIR(mode):
-        raise OutputError(f"cannot write {path}: a folder of that name exists (name a file, or remove the folder)")
+        raise OutputError(
+            f"cannot write {quote(path)}: a folder of that name exists (name a file, or remove the folder)"
+        )
     if not stat.S_ISREG(mode):
-        raise OutputError(f"cannot write {path}: it exists and is not a regular file (a device, fifo or socket)")
+        raise OutputError(f"cannot write {quote(path)}: it exists and is not a regular file (a device, fifo or socket)")
     return path
+
+
+# --- reading a user's file ---------------------------------------------------------------------
+
+
+class InputError(Dav2Error):
+    """A file a user named cannot be read: missing, not a regular file, or over its size limit."""
+
+
+def size_text(size: int) -> str:
+    """'6.4 GB', '12 MB', '900 bytes': sizes in messages."""
+    for unit, factor in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= factor:
+            return f"{size / factor:.3g} {unit}"
+    return f"{size} bytes"
+
+
+def read_user_bytes(path: str | os.PathLike, limit: int, what: str, raise_with: str = "") -> bytes:
+    """The bytes of the regular file `path` (a `what`: "anchors", "DA-2K annotations"), at most
+    `limit` bytes; anything else is one InputError (see the module docstring). `raise_with`
+    names how to raise the limit ("--max-megapixels", "$DAV2_MAX_JSON_BYTES"), if anything can."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {quote(path)}: {describe_os_error(exc)}") from None
+    try:
+        status = os.fstat(fd)
+        if stat.S_ISDIR(status.st_mode):
+            raise InputError(f"cannot read {what} {quote(path)}: it is a folder, not a file")
+        if not stat.S_ISREG(status.st_mode):
+            raise InputError(f"cannot read {what} {quote(path)}: not a regular file (a device, FIFO or socket)")
+        over_limit(path, status.st_size, limit, what, raise_with)
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {quote(path)}: {describe_os_error(exc)}") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    over_limit(path, len(data), limit, what, raise_with)  # it grew while we read
+    return data
+
+
+def check_user_file(path: str | os.PathLike, limit: int, what: str, raise_with: str = "") -> int:
+    """The size of the regular file `path`, checked as read_user_bytes checks it, for a library
+    that opens the file itself (OpenCV's FileStorage, an ONNX parser): one InputError if not."""
+    path = Path(path)
+    try:
+        status = os.stat(path)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {quote(path)}: {describe_os_error(exc)}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise InputError(f"cannot read {what} {quote(path)}: not a regular file")
+    over_limit(path, status.st_size, limit, what, raise_with)
+    return status.st_size
+
+
+def over_limit(path: Path, size: int, limit: int, what: str, raise_with: str) -> None:
+    if size > limit:
+        how = f" (raise it with {raise_with})" if raise_with else ""
+        raise InputError(
+            f"{what} {quote(path)} is {size_text(size)}, over the limit of {size_text(limit)} for {what}{how}"
+        )
+
+
+def read_user_text(path: str | os.PathLike, limit: int, what: str, raise_with: str = "") -> str:
+    """`read_user_bytes` decoded as UTF-8 (a BOM allowed); a file that is not text is one InputError."""
+    data = read_user_bytes(path, limit, what, raise_with)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} {quote(path)} is not UTF-8 text (byte {exc.start})") from None
 
 
 @contextlib.contextmanager

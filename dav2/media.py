@@ -16,9 +16,17 @@ become 8-bit BGR.
 
 Limits (`ImageLimits`): a small file can decode to gigabytes (a 20000x20000 PNG of 389 KB
 takes 1.2 GB as BGR and far more on its way through the network), so an image is measured
-before it is decoded where its header says its size (PNG, JPEG, BMP, GIF, WebP, PNM, and
-any format Pillow reads when Pillow is installed), and measured again after decoding. Past
-the limit the image is refused with one line naming the option that raises it:
+before it is decoded, and measured again after decoding. `header_size` reads the size from
+the header itself for PNG, JPEG, BMP, GIF, WebP, TIFF (classic and BigTIFF, either byte
+order), PNM/PFM and Radiance HDR: every format of IMAGE_EXTENSIONS plus the ones OpenCV
+recognises by content whatever the extension. Other formats are measured by Pillow when it is
+installed and can; bytes no reader can measure are never decoded (`decode_image` answers
+None: "not a readable image"), so no format reaches OpenCV unmeasured. (Pillow alone is not
+enough: it refuses to report the size of images over its own bomb limit, 179 megapixels.)
+The file itself is read through dav2.files.read_user_bytes: a regular file (not a FIFO or a
+device) of at most `ImageLimits.max_file_bytes` (8 bytes a pixel of the pixel limit, the size
+of an uncompressed 16-bit RGBA image, plus 1 MB of headers: 401 MB at 50 megapixels). Past a
+limit the image is refused with one line naming the option that raises it:
 
 - decoded pixels: 50 megapixels (`--max-megapixels`);
 - aspect ratio, long side over short side: 20 (`--max-aspect`); beyond it the short side
@@ -38,7 +46,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dav2.errors import Dav2Error
+from dav2.errors import Dav2Error, quote
+from dav2.files import InputError, read_user_bytes
 
 # before cv2 opens any media: FFmpeg reads its level when its backend first registers
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
@@ -89,6 +98,11 @@ class ImageLimits:
     max_pixels: int = int(DEFAULT_MAX_MEGAPIXELS * 1_000_000)
     max_aspect: float = DEFAULT_MAX_ASPECT
 
+    @property
+    def max_file_bytes(self) -> int:
+        """The largest image file read: an uncompressed 16-bit RGBA image at the pixel limit, plus headers."""
+        return self.max_pixels * 8 + (1 << 20)
+
     def check(self, width: int, height: int, what: str) -> None:
         """Raise ImageRejected when a width x height picture is past a limit."""
         if width < 1 or height < 1:
@@ -116,26 +130,35 @@ def read_image(path: str | Path, limits: ImageLimits | None = DEFAULT_LIMITS) ->
     is past `limits` (checked from the header before decoding when the format allows; None:
     no limits).
     """
+    return decode_image(read_image_file(path, limits), quote(path), limits)
+
+
+def read_image_file(path: str | Path, limits: ImageLimits | None = DEFAULT_LIMITS) -> bytes:
+    """The bytes of an image file, bounded (see the module docstring); ImageRejected if not."""
+    limit = (limits or DEFAULT_LIMITS).max_file_bytes if limits is not None else 1 << 40
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)  # also works for non-ASCII paths
-    except OSError as exc:
-        raise ImageRejected(f"cannot read {path}: {exc.strerror or exc}") from None
-    return decode_image(data, str(path), limits)
+        return read_user_bytes(path, limit, "image", "--max-megapixels")
+    except InputError as exc:
+        raise ImageRejected(str(exc)) from None
 
 
-def decode_image(data: np.ndarray | bytes, what: str, limits: ImageLimits | None = DEFAULT_LIMITS) -> np.ndarray | None:
+def decode_image(
+    data: np.ndarray | bytes, what: str, limits: ImageLimits | None = DEFAULT_LIMITS, mode: int = cv2.IMREAD_COLOR
+) -> np.ndarray | None:
     """BGR uint8 image from an encoded file's bytes (a file read_image opened, an object from a
-    store), or None when they do not decode. Raises ImageRejected when the size in the header
-    (before decoding) or the decoded size is past `limits`; `what` names the source."""
-    array = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
+    store), or None when they do not decode or no reader can measure them. Raises ImageRejected
+    when the size in the header (before decoding) or the decoded size is past `limits`; `what`
+    names the source. `mode` is cv2.IMREAD_COLOR (upstream's) or IMREAD_UNCHANGED (depth files)."""
+    array = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray) else data
     if array.size == 0:
         return None
     if limits is not None:
         size = header_size(array)
-        if size is not None:
-            limits.check(*size, what)
+        if size is None:  # never decode what was not measured (see the module docstring)
+            return None
+        limits.check(*size, what)
     try:
-        image = cv2.imdecode(array, cv2.IMREAD_COLOR)
+        image = cv2.imdecode(array, mode)
     except cv2.error:  # OpenCV's own limits (1 gigapixel) and decoder failures
         return None
     if image is not None and limits is not None:
@@ -148,12 +171,63 @@ def decode_image(data: np.ndarray | bytes, what: str, limits: ImageLimits | None
 
 def header_size(data: np.ndarray | bytes) -> tuple[int, int] | None:
     """(width, height) from an image file's header, or None when the format is not one read here."""
-    head = bytes(data[:65536]) if isinstance(data, np.ndarray) else data[:65536]
-    for reader in (_png_size, _gif_size, _bmp_size, _webp_size, _pnm_size, _jpeg_size):
+    head = bytes(data[:65536]) if isinstance(data, np.ndarray) else bytes(data[:65536])
+    for reader in (_png_size, _gif_size, _bmp_size, _webp_size, _pnm_size, _jpeg_size, _hdr_size):
         size = reader(head)
         if size is not None:
             return size
-    return _pillow_size(bytes(data) if isinstance(data, np.ndarray) else data)
+    if head[:4] in TIFF_MAGIC:  # the first directory may lie anywhere in the file: no copy of it
+        return _tiff_size(memoryview(data).cast("B") if isinstance(data, np.ndarray) else data)
+    return _pillow_size(bytes(data))
+
+
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+TIFF_WIDTH, TIFF_HEIGHT = 256, 257
+# TIFF field types that can hold a width: SHORT, LONG, LONG8 (BigTIFF) -> struct format
+_TIFF_INTEGERS = {3: "H", 4: "I", 16: "Q"}
+
+
+def _tiff_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """ImageWidth and ImageLength of the first image file directory (IFD), read from the bytes
+    themselves: classic TIFF and BigTIFF, little- ("II") or big-endian ("MM"). None when the
+    directory is missing or truncated."""
+    order = "<" if bytes(data[:2]) == b"II" else ">"
+    big = bytes(data[2:4]) in (b"+\0", b"\0+")
+    try:
+        if big:
+            (offset,) = struct.unpack_from(order + "Q", data, 8)
+            (count,) = struct.unpack_from(order + "Q", data, offset)
+            entry_size, start, value_at = 20, offset + 8, 12
+        else:
+            (offset,) = struct.unpack_from(order + "I", data, 4)
+            (count,) = struct.unpack_from(order + "H", data, offset)
+            entry_size, start, value_at = 12, offset + 2, 8
+        found = {}
+        for index in range(min(count, 4096)):
+            entry = start + index * entry_size
+            tag, kind = struct.unpack_from(order + "HH", data, entry)
+            if tag in (TIFF_WIDTH, TIFF_HEIGHT) and kind in _TIFF_INTEGERS:
+                (found[tag],) = struct.unpack_from(order + _TIFF_INTEGERS[kind], data, entry + value_at)
+    except struct.error:
+        return None
+    if TIFF_WIDTH not in found or TIFF_HEIGHT not in found:
+        return None
+    return found[TIFF_WIDTH], found[TIFF_HEIGHT]
+
+
+def _hdr_size(head: bytes) -> tuple[int, int] | None:
+    """Radiance RGBE (.hdr, .pic): header lines up to an empty line, then the resolution line
+    ("-Y 480 +X 640", or any order and signs of the two axes)."""
+    if not head.startswith((b"#?RADIANCE", b"#?RGBE")):
+        return None
+    _, blank, rest = head.partition(b"\n\n")
+    words = rest.split(b"\n", 1)[0].split() if blank else []
+    if len(words) != 4 or not (words[1].isdigit() and words[3].isdigit()):
+        return None
+    sizes = {words[0][-1:].upper(): int(words[1]), words[2][-1:].upper(): int(words[3])}
+    if set(sizes) != {b"X", b"Y"}:
+        return None
+    return sizes[b"X"], sizes[b"Y"]
 
 
 def _png_size(head: bytes) -> tuple[int, int] | None:
@@ -191,7 +265,7 @@ def _webp_size(head: bytes) -> tuple[int, int] | None:
 
 
 def _pnm_size(head: bytes) -> tuple[int, int] | None:
-    if len(head) < 3 or head[0:1] != b"P" or head[1:2] not in b"123456":
+    if len(head) < 3 or head[0:1] != b"P" or head[1:2] not in b"123456Ff":  # PBM..PPM, PFM
         return None
     fields: list[int] = []
     for line in head[2:1024].splitlines():

@@ -14,7 +14,12 @@ Limits: a dynamic artifact is asked for (H/14) x (W/14) patch tokens, and attent
 grow with their square: a 3x640 image at input size 518 would be 518 x 110516, about 290,000
 tokens and terabytes of attention. `check_tokens` refuses network sizes past DEFAULT_MAX_TOKENS
 (10,000 tokens: 1400x1400, or 1036x1848 for a 16:9 frame at --input-size 1036) with one line
-naming --max-tokens; `MAX_INPUT_SIZE` bounds --input-size itself.
+naming --max-tokens; `MAX_INPUT_SIZE` bounds --input-size itself. --max-tokens itself is
+bounded by MAX_TOKENS_CEILING (16,384 tokens, e.g. 1792x1792) because memory grows with the
+square of the tokens: attention holds heads x tokens² scores. The app's record (vits, 6 heads:
+5.6 GB at 10,000 tokens) gives about 56 bytes per token², so the ceiling is about 15 GB for
+vits, and 16/6 of that (40 GB) for vitl's 16 heads: the largest request any supported GPU can
+hold, and a bound instead of the 10 million tokens (5.6 PB) an unbounded option allowed.
 
 Output meaning: relative models give disparity (larger = nearer, no unit); metric models
 give depth in metres (smaller = nearer).
@@ -22,7 +27,6 @@ give depth in metres (smaller = nearer).
 
 import json
 import os
-import stat
 import struct
 import zlib
 from pathlib import Path
@@ -31,10 +35,13 @@ import cv2
 import numpy as np
 
 from dav2.errors import Dav2Error
+from dav2.files import InputError, read_user_bytes
+from dav2.jsonfile import parse_json
 from dav2.vocabulary import DEFAULT_INPUT_SIZE, MEAN, PATCH_SIZE, STD
 
 MULTIPLE_OF = PATCH_SIZE  # MEAN, STD and the patch size are declared in dav2.vocabulary
 DEFAULT_MAX_TOKENS = 10_000  # patch tokens per image for dynamic artifacts (--max-tokens)
+MAX_TOKENS_CEILING = 16_384  # the most --max-tokens may say (see the module docstring's arithmetic)
 MAX_INPUT_SIZE = 4096  # --input-size, whatever --max-tokens says (4096 alone is 85,000 tokens)
 COLORMAPS = ("spectral", "inferno", "gray")
 
@@ -109,6 +116,7 @@ def check_tokens(
     image_hw: tuple[int, int], input_size: int, max_tokens: int = DEFAULT_MAX_TOKENS, what: str = "the image"
 ) -> tuple[int, int]:
     """The network size of a dynamic artifact for `image_hw`; TooManyTokens past `max_tokens`."""
+    check_max_tokens(max_tokens)
     h, w = image_hw
     if h < 1 or w < 1:
         raise TooManyTokens(f"{what} is empty ({w}x{h})")
@@ -121,6 +129,16 @@ def check_tokens(
             "or lower --input-size)"
         )
     return net_h, net_w
+
+
+def check_max_tokens(max_tokens: int) -> int:
+    """--max-tokens itself: from 1 to MAX_TOKENS_CEILING (memory grows with its square)."""
+    if not 1 <= max_tokens <= MAX_TOKENS_CEILING:
+        raise Dav2Error(
+            f"--max-tokens must be from 1 to {MAX_TOKENS_CEILING:,}, not {max_tokens:,} (attention memory grows "
+            "with the square of the tokens: about 15 GB for vits at the ceiling)"
+        )
+    return max_tokens
 
 
 def round_to_multiple(size: int) -> int:
@@ -360,7 +378,7 @@ def decode_png16(source: bytes | str | os.PathLike) -> tuple[np.ndarray, dict]:
         if kind == b"tEXt":
             key, _, value = body.partition(b"\0")
             if key == PNG16_KEY.encode():
-                info = json.loads(value)
+                info = _png16_info(value, what)
         pos += 12 + length
     if info is None:
         raise Png16Error(f"{what}: this PNG has no dav2 scale chunk: it was not written by dav2 --format png16")
@@ -370,21 +388,27 @@ def decode_png16(source: bytes | str | os.PathLike) -> tuple[np.ndarray, dict]:
     return (info["offset"] + info["scale"] * pixels.astype(np.float64)).astype(np.float32), info
 
 
+def _png16_info(text: bytes, what: str) -> dict:
+    """The scale chunk: a JSON object with finite `offset` and `scale` (dav2.jsonfile: bounded)."""
+    try:
+        info = parse_json(text, f"{what}'s dav2 scale chunk")
+    except Dav2Error as exc:
+        raise Png16Error(str(exc)) from None
+    if not isinstance(info, dict) or not all(
+        isinstance(info.get(key), int | float) and not isinstance(info.get(key), bool) and np.isfinite(info[key])
+        for key in ("offset", "scale")
+    ):
+        raise Png16Error(f"{what}: the dav2 scale chunk needs finite numbers 'offset' and 'scale'")
+    return info
+
+
 def _read_png16_file(path: Path) -> bytes:
-    """The file's bytes, after checking it is a regular file of a sane size (not a folder, a
-    device or a FIFO that would block, not gigabytes)."""
+    """The file's bytes through dav2.files.read_user_bytes: a regular file (not a folder, a device
+    or a FIFO that would block) of at most MAX_PNG16_BYTES."""
     try:
-        status = path.stat()
-    except OSError as exc:
-        raise Png16Error(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(status.st_mode):
-        raise Png16Error(f"cannot read {path}: not a regular file")
-    if status.st_size > MAX_PNG16_BYTES:
-        raise Png16Error(f"{path} is {status.st_size:,} bytes, past the limit of {MAX_PNG16_BYTES:,} for a 16-bit PNG")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise Png16Error(f"cannot read {path}: {exc.strerror or exc}") from None
+        return read_user_bytes(path, MAX_PNG16_BYTES, "16-bit PNG")
+    except InputError as exc:
+        raise Png16Error(str(exc)) from None
 
 
 class ColorRange:

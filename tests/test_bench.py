@@ -215,5 +215,5 @@ def test_bad_result_files_are_refused(tmp_path):
     result = CliRunner().invoke(bench_main, ["compare", str(bad)])
     assert result.exit_code == 1 and "error:" in result.output
     (tmp_path / "x.json").write_text("not json")
-    with pytest.raises(Dav2Error, match="cannot read"):
+    with pytest.raises(Dav2Error, match="not valid JSON"):
         report.load(tmp_path / "x.json")

@@ -309,20 +309,20 @@ def test_a_folder_skips_bad_images_with_a_warning(dynamic_onnx, tmp_path, monkey
     write_image(photos / "wide.png", 40, 640)  # aspect 16 is allowed, but 518x8288 is 21,904 tokens
     png_claiming(photos / "bomb.png", 20000, 20000)
     locked = write_image(photos / "locked.png", 20, 30)
-    real_fromfile = np.fromfile
+    real_open = os.open
 
-    def fromfile(path, *args, **kwargs):  # root reads everything: a PermissionError as a locked file gives it
+    def open_file(path, *args, **kwargs):  # root reads everything: a PermissionError as a locked file gives it
         if Path(path) == locked:
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real_fromfile(path, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(np, "fromfile", fromfile)
+    monkeypatch.setattr(files.os, "open", open_file)  # the one reader of a user's file (dav2.files)
     result = invoke("--model", dynamic_onnx, "--source", photos, "--save", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: skipping")]
     assert len(warnings) == 3, result.stderr
-    assert "Permission denied" in result.stderr and "--max-megapixels" in result.stderr
+    assert "permission denied" in result.stderr.lower() and "--max-megapixels" in result.stderr
     assert "--max-tokens" in result.stderr
 
 
@@ -372,12 +372,16 @@ def test_numeric_options_are_checked(dynamic_onnx, option, value, message):
 def test_an_unreadable_image_is_one_line(dynamic_onnx, tmp_path, monkeypatch):
     photo = write_image(tmp_path / "locked.png", 20, 30)
 
-    def fromfile(path, *args, **kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    real_open = os.open
 
-    monkeypatch.setattr(np, "fromfile", fromfile)
+    def open_file(path, *args, **kwargs):
+        if Path(path) == photo:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(files.os, "open", open_file)
     line = one_error(invoke("--model", dynamic_onnx, "--source", photo))
-    assert "cannot read" in line and "Permission denied" in line
+    assert "cannot read" in line and "permission denied" in line.lower()
 
 
 def test_a_read_only_output_folder_is_one_line(dynamic_onnx, tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ from pathlib import Path
 import dav2
 from dav2.benchmarks.discovery import Case, Machine
 from dav2.files import atomic_write_text
+from dav2.jsonfile import expect, finite_number, read_json
 from dav2.metadata import ArtifactMetadata
 from dav2.vocabulary import BackendName, Precision
 
@@ -73,8 +74,8 @@ def build_artifact(
     folder = cache_dir / f"{encoder}-{case.size}-{case.backend}-{case.precision}{mixed}-{key}"
     artifact = find_artifact(folder, case)
     if artifact is not None:
-        record = json.loads((folder / BUILD_RECORD).read_text())
-        return artifact, record["build_seconds"], True
+        record = expect(read_json(folder / BUILD_RECORD, "build record"), dict, f"{folder / BUILD_RECORD}")
+        return artifact, finite_number(record.get("build_seconds"), f"{folder / BUILD_RECORD}: build_seconds"), True
     request = ExportRequest(
         encoder=encoder,
         checkpoint=checkpoint,

@@ -33,6 +33,7 @@ from dav2.benchmarks.stats import spread, within_noise
 from dav2.errors import Dav2Error
 from dav2.export.gate import AccuracyGate
 from dav2.files import atomic_path, atomic_write_text, move_into_place
+from dav2.jsonfile import read_json
 from dav2.metadata import ArtifactMetadata, sidecar_path
 from dav2.vocabulary import BackendName, Precision
 
@@ -233,10 +234,12 @@ def artifact_files(artifact: Path) -> list[Path]:
 def previous_choice(output: Path) -> list[Path]:
     """The files of the artifact an earlier pick installed in `output` (from its pick.json)."""
     try:
-        choice = json.loads((output / DOCUMENT).read_text()).get("choice") or {}
-    except (OSError, ValueError, AttributeError):
+        document = read_json(output / DOCUMENT, "pick report") if (output / DOCUMENT).exists() else {}
+    except Dav2Error:  # an unreadable report names no earlier choice
         return []
-    name = Path(choice.get("artifact") or "").name
+    choice = document.get("choice") if isinstance(document, dict) else None
+    artifact = choice.get("artifact") if isinstance(choice, dict) else None
+    name = Path(artifact).name if isinstance(artifact, str) else ""
     return artifact_files(output / name) if name and (output / name).is_file() else []
 
 

@@ -22,8 +22,9 @@ import json
 import re
 from pathlib import Path
 
-from dav2.errors import Dav2Error
+from dav2.errors import Dav2Error, quote
 from dav2.files import atomic_path, atomic_write_text
+from dav2.jsonfile import expect, read_json
 
 REQUIRED_CASE_KEYS = ("backend", "precision", "size", "status")
 
@@ -34,7 +35,10 @@ def validate(document: dict, source: str = "result") -> dict:
     for key in ("machine", "settings", "cases"):
         if key not in document:
             raise Dav2Error(f"{source} lacks '{key}'")
-    for case in document["cases"]:
+    expect(document["machine"], dict, f"{source}: machine")
+    expect(document["settings"], dict, f"{source}: settings")
+    for case in expect(document["cases"], list, f"{source}: cases"):
+        expect(case, dict, f"{source}: a case")
         missing = [k for k in REQUIRED_CASE_KEYS if k not in case]
         if missing:
             raise Dav2Error(f"{source}: a case lacks {', '.join(missing)}")
@@ -253,23 +257,36 @@ def plot(document: dict, path: Path) -> Path | None:
 
 
 def load(path: Path) -> dict:
-    try:
-        return validate(json.loads(Path(path).read_text()), str(path))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise Dav2Error(f"cannot read {path} ({exc})") from exc
+    """A result file, read with dav2.jsonfile (bounded) and checked by `validate`."""
+    return validate(read_json(path, "dav2-bench result"), quote(path))
+
+
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
 def compare(paths: list[Path]) -> str:
-    """One Markdown table over the measured cases of several result files (machines)."""
+    """One Markdown table over the measured cases of several result files (machines).
+
+    Each file is rendered on its own first: a file whose fields have the wrong type or lack
+    one (hand-edited, another tool's JSON) is one Dav2Error naming it, not a KeyError."""
     if not paths:
         raise Dav2Error("give at least one result file")
     rows, prefix, legend = [], [], []
     for path in paths:
         document = load(path)
-        machine = document["machine"]
-        legend.append(f"- **{machine['label']}**: `{machine['command']}` ({machine['date']}, {Path(path).name})")
-        for case in document["cases"]:
-            if case["status"] == "ok":
-                rows.append(case)
-                prefix.append([machine["label"], document["settings"]["encoder"]])
+        try:
+            machine = document["machine"]
+            legend.append(f"- **{machine['label']}**: `{machine['command']}` ({machine['date']}, {Path(path).name})")
+            measured = [case for case in document["cases"] if case["status"] == "ok"]
+            table(measured)  # every cell formatted once here, where a bad field can be named
+            rows += measured
+            prefix += [[str(machine["label"]), str(document["settings"]["encoder"])]] * len(measured)
+        except MALFORMED as exc:
+            raise Dav2Error(f"{quote(path)} is not a well-formed dav2-bench result ({malformed_reason(exc)})") from None
     return "\n".join(["# dav2-bench comparison", "", *legend, "", table(rows, ["machine", "encoder"], prefix), ""])
+
+
+def malformed_reason(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"a field {str(exc)[:60]} is missing"
+    return f"a field has the wrong type: {type(exc).__name__}"

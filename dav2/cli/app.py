@@ -8,6 +8,7 @@ from dav2 import console, optional
 from dav2.cli.common import CONTEXT, ENCODER_OPTION, user_errors
 from dav2.errors import Dav2Error
 from dav2.media import DEFAULT_MAX_ASPECT, DEFAULT_MAX_MEGAPIXELS
+from dav2.processing import MAX_TOKENS_CEILING
 
 
 @click.command(context_settings=CONTEXT)
@@ -37,7 +38,7 @@ from dav2.media import DEFAULT_MAX_ASPECT, DEFAULT_MAX_MEGAPIXELS
 )
 @click.option(
     "--max-tokens",
-    type=click.IntRange(1, 10_000_000),
+    type=click.IntRange(1, MAX_TOKENS_CEILING),
     default=None,
     help="Refuse network inputs of more than this many 14x14 patches (memory grows with its square). "
     "[default: 4500, about 1.7 GB for vits]",

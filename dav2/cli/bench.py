@@ -50,12 +50,17 @@ CACHE_DIR_OPTION = click.option(
     help="Real photos (folder or video): held-out ones for accuracy and timing, the rest for INT8 calibration. "
     "[default: the sample scene; INT8 for OpenVINO/TensorRT skipped]",
 )
-@click.option("--eval-images", type=int, default=4, help="Held-out images for the accuracy columns.")
-@click.option("--calib-count", type=int, default=32, help="INT8 calibration images.")
-@click.option("--seconds", type=float, default=5.0, help="Timed seconds per case (within --min-runs/--max-runs).")
-@click.option("--min-runs", type=int, default=5, help="Fewest timed runs per case.")
-@click.option("--max-runs", type=int, default=200, help="Most timed runs per case.")
-@click.option("--warmup", type=int, default=3, help="Untimed runs before timing.")
+@click.option("--eval-images", type=int, default=4, help="Held-out images for the accuracy columns (1-64).")
+@click.option("--calib-count", type=int, default=32, help="INT8 calibration images (1-10000).")
+@click.option(
+    "--seconds",
+    type=float,
+    default=5.0,
+    help="Timed seconds per case, more than 0 and at most 600 (within --min-runs/--max-runs).",
+)
+@click.option("--min-runs", type=int, default=5, help="Fewest timed runs per case (1-100000).")
+@click.option("--max-runs", type=int, default=200, help="Most timed runs per case (1-100000).")
+@click.option("--warmup", type=int, default=3, help="Untimed runs before timing (0-10000).")
 @THREADS_OPTION
 @CACHE_DIR_OPTION
 @click.option(
@@ -110,6 +115,7 @@ def bench_main(ctx, save, cache_dir, **options):
 
     if not options["sizes"]:
         raise Dav2Error("--sizes needs at least one size")
+    check_timing_options(options)
     check_pipeline_options(options["pipeline"], options["pipeline_frames"])
     if options["model"]:
         sizes = []
@@ -134,6 +140,25 @@ def bench_main(ctx, save, cache_dir, **options):
         from dav2.benchmarks.runner import interrupted_status
 
         sys.exit(interrupted_status(document))
+
+
+# bounds of the timing options: a case never runs for more than MAX_SECONDS + its runs, and no
+# option can ask for a loop that would not end (--min-runs 100000000) or that reads as no time (nan)
+MAX_SECONDS = 600.0
+MAX_RUNS = 100_000
+MAX_WARMUP = 10_000
+
+
+def check_timing_options(options: dict) -> None:
+    """--seconds, --min-runs, --max-runs, --warmup, --eval-images, --calib-count in range, before any work."""
+    check_number(options["seconds"], "--seconds", 0, MAX_SECONDS, low_open=True)
+    check_number(options["min_runs"], "--min-runs", 1, MAX_RUNS)
+    check_number(options["max_runs"], "--max-runs", 1, MAX_RUNS)
+    check_number(options["warmup"], "--warmup", 0, MAX_WARMUP)
+    check_number(options["eval_images"], "--eval-images", 1, 64)
+    check_number(options["calib_count"], "--calib-count", 1, 10_000)
+    if options["min_runs"] > options["max_runs"]:
+        raise Dav2Error(f"--min-runs {options['min_runs']} is more than --max-runs {options['max_runs']}")
 
 
 def check_pipeline_options(video: str | None, frames: int) -> None:

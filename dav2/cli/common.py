@@ -15,7 +15,8 @@ from collections.abc import Callable
 import click
 
 from dav2 import optional
-from dav2.errors import Dav2Error
+from dav2.cli.startup import end_quiet_start
+from dav2.errors import Dav2Error, one_line
 from dav2.vocabulary import ENCODERS, ModelKind
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -36,19 +37,22 @@ def _raise_terminated(signum, frame) -> None:
 def user_errors(command: Callable) -> Callable:
     """Turn Dav2Error into one 'error: ...' line and exit 1, instead of a traceback.
 
-    Ctrl-C and SIGTERM end the command the same way: clean-up runs, one line says the run was
-    interrupted, exit status 130 (SIGINT) or 143 (SIGTERM), as shells report signals.
+    The message is printed as exactly one line (dav2.errors.one_line escapes a newline or an
+    escape sequence that came in with a user's file name). Ctrl-C and SIGTERM end the command
+    the same way: clean-up runs, one line says the run was interrupted, exit status 130 (SIGINT)
+    or 143 (SIGTERM), as shells report signals.
     """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         previous = None
+        end_quiet_start()
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return command(*args, **kwargs)
         except Dav2Error as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(str(exc))}", err=True)  # a newline in a name cannot split it
             sys.exit(1)
         except Terminated:
             click.echo("error: terminated (SIGTERM); nothing half-written was kept", err=True)

@@ -6,28 +6,52 @@ Points are [row, col] in the original image's pixels. `point1` is the closer poi
 `closer_point` says otherwise. A pair is right when the model orders it the same way:
 disparity (relative models) is larger for the nearer point, metres (metric models) smaller.
 The scene type of an image is the first folder of its path.
+
+The file is read with dav2.jsonfile (size and depth bounded) and its whole shape is checked
+when loaded, so a wrong type anywhere is one line before any model runs.
 """
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from dav2.errors import Dav2Error
+from dav2.errors import Dav2Error, quote
+from dav2.jsonfile import JsonError, expect, finite_number, read_json
 from dav2.vocabulary import ModelKind
 
 Predict = Callable[[str], np.ndarray]
 
 
 def load_annotations(path: str | Path) -> dict[str, list[dict]]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise Dav2Error(f"cannot read DA-2K annotations {path} ({exc})") from exc
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise Dav2Error(f"{path}: expected {{image path: [pairs]}}")
+    """{image: [pair, ...]} from a DA-2K annotation file, every pair checked (`check_pair`)."""
+    data = read_json(path, "DA-2K annotations")
+    where = f"DA-2K annotations {quote(path)}"
+    if not isinstance(data, dict):
+        raise JsonError(f"{where}: expected {{image path: [pairs]}}, not {type(data).__name__}")
+    for image, pairs in data.items():
+        expect(pairs, list, f"{where}: the pairs of {quote(image)}")
+        for number, pair in enumerate(pairs, start=1):
+            check_pair(pair, f"{where}: pair {number} of {quote(image)}")
     return data
+
+
+def check_pair(pair: object, what: str) -> None:
+    """A pair is {"point1": [row, col], "point2": [row, col], "closer_point": "point1"|"point2"}."""
+    expect(pair, dict, what)
+    for key in ("point1", "point2"):
+        if key not in pair:
+            raise JsonError(f"{what} lacks {key}")
+        point = expect(pair[key], list, f"{what}: {key}")
+        if len(point) != 2:
+            raise JsonError(f"{what}: {key} must be [row, col], not {len(point)} values")
+        for value in point:
+            number = finite_number(value, f"{what}: {key}")
+            if number != int(number):
+                raise JsonError(f"{what}: {key} must hold whole pixel numbers, not {value}")
+    closer = pair.get("closer_point", "point1")
+    if closer not in ("point1", "point2"):
+        raise JsonError(f"{what}: closer_point must be point1 or point2, not {str(closer)[:40]!r}")
 
 
 def scene_of(image: str) -> str:

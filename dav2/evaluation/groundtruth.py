@@ -6,6 +6,9 @@ png-tum    uint16 PNG, metres = v / 5000, 0 invalid (TUM RGB-D)
 sun        uint16 PNG with its bits rotated: d = ((v >> 3) | (v << 13)) & 0xFFFF, metres = d / 1000
 nyu-raw    PGM of raw Kinect disparity, little-endian uint16: metres = 351.3 / (1092.5 - d),
            2047 invalid
+
+Files are read and measured as every image in dav2 (dav2.media: a regular file within
+ImageLimits, its size taken from the header before decoding).
 """
 
 from pathlib import Path
@@ -13,38 +16,42 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dav2.errors import Dav2Error
+from dav2.errors import Dav2Error, quote
+from dav2.media import DEFAULT_LIMITS, decode_image, read_image_file
 
 FORMATS = ("png-mm", "png-kitti", "png-tum", "sun", "nyu-raw")
 SCALE = {"png-mm": 1000.0, "png-kitti": 256.0, "png-tum": 5000.0}
 
 
 def read_uint16(path: Path) -> np.ndarray:
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    raw = decode_image(read_image_file(path), quote(path), DEFAULT_LIMITS, cv2.IMREAD_UNCHANGED)
     if raw is None or raw.dtype != np.uint16 or raw.ndim != 2:
-        raise Dav2Error(f"{path} is not a single-channel 16-bit depth image")
+        raise Dav2Error(f"{quote(path)} is not a single-channel 16-bit depth image")
     return raw
 
 
 def read_little_endian_pgm(path: Path) -> np.ndarray:
     """A binary 16-bit PGM whose samples are little-endian (raw Kinect dumps), which
     OpenCV would read as big-endian as the PGM format says."""
-    data = path.read_bytes()
+    data = read_image_file(path)
     fields, position = [], 0
-    while len(fields) < 4:
+    while len(fields) < 4 and position < len(data):
         while data[position : position + 1].isspace():
             position += 1
         if data[position : position + 1] == b"#":
-            position = data.index(b"\n", position) + 1
+            position = data.find(b"\n", position) + 1 or len(data)
             continue
         end = position
-        while not data[end : end + 1].isspace():
+        while end < len(data) and not data[end : end + 1].isspace():
             end += 1
         fields.append(data[position:end])
         position = end
-    if fields[0] != b"P5" or int(fields[3]) != 65535:
-        raise Dav2Error(f"{path} is not a 16-bit binary PGM")
+    if len(fields) < 4 or fields[0] != b"P5" or not all(f.isdigit() for f in fields[1:]) or int(fields[3]) != 65535:
+        raise Dav2Error(f"{quote(path)} is not a 16-bit binary PGM")
     width, height = int(fields[1]), int(fields[2])
+    DEFAULT_LIMITS.check(width, height, quote(path))
+    if len(data) < position + 1 + 2 * width * height:
+        raise Dav2Error(f"{quote(path)} is shorter than its {width}x{height} header says")
     pixels = np.frombuffer(data, dtype="<u2", count=width * height, offset=position + 1)
     return pixels.reshape(height, width)
 

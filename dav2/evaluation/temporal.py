@@ -18,14 +18,17 @@ own frames after least-squares scale-and-shift alignment (as every relative comp
 dav2): what stabilising costs each frame as a depth map. An affine stabiliser costs nothing.
 """
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from dav2.accuracy import align_scale_shift, compare
-from dav2.errors import Dav2Error
+from dav2.errors import Dav2Error, quote
+from dav2.files import check_user_file
+from dav2.media import DEFAULT_LIMITS, ImageLimits
 from dav2.runtime.stabilize import Stabilizer
 from dav2.vocabulary import ModelKind
 
@@ -41,9 +44,13 @@ class TemporalScores:
     static_fraction: float  # share of pixels used as static, averaged over frame pairs
 
 
+def blurred_grey(frame: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32), (5, 5), 0)
+
+
 def static_masks(frames: list[np.ndarray]) -> list[np.ndarray]:
     """Pixels of each consecutive pair whose blurred grey value changed by < STATIC_THRESHOLD."""
-    grey = [cv2.GaussianBlur(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).astype(np.float32), (5, 5), 0) for f in frames]
+    grey = [blurred_grey(f) for f in frames]
     return [np.abs(b - a) < STATIC_THRESHOLD for a, b in zip(grey, grey[1:], strict=False)]
 
 
@@ -53,34 +60,69 @@ def spread(depth: np.ndarray) -> float:
     return float(high - low)
 
 
+@dataclass
+class TemporalMeter:
+    """Flicker and TAE of a stream of disparity maps, fed one frame at a time: keeps only the
+    previous map and one score per frame pair."""
+
+    frames: int = 0
+    flicker: list[float] = field(default_factory=list)
+    tae: list[float] = field(default_factory=list)
+    used: list[float] = field(default_factory=list)
+    previous: np.ndarray | None = None
+
+    def add(self, depth: np.ndarray, mask: np.ndarray | None) -> None:
+        """The next map, and the static pixels between it and the previous frame (None for the first)."""
+        if self.previous is not None and mask is not None and mask.sum() >= 16:
+            norm = 0.5 * (spread(self.previous) + spread(depth)) or 1.0
+            p, c = self.previous[mask], depth[mask]
+            self.flicker.append(float(np.abs(c - p).mean()) / norm)
+            aligned = align_scale_shift(c, p, np.ones(c.shape, bool))
+            self.tae.append(float(np.abs(aligned - p).mean()) / norm)
+            self.used.append(float(mask.mean()))
+        self.previous = depth
+        self.frames += 1
+
+    def scores(self) -> TemporalScores:
+        if not self.flicker:
+            raise Dav2Error("no static pixels between consecutive frames: the clip is all motion")
+        return TemporalScores(
+            self.frames, float(np.mean(self.flicker)), float(np.mean(self.tae)), float(np.mean(self.used))
+        )
+
+
 def temporal_scores(depths: list[np.ndarray], masks: list[np.ndarray]) -> TemporalScores:
     """Flicker and TAE of a sequence of disparity maps, given each pair's static mask."""
-    flicker, tae, used = [], [], []
-    for (previous, current), mask in zip(zip(depths, depths[1:], strict=False), masks, strict=False):
-        if mask.sum() < 16:
-            continue
-        norm = 0.5 * (spread(previous) + spread(current)) or 1.0
-        p, c = previous[mask], current[mask]
-        flicker.append(float(np.abs(c - p).mean()) / norm)
-        aligned = align_scale_shift(c, p, np.ones(c.shape, bool))
-        tae.append(float(np.abs(aligned - p).mean()) / norm)
-        used.append(float(mask.mean()))
-    if not flicker:
-        raise Dav2Error("no static pixels between consecutive frames: the clip is all motion")
-    return TemporalScores(len(depths), float(np.mean(flicker)), float(np.mean(tae)), float(np.mean(used)))
+    meter = TemporalMeter()
+    for index, depth in enumerate(depths):
+        meter.add(depth, masks[index - 1] if index else None)
+    return meter.scores()
+
+
+def video_frames(
+    path: str | Path, max_frames: int | None, limits: ImageLimits = DEFAULT_LIMITS
+) -> Iterator[np.ndarray]:
+    """The frames of a video file, one at a time, each within `limits`."""
+    check_user_file(path, 1 << 50, "video")  # a regular file (a FIFO would block OpenCV for ever)
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    try:
+        while max_frames is None or count < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            limits.check(frame.shape[1], frame.shape[0], f"{quote(path)}'s frames")
+            count += 1
+            yield frame
+    finally:
+        capture.release()
 
 
 def read_video(path: str | Path, max_frames: int | None) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while max_frames is None or len(frames) < max_frames:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    """Every frame of a short clip in memory (tests and small tools; the evaluator streams)."""
+    frames = list(video_frames(path, max_frames))
     if len(frames) < 2:
-        raise Dav2Error(f"{path} has fewer than two readable frames")
+        raise Dav2Error(f"{quote(path)} has fewer than two readable frames")
     return frames
 
 
@@ -93,27 +135,38 @@ def abs_rel(stabilized: list[np.ndarray], raw: list[np.ndarray]) -> float:
 def evaluate_temporal(
     model: str, video: str, stabilize: bool, input_size: int | None = None, max_frames: int | None = None
 ) -> dict:
-    """Predict every frame of `video` with `model`; score raw (and stabilised) depth."""
+    """Predict every frame of `video` with `model`, one at a time; score raw (and stabilised) depth."""
     from dav2.runtime.backends import open_backend
     from dav2.runtime.feed import predictor
 
-    frames = read_video(video, max_frames)
+    limit = MAX_FRAMES if max_frames is None else min(max_frames, MAX_FRAMES)
+    raw_meter, steady_meter, costs = TemporalMeter(), TemporalMeter(), []
     with open_backend(model) as backend:
         predict = predictor(backend, input_size, "float32")
-        raw = [predict(frame) for frame in frames]
         kind = backend.kind
-    masks = static_masks(frames)
+        stabilizer = Stabilizer(kind)
+        previous_grey = None
+        for frame in video_frames(video, limit):
+            grey = blurred_grey(frame)
+            mask = None if previous_grey is None else np.abs(grey - previous_grey) < STATIC_THRESHOLD
+            previous_grey = grey
+            depth = predict(frame)
+            raw_meter.add(depth, mask)
+            if stabilize:
+                steady = stabilizer(depth)
+                steady_meter.add(steady, mask)
+                costs.append(compare(steady, depth, ModelKind.RELATIVE)["abs_rel"])
+    if raw_meter.frames < 2:
+        raise Dav2Error(f"{quote(video)} has fewer than two readable frames")
     result = {"model": Path(model).name, "video": Path(video).name, "stabilized": stabilize}
-    per_frame = asdict(temporal_scores(raw, masks))
+    per_frame = asdict(raw_meter.scores())
     if not stabilize:
         return {**result, **per_frame}
-    stabilizer = Stabilizer(kind)
-    steady = [stabilizer(depth) for depth in raw]
-    scores = asdict(temporal_scores(steady, masks))
+    scores = asdict(steady_meter.scores())
     return {
         **result,
         **scores,
         "unstabilized": per_frame,
         "flicker_reduction": per_frame["flicker"] / scores["flicker"] if scores["flicker"] > 0 else None,
-        "abs_rel_vs_unstabilized": abs_rel(steady, raw),
+        "abs_rel_vs_unstabilized": float(np.mean(costs)),
     }

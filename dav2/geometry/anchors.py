@@ -23,6 +23,11 @@ calibration passing silently:
 
 Anchors are in the pixel coordinates of the input image (the depth map at full resolution):
 (0, 0) is the centre of the top-left pixel; they are sampled bilinearly.
+
+Bounds: the file is read through dav2.files.read_user_text (a regular file of at most
+MAX_ANCHOR_BYTES); at most MAX_ANCHORS rows (the ordering check compares every pair: n² cells);
+distances from MIN_METRES to MAX_METRES (1 mm to 100 km: past them the disparity 1/z leaves the
+range a least-squares fit can solve, as 1e308 m did).
 """
 
 import csv
@@ -31,13 +36,18 @@ from pathlib import Path
 
 import numpy as np
 
-from dav2.errors import Dav2Error
+from dav2.errors import Dav2Error, quote
+from dav2.files import read_user_text
 from dav2.vocabulary import ModelKind
 
 HUBER_K = 1.345  # 95% efficiency on Gaussian residuals
 MIN_SIGMA = 1e-3  # relative error below which residuals count as exact (keeps exact data exact)
 MAX_ITERATIONS = 50
 WARN_MEDIAN_REL = 0.10  # median |fitted - measured| / measured on the anchors above which a fit is flagged
+MAX_ANCHOR_BYTES = 4 * 1024 * 1024
+MAX_ANCHORS = 2000  # pair_order's two n x n float64 matrices: 32 MB each at 2000
+MIN_METRES, MAX_METRES = 1e-3, 1e5
+MAX_PIXEL = 1e6  # |u|, |v|: no image is wider (the image limits refuse far less)
 
 
 @dataclass(frozen=True)
@@ -99,10 +109,8 @@ class AnchorFit:
 def read_anchors(path: str | Path) -> list[Anchor]:
     """A CSV of `u,v,metres` rows (a header row and `#` comments allowed)."""
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Dav2Error(f"cannot read anchors {path} ({type(exc).__name__})") from None
+    lines = read_user_text(path, MAX_ANCHOR_BYTES, "anchors").splitlines()
+    where = quote(path)
     anchors, rows = [], 0
     for number, row in enumerate(csv.reader(lines), start=1):
         cells = [cell.strip() for cell in row]
@@ -114,12 +122,18 @@ def read_anchors(path: str | Path) -> list[Anchor]:
         except ValueError:
             if rows == 1:  # a header
                 continue
-            raise Dav2Error(f"{path}:{number}: expected u,v,metres, got {','.join(cells)!r}") from None
+            raise Dav2Error(f"{where}:{number}: expected u,v,metres, got {','.join(cells)[:80]!r}") from None
         if not (np.isfinite([u, v, metres]).all() and metres > 0):
-            raise Dav2Error(f"{path}:{number}: metres must be positive and all values finite")
+            raise Dav2Error(f"{where}:{number}: metres must be positive and all values finite")
+        if not MIN_METRES <= metres <= MAX_METRES:
+            raise Dav2Error(f"{where}:{number}: {metres:g} m is outside {MIN_METRES:g} to {MAX_METRES:g} m")
+        if max(abs(u), abs(v)) > MAX_PIXEL:
+            raise Dav2Error(f"{where}:{number}: pixel ({u:g}, {v:g}) is past any image")
         anchors.append(Anchor(u, v, metres))
+        if len(anchors) > MAX_ANCHORS:
+            raise Dav2Error(f"{where} has more than {MAX_ANCHORS} anchors (a few dozen fix the scale)")
     if not anchors:
-        raise Dav2Error(f"{path} has no u,v,metres rows")
+        raise Dav2Error(f"{where} has no u,v,metres rows")
     return anchors
 
 
@@ -143,7 +157,10 @@ def sample_bilinear(image: np.ndarray, anchors: list[Anchor]) -> np.ndarray:
 
 def weighted_fit(design: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
     root = np.sqrt(weights)[:, None]
-    solution, *_ = np.linalg.lstsq(design * root, target * root[:, 0], rcond=None)
+    try:
+        solution, *_ = np.linalg.lstsq(design * root, target * root[:, 0], rcond=None)
+    except np.linalg.LinAlgError as exc:  # values no fit can use (the bounds above should prevent it)
+        raise Dav2Error(f"the anchors cannot be fitted ({exc})") from None
     return solution
 
 

@@ -13,6 +13,10 @@ scaled with the pixel-centre convention (pixel i covers [i - 0.5, i + 0.5]); a d
 ratio means a crop, which scaling cannot undo, and is refused. Without intrinsics the default
 is the one upstream's metric_depth/depth_to_pointcloud.py uses (focal 470.4 px, principal
 point at the image centre W/2, H/2), and the caller says so.
+
+Every value must be finite, focal lengths positive and an image size whole pixels from 1 to
+MAX_SIDE; a calibration file is read only when it is a regular file of at most
+MAX_CALIBRATION_BYTES.
 """
 
 from dataclasses import dataclass, replace
@@ -20,12 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dav2.errors import Dav2Error
+from dav2.errors import Dav2Error, quote
+from dav2.files import check_user_file
 
 DEFAULT_FOCAL = 470.4  # upstream's depth_to_pointcloud.py --focal-length-x/-y
 ASPECT_TOLERANCE = 0.01  # relative difference of the x and y scale factors still called a resize
 MATRIX_KEYS = ("camera_matrix", "cameraMatrix", "K", "k")  # OpenCV sample, OpenCV docs, ROS 1/2 CameraInfo
 SIZE_KEYS = (("image_width", "image_height"), ("width", "height"))
+MAX_SIDE = 1_000_000  # pixels: no camera is wider
+MAX_CALIBRATION_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -93,16 +100,28 @@ def parse_intrinsics(spec: str) -> Intrinsics:
         raise Dav2Error(f"--intrinsics {spec!r} is neither fx,fy,cx,cy nor an existing calibration file") from None
     if len(numbers) not in (4, 6):
         raise Dav2Error(f"--intrinsics takes fx,fy,cx,cy[,width,height]: 4 or 6 numbers, got {len(numbers)}")
-    size = (int(numbers[4]), int(numbers[5])) if len(numbers) == 6 else (None, None)
-    return checked(Intrinsics(*numbers[:4], *size), spec)
+    if not all(np.isfinite(numbers)):
+        raise Dav2Error(f"--intrinsics {quote(spec)}: every value must be a finite number")
+    size = (image_side(numbers[4], spec), image_side(numbers[5], spec)) if len(numbers) == 6 else (None, None)
+    return checked(Intrinsics(*numbers[:4], *size), quote(spec))
+
+
+def image_side(value: float, where: str) -> int:
+    """A width or height: a whole number of pixels from 1 to MAX_SIDE (0.5 px would divide by 0)."""
+    if not (np.isfinite(value) and value == int(value) and 1 <= value <= MAX_SIDE):
+        raise Dav2Error(f"{quote(where)}: the image size must be whole pixels from 1 to {MAX_SIDE:,}, not {value:g}")
+    return int(value)
 
 
 def checked(intrinsics: Intrinsics, where: str) -> Intrinsics:
     values = (intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy)
     if not all(np.isfinite(values)) or intrinsics.fx <= 0 or intrinsics.fy <= 0:
         raise Dav2Error(f"{where}: focal lengths must be positive and all values finite (got {intrinsics.describe()})")
-    if (intrinsics.width is None) != (intrinsics.height is None) or (intrinsics.width or 1) <= 0:
+    if (intrinsics.width is None) != (intrinsics.height is None):
         raise Dav2Error(f"{where}: the image size must be two positive numbers")
+    if intrinsics.width is not None:
+        image_side(intrinsics.width, where)
+        image_side(intrinsics.height, where)
     return intrinsics
 
 
@@ -110,6 +129,7 @@ def read_calibration(path: Path) -> Intrinsics:
     """K (and the image size, when the file has it) from an OpenCV or ROS CameraInfo calibration file."""
     import cv2
 
+    check_user_file(path, MAX_CALIBRATION_BYTES, "calibration file")  # OpenCV reads the file whole
     try:
         storage = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
     except (cv2.error, SystemError) as exc:  # OpenCV's parser errors surface as either
@@ -123,7 +143,9 @@ def read_calibration(path: Path) -> Intrinsics:
     finally:
         storage.release()
     fx, fy, cx, cy = matrix[0, 0], matrix[1, 1], matrix[0, 2], matrix[1, 2]
-    return checked(Intrinsics(float(fx), float(fy), float(cx), float(cy), width, height), str(path))
+    if width is not None:
+        width, height = image_side(width, str(path)), image_side(height, str(path))
+    return checked(Intrinsics(float(fx), float(fy), float(cx), float(cy), width, height), quote(path))
 
 
 def read_matrix(node, path: Path) -> np.ndarray:
@@ -142,11 +164,11 @@ def read_matrix(node, path: Path) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(3, 3)
 
 
-def read_size(storage) -> tuple[int | None, int | None]:
+def read_size(storage) -> tuple[float | None, float | None]:
     for width_key, height_key in SIZE_KEYS:
         width, height = storage.getNode(width_key), storage.getNode(height_key)
         if not width.empty() and not height.empty() and width.real() > 0 and height.real() > 0:
-            return int(width.real()), int(height.real())
+            return width.real(), height.real()  # checked() refuses fractions, NaN and giants
     return None, None
 
 

@@ -19,20 +19,31 @@ every export run in FP32, so such weights are widened to FP32 when read (exact: 
 and BF16 value is an FP32 value), instead of failing at the first convolution with
 "Input type (float) and bias type (c10::Half) should be the same".
 
+Before anything is widened, joined or copied, every tensor is measured (`check_tensors`): a
+tensor that claims more elements than its storage holds (a stride-0 `expand`: 1.6 KB on disk,
+gigabytes once widened) or more elements than the largest tensor of any Depth Anything V2 model
+(MAX_TENSOR_ELEMENTS), or a file whose tensors add up past the largest model
+(MAX_TOTAL_ELEMENTS), is refused in one line. Files are read with mmap (nothing copied until
+used); a file in torch's legacy (pre-1.6, non-zip) format cannot be mapped and is read with a
+plain `torch.load(weights_only=True)` instead, up to MAX_LEGACY_BYTES.
+
 What was read is recorded as a `CheckpointSource` (file, format, sha256, what was unwrapped),
 so an artifact's sidecar can say exactly which weights it carries.
 """
 
 import hashlib
-import json
 import os
 import re
+import stat
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from dav2.errors import Dav2Error
+from dav2.errors import Dav2Error, quote
+from dav2.files import size_text
+from dav2.jsonfile import expect, read_json
 from dav2.models import hf
 from dav2.models.dpt import DepthAnythingV2
 from dav2.models.registry import CheckpointInfo, checkpoint_info
@@ -43,6 +54,11 @@ WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "module")  # tried in
 KEY_PREFIXES = ("module.", "model.", "_orig_mod.")  # stripped while every key has one
 OUR_ROOTS = ("pretrained.", "depth_head.")
 FILE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".tar")
+# vitg's largest tensor (depth_head.resize_layers.0.weight) has 37,748,736 elements and the whole
+# vitg metric model 1,258,132,225 (tests/test_hostile_inputs.py checks both bounds against the models)
+MAX_TENSOR_ELEMENTS = 64 * 1024 * 1024
+MAX_TOTAL_ELEMENTS = 1_500_000_000
+MAX_LEGACY_BYTES = 8 * 1024**3  # a legacy file is read whole: vitg FP32 is 5 GB
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -106,7 +122,9 @@ def resolve_checkpoint(info: CheckpointInfo, checkpoint: str | None) -> Path:
     if path.is_file() or hf.is_hf_folder(path):
         return path
     if path.is_dir():
-        raise Dav2Error(f"{path} is a folder without {hf.CONFIG_FILE}: not a transformers model folder")
+        raise Dav2Error(f"{quote(path)} is a folder without {hf.CONFIG_FILE}: not a transformers model folder")
+    if path.exists():  # a FIFO or a device: torch.load would wait on it, or read it for ever
+        regular_file_size(path)
     if looks_like_repo_id(local):
         return download_hf_model(local)
     raise Dav2Error(f"checkpoint not found: {path}")
@@ -213,6 +231,7 @@ def download_hf_model(repo_id: str) -> Path:
 
 def read_tensor_file(path: Path) -> object:
     """Whatever the file holds, without running code: safetensors, or torch.load(weights_only=True)."""
+    size = regular_file_size(path)
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -223,9 +242,55 @@ def read_tensor_file(path: Path) -> object:
         except Exception as exc:
             raise Dav2Error(f"{path} is not a readable safetensors file ({type(exc).__name__})") from exc
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if zipfile.is_zipfile(path):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if size > MAX_LEGACY_BYTES:  # the legacy format cannot be mapped: it is read whole
+            raise Dav2Error(
+                f"{quote(path)} is a {size_text(size)} checkpoint in torch's legacy (non-zip) format, over the "
+                f"{size_text(MAX_LEGACY_BYTES)} read whole; re-save it with torch.save (zip format)"
+            )
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Dav2Error:
+        raise
     except Exception as exc:
-        raise Dav2Error(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__})") from exc
+        raise Dav2Error(f"{quote(path)} is not a readable PyTorch checkpoint ({type(exc).__name__})") from exc
+
+
+def regular_file_size(path: Path) -> int:
+    """The size of a checkpoint file; a FIFO, device or folder is refused (torch.load would block
+    on a FIFO or read /dev/zero for ever)."""
+    try:
+        status = os.stat(path)
+    except OSError as exc:
+        raise Dav2Error(f"cannot read {quote(path)}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise Dav2Error(f"cannot read {quote(path)}: not a regular file")
+    return status.st_size
+
+
+def check_tensors(state_dict: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse tensors no Depth Anything V2 checkpoint has, before any is widened or copied (see
+    the module docstring): shape metadata only, nothing is read from the storage."""
+    total = 0
+    for key, tensor in state_dict.items():
+        count = tensor.numel()
+        held = tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
+        if count * tensor.element_size() > held:
+            raise Dav2Error(
+                f"{quote(path)}: tensor {quote(key)[:80]} claims {list(tensor.shape)} but its storage holds only "
+                f"{held} bytes (an expanded or overlapping view): not a checkpoint torch.save writes from a model"
+            )
+        if count > MAX_TENSOR_ELEMENTS:
+            raise Dav2Error(
+                f"{quote(path)}: tensor {quote(key)[:80]} has {count:,} elements, more than any Depth Anything V2 "
+                f"tensor ({MAX_TENSOR_ELEMENTS:,} at most)"
+            )
+        total += count
+    if total > MAX_TOTAL_ELEMENTS:
+        raise Dav2Error(
+            f"{quote(path)} holds {total:,} weights, more than the largest Depth Anything V2 model "
+            f"({MAX_TOTAL_ELEMENTS:,} at most)"
+        )
 
 
 def unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
@@ -266,6 +331,7 @@ def read_weights(path: Path, origin: str | None = None) -> LoadedWeights:
     if path.is_dir():
         return read_hf_model(path, origin or str(path))
     state_dict, unwrapped = unwrap(read_tensor_file(path), path)
+    check_tensors(state_dict, path)  # before the transformers mapping joins, and as_fp32 widens
     fmt = CheckpointFormat.SAFETENSORS if path.suffix == ".safetensors" else CheckpointFormat.PTH
     config = None
     if hf.is_hf_state_dict(state_dict):  # transformers' names without a folder: map them, flags decide the rest
@@ -286,16 +352,18 @@ def read_hf_model(folder: Path, origin: str) -> LoadedWeights:
     for file in files:
         part, _ = unwrap(read_tensor_file(file), file)
         state_dict.update(part)
+        check_tensors(state_dict, file)
     state_dict = hf.map_hf_state_dict(state_dict, config.output_scale)
     source = CheckpointSource(weights, CheckpointFormat.TRANSFORMERS, sha256_files(files), origin)
     return LoadedWeights(as_fp32(state_dict), source, config)
 
 
 def shard_files(index: Path) -> list[Path]:
-    try:
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    except (OSError, ValueError, KeyError, AttributeError) as exc:
-        raise Dav2Error(f"{index} is not a safetensors shard index") from exc
+    document = expect(read_json(index, "safetensors shard index"), dict, f"{quote(index)}")
+    weight_map = expect(document.get("weight_map"), dict, f"{quote(index)}: weight_map")
+    names = sorted({expect(name, str, f"{quote(index)}: a shard name") for name in weight_map.values()})
+    if any(Path(name).name != name for name in names):  # shards lie beside the index, never elsewhere
+        raise Dav2Error(f"{quote(index)} names shards outside its folder")
     missing = [name for name in names if not (index.parent / name).is_file()]
     if missing:
         raise Dav2Error(f"{index.parent} lacks the shards {', '.join(missing)}")

@@ -13,16 +13,19 @@ mapping relies on is checked against the encoder table, so a model of another sh
 one line instead of loading wrongly. transformers' relative head multiplies its ReLU by
 `max_depth` (1 in the published configs); a different factor is folded into the last
 convolution (ReLU(s*x) = s*ReLU(x) for s > 0), so the output equals transformers' exactly.
+The config is read with dav2.jsonfile (size and depth bounded) and every field used is checked
+for its type first: a config that is a list, nests the wrong things or has text where a number
+belongs is one line naming the field.
 """
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from dav2.errors import Dav2Error
+from dav2.errors import Dav2Error, quote
+from dav2.jsonfile import expect, finite_number, read_json
 from dav2.vocabulary import PATCH_SIZE, ModelKind, encoder_from_embed_dim, encoder_spec
 
 CONFIG_FILE = "config.json"
@@ -91,26 +94,29 @@ def is_hf_state_dict(state_dict: dict) -> bool:
 
 def read_hf_config(path: Path) -> HFModelConfig:
     """Parse and check a DepthAnythingForDepthEstimation config.json."""
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise Dav2Error(f"{path} is not a readable JSON config ({type(exc).__name__})") from exc
-    if not isinstance(config, dict) or config.get("model_type") != "depth_anything":
-        raise Dav2Error(f"{path} is not a Depth Anything config (model_type {config.get('model_type')!r})")
-    backbone = config.get("backbone_config") or {}
-    encoder = encoder_from_embed_dim(int(backbone.get("hidden_size", 0)))
+    where = f"{quote(path)}"
+    config = expect(read_json(path, "transformers config"), dict, f"{where} (a transformers config.json)")
+    if config.get("model_type") != "depth_anything":
+        found = config.get("model_type")
+        raise Dav2Error(f"{where} is not a Depth Anything config (model_type {str(found)[:40]!r})")
+    backbone = expect(config.get("backbone_config") or {}, dict, f"{where}: backbone_config")
+    hidden = backbone.get("hidden_size", 0)
+    encoder = encoder_from_embed_dim(int(expect(hidden, int, f"{where}: backbone_config.hidden_size")))
     if encoder is None:
-        raise Dav2Error(f"{path}: backbone hidden_size {backbone.get('hidden_size')} is no DINOv2 encoder")
+        raise Dav2Error(f"{where}: backbone hidden_size {hidden} is no DINOv2 encoder")
     check_architecture(path, config, backbone, encoder)
-    kind = ModelKind(config.get("depth_estimation_type", "relative"))
+    kind_text = expect(config.get("depth_estimation_type", "relative"), str, f"{where}: depth_estimation_type")
+    if kind_text not in ModelKind.values():
+        raise Dav2Error(f"{where}: depth_estimation_type {kind_text[:40]!r} is none of {', '.join(ModelKind.values())}")
+    kind = ModelKind(kind_text)
     scale = config.get("max_depth")
     if kind == ModelKind.METRIC:
-        if not isinstance(scale, int | float) or scale <= 0:
-            raise Dav2Error(f"{path}: a metric config needs a positive max_depth (found {scale!r})")
+        if scale is None or finite_number(scale, f"{where}: max_depth") <= 0:
+            raise Dav2Error(f"{where}: a metric config needs a positive max_depth (found {scale!r})")
         return HFModelConfig(encoder, kind, float(scale))
-    scale = 1.0 if scale is None else float(scale)
+    scale = 1.0 if scale is None else finite_number(scale, f"{where}: max_depth")
     if scale <= 0:
-        raise Dav2Error(f"{path}: max_depth {scale} would make the relative output non-positive")
+        raise Dav2Error(f"{where}: max_depth {scale} would make the relative output non-positive")
     return HFModelConfig(encoder, kind, None, scale)
 
 
@@ -135,8 +141,9 @@ def check_architecture(path: Path, config: dict, backbone: dict, encoder: str) -
     found = {}
     for field, want in expected.items():
         source, name = (backbone, field.split(".", 1)[1]) if field.startswith("backbone.") else (config, field)
-        if name in source and source[name] != want and not (isinstance(want, list) and list(source[name]) == want):
-            found[field] = source[name]
+        value = source.get(name, want)
+        if value != want and not (isinstance(want, list) and isinstance(value, list) and list(value) == want):
+            found[field] = str(value)[:40]  # a nested or huge value is not repeated whole
     if found:
         detail = ", ".join(f"{field} {value} (expected {expected[field]})" for field, value in found.items())
         raise Dav2Error(f"{path} describes a model this project cannot build as {encoder}: {detail}")

@@ -34,7 +34,7 @@ import numpy as np
 
 from dav2 import console, processing
 from dav2.errors import Dav2Error
-from dav2.files import OutputError, atomic_path, atomic_write_bytes, check_output_file
+from dav2.files import OutputError, atomic_path, atomic_write_bytes, check_name_length, check_output_file
 from dav2.geometry.intrinsics import Intrinsics, default_note, intrinsics_for_frame
 from dav2.geometry.pointcloud import unproject, write_ply
 from dav2.media import is_video
@@ -308,6 +308,7 @@ def open_sink(
     if fmt not in FORMATS:
         raise Dav2Error(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     target = Path(save)
+    check_name_length(target)  # before any lookup: a name the file system cannot hold is one line
     if is_video(target):
         return VideoSink(target, fmt, cmap, fps)
     if target.exists() and not target.is_dir():

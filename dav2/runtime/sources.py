@@ -9,7 +9,8 @@ is ever mistaken for something else:
   "synthetic:FPS[:WxH]"      a synthetic camera: the sample scene, panning, at FPS frames a
                              second (default 30; --camera-fps when FPS is left out), WxH
                              pixels (default --camera-size, else 640x480); live like a camera,
-                             with capture timestamps: latency and drops measured without hardware
+                             with capture timestamps: latency and drops measured without hardware;
+                             its frames obey the image limits (--max-megapixels) as a camera's
   an existing path           a folder (every image below it, recursively, in sorted order,
                              hidden files left out: dav2.media.scan_folder), a video file
                              (by extension), a camera device (/dev/videoN), else one image;
@@ -349,8 +350,15 @@ class SyntheticCamera(Source):
     kind = "synthetic"
     live = True
 
-    def __init__(self, fps: float = SYNTHETIC_FPS, size: tuple[int, int] = SYNTHETIC_SIZE, frames: int | None = None):
+    def __init__(
+        self,
+        fps: float = SYNTHETIC_FPS,
+        size: tuple[int, int] = SYNTHETIC_SIZE,
+        frames: int | None = None,
+        limits: ImageLimits = DEFAULT_LIMITS,
+    ):
         check_synthetic(fps, size)
+        limits.check(int(size[0]), int(size[1]), "the synthetic camera's frame")  # as any camera's frames
         self.fps, self.size, self.frames = float(fps), (int(size[0]), int(size[1])), frames
         self.label = f"synthetic camera {self.size[0]}x{self.size[1]} at {self.fps:g} FPS"
         self.delivered = 0
@@ -399,7 +407,12 @@ def check_synthetic(fps: float, size: tuple[int, int]) -> None:
         )
 
 
-def parse_synthetic(text: str, camera_size: tuple[int, int] | None, camera_fps: float | None) -> SyntheticCamera:
+def parse_synthetic(
+    text: str,
+    camera_size: tuple[int, int] | None,
+    camera_fps: float | None,
+    limits: ImageLimits = DEFAULT_LIMITS,
+) -> SyntheticCamera:
     """SyntheticCamera from the part after "synthetic:" ("30", "30:1280x720", "" for the defaults)."""
     rate, _, size_text = text.partition(":")
     try:
@@ -414,7 +427,7 @@ def parse_synthetic(text: str, camera_size: tuple[int, int] | None, camera_fps: 
             f"--source {SYNTHETIC_PREFIX}{text}: write {SYNTHETIC_PREFIX}FPS or {SYNTHETIC_PREFIX}FPS:WIDTHxHEIGHT, "
             f"e.g. {SYNTHETIC_PREFIX}30:1280x720"
         ) from None
-    return SyntheticCamera(fps, size)
+    return SyntheticCamera(fps, size, limits=limits)
 
 
 def gstreamer_available() -> bool:
@@ -489,7 +502,7 @@ def open_source(
     if found.kind == "sample":
         return SampleSource()
     if found.kind == "synthetic":
-        return parse_synthetic(str(found.target), camera_size, camera_fps)
+        return parse_synthetic(str(found.target), camera_size, camera_fps, limits)
     if found.kind == "folder":
         return FolderSource(Path(spec), limits)
     if found.kind == "image":
