@@ -145,7 +145,7 @@ def quantize_int8(
     excluded = excluded_nodes(float_groups or []) + [re.escape(name) + "$" for name in shape_only_nodes(source)]
 
     data = np.concatenate(list(calibration.tensors()))
-    with quiet_modelopt():
+    with quiet_modelopt(), onnxruntime_quantizer_restored():
         quantize(
             str(source),
             quantize_mode="int8",
@@ -162,6 +162,70 @@ def quantize_int8(
     if not target.is_file():
         raise Dav2Error("Model Optimizer did not write the INT8 graph (see its messages above)")
     return ExplicitRecipe("nvidia-modelopt PTQ", "qdq-int8", INT8_FP32_OP_TYPES, INT8_OP_TYPES, excluded, "fp16")
+
+
+# What Model Optimizer's ort_utils.configure_ort / ort_patching.patch_ort_modules change in ONNX
+# Runtime's quantization package: operator registries (LayerNormalization gets a Q/DQ handler)
+# and calibrator/quantizer methods, replaced for the whole process.
+ORT_PATCHED = {
+    "onnxruntime.quantization.calibrate": (
+        "create_calibrator",
+        "CalibraterBase.__init__",
+        "CalibraterBase.create_inference_session",
+        "CalibraterBase.select_tensors_to_calibrate",
+        "MinMaxCalibrater.augment_graph",
+        "MinMaxCalibrater.collect_data",
+        "MinMaxCalibrater.compute_data",
+        "MinMaxCalibrater.merge_range",
+        "HistogramCalibrater.augment_graph",
+        "HistogramCalibrater.collect_data",
+        "HistogramCollector.collect",
+        "HistogramCollector.collect_value",
+        "HistogramCollector.collect_absolute_value",
+    ),
+    "onnxruntime.quantization.qdq_quantizer": ("QDQQuantizer.check_opset_version",),
+    "onnxruntime.quantization.base_quantizer": ("BaseQuantizer.adjust_tensor_ranges",),
+}
+ORT_REGISTRIES = ("QDQRegistry", "QLinearOpsRegistry", "IntegerOpsRegistry")
+
+
+@contextlib.contextmanager
+def onnxruntime_quantizer_restored():
+    """Undo Model Optimizer's process-wide patches of ONNX Runtime's quantizer afterwards.
+
+    Why: Model Optimizer quantizes through ONNX Runtime's quantizer after replacing parts of
+    it for the whole process (ORT_PATCHED, and a LayerNormalization handler in the Q/DQ
+    registry); without this, a later ONNX Runtime static INT8 export in the same process
+    (one dav2-export making both, dav2-bench, the tests) fails on quantization parameters it
+    never asked for."""
+    import importlib
+
+    from onnxruntime.quantization import registry
+
+    saved_registries = {name: dict(getattr(registry, name)) for name in ORT_REGISTRIES}
+    saved = []
+    for module_name, paths in ORT_PATCHED.items():
+        module = importlib.import_module(module_name)
+        for path in paths:
+            *owner_path, attribute = path.split(".")
+            owner = module
+            for part in owner_path:
+                owner = getattr(owner, part)
+            # vars(): the class's own attribute (None: it was inherited, so delete the patch)
+            saved.append((owner, attribute, vars(owner).get(attribute) if owner_path else getattr(owner, attribute)))
+    try:
+        yield
+    finally:
+        for owner, attribute, value in saved:
+            if value is None:
+                if attribute in vars(owner):
+                    delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, value)
+        for name, content in saved_registries.items():
+            table = getattr(registry, name)
+            table.clear()
+            table.update(content)
 
 
 @contextlib.contextmanager
