@@ -102,7 +102,7 @@ def test_png16_refuses_what_it_cannot_read_in_one_line(tmp_path, case):
         path.write_bytes(plain.tobytes()[:33] + text + plain.tobytes()[33:])
     message = {
         "missing": "No such file",
-        "folder": "not a regular file",
+        "folder": "not a file",
         "not_png": "not a PNG",
         "huge": "past the limit",
     }
