@@ -1,0 +1,222 @@
+"""Hostile inputs at the remaining entry points (issue #22): sidecars, dav2-batch, dav2-export.
+
+The same promise and the same method as test_hostile_inputs.py (whose helpers this file uses):
+the real console script in a subprocess under an address-space limit and a timeout; exactly one
+`error:` line, a non-zero exit, no traceback, no temporary file, inputs and earlier outputs
+byte-identical.
+
+dav2-batch imports Ray before it checks where it writes, and Ray alone reserves more address
+space than MODEL_LIMIT, so its refusals run under BATCH_LIMIT; each of them happens before Ray
+starts, the model is hashed or an input is read.
+"""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import test_hostile_inputs
+from test_hostile_inputs import BIN, GIB, MODEL_LIMIT, cli, fifo, nested, refused, sparse
+
+from conftest import ROOT
+from dav2.metadata import ArtifactMetadata, sidecar_path
+
+place = test_hostile_inputs.place  # the fixture: a folder checked unchanged at the end of the case
+BATCH_LIMIT = 4 * GIB
+
+
+@pytest.fixture
+def model_here(dynamic_onnx, place) -> Path:
+    """The test ONNX model linked into the case's folder, with a copy of its sidecar to spoil."""
+    model = place / dynamic_onnx.name
+    model.symlink_to(dynamic_onnx)
+    return model
+
+
+def photo(path: Path) -> Path:
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 255, (42, 56, 3), np.uint8))
+    return path
+
+
+# --- sidecars ------------------------------------------------------------------------------------
+
+
+def spoilt_sidecar(model: Path, dynamic_onnx: Path, **changes) -> Path:
+    record = json.loads(sidecar_path(dynamic_onnx).read_text())
+    record.update(changes)
+    path = sidecar_path(model)
+    path.write_text(json.dumps(record))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["deep", "fifo", "sparse", "absolute", "escaping", "binary"])
+def test_a_hostile_sidecar_is_one_line(dynamic_onnx, model_here, place, tiny_photo, kind):
+    sidecar = sidecar_path(model_here)
+    if kind == "deep":
+        sidecar.write_text(nested(200_000))
+    elif kind == "fifo":
+        fifo(sidecar)
+    elif kind == "sparse":
+        sparse(sidecar, 6 * GIB)
+    elif kind == "binary":
+        sidecar.write_bytes(b"\xff\xfe\x00" * 100)
+    else:
+        weights = "/etc/passwd" if kind == "absolute" else "../../weights.bin"
+        spoilt_sidecar(model_here, dynamic_onnx, weights_file=weights)
+    place.freeze()
+    done = cli("dav2-run", "--model", model_here, "--source", tiny_photo, "--input-size", "28", memory=MODEL_LIMIT)
+    line = refused(done)
+    expected = {
+        "deep": "nested",
+        "fifo": "not a regular file",
+        "sparse": "over the limit",
+        "binary": "not UTF-8",
+        "absolute": "weights_file",
+        "escaping": "weights_file",
+    }[kind]
+    assert expected in line and "metadata file" in line, line
+
+
+@pytest.mark.parametrize("name", ["/abs/model.bin", "../model.bin", "sub/model.bin", "..", ""])
+def test_a_weights_file_must_be_a_name_beside_the_artifact(dynamic_onnx, name):
+    record = json.loads(sidecar_path(dynamic_onnx).read_text())
+    with pytest.raises(Exception) as caught:
+        ArtifactMetadata.from_json(json.dumps({**record, "weights_file": name}), "sidecar")
+    assert type(caught.value).__name__ == "Dav2Error" and "weights_file" in str(caught.value)
+    plain = ArtifactMetadata.from_json(json.dumps({**record, "weights_file": "model.onnx.data"}), "sidecar")
+    assert plain.weights_file == "model.onnx.data"
+
+
+@pytest.fixture
+def tiny_photo(place) -> Path:
+    return photo(place / "photo.png")
+
+
+# --- dav2-batch ----------------------------------------------------------------------------------
+
+
+def batch(*args, memory: int = BATCH_LIMIT):
+    return cli("dav2-batch", *args, memory=memory, timeout=180)
+
+
+@pytest.fixture
+def corpus(place) -> Path:
+    folder = place / "photos"
+    folder.mkdir()
+    photo(folder / "a.png")
+    return folder
+
+
+def test_a_batch_list_is_measured_before_it_is_read(dynamic_onnx, place):
+    pytest.importorskip("ray.data")
+    listing = sparse(place / "list.txt", 6 * GIB)
+    place.freeze()
+    line = refused(batch("--model", dynamic_onnx, "--input", listing, "--output", place / "out"))
+    assert "list of inputs" in line and "over the limit" in line
+
+
+@pytest.mark.parametrize("where", ["device", "folder", "long"])
+def test_a_batch_manifest_that_cannot_be_written_is_refused_before_any_work(dynamic_onnx, corpus, place, where):
+    pytest.importorskip("ray.data")
+    manifest = {"device": Path("/dev/null"), "folder": corpus, "long": place / ("m" * 300 + ".parquet")}[where]
+    place.freeze()
+    done = batch("--model", dynamic_onnx, "--input", corpus, "--output", place / "out", "--manifest", manifest)
+    line = refused(done)
+    assert "cannot write" in line, line
+    assert not Path("/dev/null.parts").exists()
+
+
+@pytest.mark.parametrize("where", ["device", "file", "read-only", "inside"])
+def test_a_batch_output_that_cannot_be_used_is_refused_before_any_work(dynamic_onnx, corpus, place, where):
+    pytest.importorskip("ray.data")
+    if where == "file":
+        (place / "taken").write_text("an earlier file")
+    output = {
+        "device": Path("/dev/null"),
+        "file": place / "taken",
+        "read-only": Path("/sys/dav2-out"),
+        "inside": corpus / "depth",
+    }[where]
+    place.freeze()
+    line = refused(batch("--model", dynamic_onnx, "--input", corpus, "--output", output))
+    assert ("--resume" in line and "inside the input folder" in line) if where == "inside" else "cannot write" in line
+
+
+def test_a_listed_fifo_is_a_failed_row_not_a_hang(place):
+    """A list naming FIFOs (an image and a video by their names): each is one failed row, found
+    from the file's status before anything opens it (open() on a FIFO waits for a writer)."""
+    from dav2.batch.inputs import collect_items
+    from dav2.batch.stages import read_pictures
+    from dav2.media import DEFAULT_LIMITS
+
+    good = photo(place / "good.png")
+    fifo(place / "pipe.png")
+    fifo(place / "pipe.mp4")
+    (place / "list.txt").write_text("good.png\npipe.png\npipe.mp4\n")
+    place.freeze()
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("a FIFO blocked the batch"))
+    signal.alarm(30)
+    try:
+        items = collect_items(str(place / "list.txt"))
+        rows = [{"source": item.source, "frame": item.frame} for item in items]
+        results = [(image is not None, error) for image, error, _ in read_pictures(rows, DEFAULT_LIMITS)]
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    by_source = {Path(row["source"]).name: result for row, result in zip(rows, results)}
+    assert by_source[good.name] == (True, "")
+    for name in ("pipe.png", "pipe.mp4"):
+        ok, error = by_source[name]
+        assert not ok and "not a regular file" in error, (name, error)
+
+
+# --- dav2-export ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["device", "file", "read-only", "long", "under-a-file"])
+def test_an_export_output_that_cannot_be_used_is_refused_before_any_work(vits_checkpoint, place, where):
+    (place / "taken").write_text("an earlier file")
+    output = {
+        "device": Path("/dev/null"),
+        "file": place / "taken",
+        "read-only": Path("/sys/dav2-models"),
+        "long": place / ("m" * 300),
+        "under-a-file": place / "taken" / "models",
+    }[where]
+    place.freeze()
+    done = cli("dav2-export", "--checkpoint", vits_checkpoint, "--onnx", "--output", output, memory=MODEL_LIMIT)
+    line = refused(done)
+    assert "cannot write in --output" in line, line
+    assert "loading" not in done.stderr  # refused before the checkpoint was opened
+
+
+def test_a_full_disk_during_an_export_is_one_line_and_keeps_earlier_artifacts(vits_checkpoint, place):
+    """A file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes every write past 4 MB fail as a
+    full disk does: the ONNX graph cannot be written. One line, and the output folder holds what
+    it held (an earlier artifact untouched, no scratch folder left)."""
+    output = place / "models"
+    output.mkdir()
+    (output / "earlier.onnx").write_bytes(b"an earlier artifact")
+    place.freeze()
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (MODEL_LIMIT * 2, MODEL_LIMIT * 2))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    done = subprocess.run(
+        [str(BIN / "dav2-export"), "--checkpoint", str(vits_checkpoint), "--onnx", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limits,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    line = refused(done)
+    assert "could not write" in line or "cannot write" in line, line
+
