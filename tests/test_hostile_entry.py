@@ -120,31 +120,38 @@ def test_a_batch_list_is_measured_before_it_is_read(dynamic_onnx, place):
     assert "list of inputs" in line and "over the limit" in line
 
 
-@pytest.mark.parametrize("where", ["device", "folder", "long"])
+@pytest.mark.parametrize("where", ["device", "under-a-file", "long"])
 def test_a_batch_manifest_that_cannot_be_written_is_refused_before_any_work(dynamic_onnx, corpus, place, where):
     pytest.importorskip("ray.data")
-    manifest = {"device": Path("/dev/null"), "folder": corpus, "long": place / ("m" * 300 + ".parquet")}[where]
+    manifest = {
+        "device": Path("/dev/null"),  # a character device: never replaced, no .parts folder beside it
+        "under-a-file": corpus / "a.png" / "manifest.parquet",
+        "long": place / ("m" * 300 + ".parquet"),
+    }[where]
     place.freeze()
     done = batch("--model", dynamic_onnx, "--input", corpus, "--output", place / "out", "--manifest", manifest)
     line = refused(done)
-    assert "cannot write" in line, line
+    assert "cannot write" in line or "could not write" in line, line
     assert not Path("/dev/null.parts").exists()
 
 
-@pytest.mark.parametrize("where", ["device", "file", "read-only", "inside"])
+@pytest.mark.parametrize("where", ["device", "read-only", "inside", "inside-link"])
 def test_a_batch_output_that_cannot_be_used_is_refused_before_any_work(dynamic_onnx, corpus, place, where):
+    """(A regular file as --output is click's own usage error.)"""
     pytest.importorskip("ray.data")
-    if where == "file":
-        (place / "taken").write_text("an earlier file")
+    (place / "link").symlink_to(corpus)
     output = {
         "device": Path("/dev/null"),
-        "file": place / "taken",
-        "read-only": Path("/sys/dav2-out"),
+        "read-only": Path("/sys/dav2-out"),  # sysfs: no file can be made there, even by root
         "inside": corpus / "depth",
+        "inside-link": place / "link" / "depth",  # the same folder through a link
     }[where]
     place.freeze()
     line = refused(batch("--model", dynamic_onnx, "--input", corpus, "--output", output))
-    assert ("--resume" in line and "inside the input folder" in line) if where == "inside" else "cannot write" in line
+    if where.startswith("inside"):
+        assert "--resume" in line and "inside the input folder" in line, line
+    else:
+        assert "cannot write in --output" in line, line
 
 
 def test_a_listed_fifo_is_a_failed_row_not_a_hang(place):

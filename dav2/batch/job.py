@@ -172,14 +172,18 @@ def check_destinations(options: BatchOptions) -> None:
     """Where the job writes, checked before any work (before the model is hashed, the inputs
     listed or Ray started), so a bad place is one line and nothing is left behind: a manifest
     that is a device, a folder or a name too long; an output or manifest folder that is a file
-    or cannot be written; an output inside the input folder (the folder is scanned again by
-    --resume, which would then take this job's outputs for inputs)."""
+    or cannot be written; an output inside the input folder."""
+    if not isinstance(options.output, Remote):
+        refuse_output_inside_input(options)
+        check_output_folder(options.output, "--output")
     if not isinstance(options.manifest_path, Remote):
         check_output_file(options.manifest_path)
         check_output_folder(options.manifest_path.parent, "the manifest's folder")
-    if isinstance(options.output, Remote):
-        return
-    check_output_folder(options.output, "--output")
+
+
+def refuse_output_inside_input(options: BatchOptions) -> None:
+    """A folder --input is scanned again by --resume, which would take this job's outputs
+    (inside it) for inputs: refused on the first run, before anything is written there."""
     source = Path(options.input).expanduser()
     if storage.is_uri(options.input) or not source.is_dir():
         return
