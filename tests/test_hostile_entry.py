@@ -231,3 +231,23 @@ def test_a_full_disk_during_an_export_is_one_line_and_keeps_earlier_artifacts(vi
     assert "could not write" in line and "nothing half-written" in line, line
     assert {path.name: path.read_bytes() for path in output.iterdir()} == {"earlier.onnx": b"an earlier artifact"}
 
+# --- dav2-app ------------------------------------------------------------------------------------
+
+
+def test_the_app_image_tab_hands_over_the_upload_undecoded(dynamic_onnx, tmp_path):
+    """A 12000x12000 grey PNG (a few hundred KB): Gradio's image input gives dav2 the uploaded
+    file itself (an RGB component would decode and re-save it first, 144 MP before dav2's 50 MP
+    check); and the service points GRADIO_TEMP_DIR at its own folder before Gradio is imported."""
+    pytest.importorskip("gradio")
+    from gradio.data_classes import ImageData
+
+    from dav2.app import DepthService, build_app
+
+    grey = tmp_path / "grey.png"
+    assert cv2.imwrite(str(grey), np.zeros((12000, 12000), np.uint8))
+    with DepthService(dynamic_onnx.parent) as service:
+        assert os.environ["GRADIO_TEMP_DIR"] == str(service.gradio_cache)
+        page = build_app(service)
+        image = next(block for block in page.blocks.values() if getattr(block, "elem_id", None) == "input-image")
+        handed = image.preprocess(ImageData(path=str(grey), orig_name="grey.png"))
+    assert handed == str(grey)
