@@ -192,6 +192,9 @@ class DepthService:
         self.outputs = self.folder / "results"
         self.outputs.mkdir()
         self.gradio_cache = self.folder / GRADIO_FOLDER
+        # Gradio reads GRADIO_TEMP_DIR once, when it is imported (its upload folder): set before
+        # build_app imports it, so uploads land here and go with the folder at exit (SIGTERM too)
+        os.environ["GRADIO_TEMP_DIR"] = str(self.gradio_cache)
         self._stop_sweeping = threading.Event()
         self._exported: Path | None = None  # the checkpoint's ONNX export, once made
         self._loaded: tuple[str, Backend] | None = None  # (choice, its open backend)
@@ -383,7 +386,7 @@ def serve(service: DepthService, host: str = "127.0.0.1", port: int = 7860) -> N
     with service:
         check_port(host, port)
         # uploads and Gradio's copies of the results go to the app's own folder (removed at exit)
-        os.environ["GRADIO_TEMP_DIR"] = str(service.gradio_cache)
+        os.environ["GRADIO_TEMP_DIR"] = str(service.gradio_cache)  # as set by the service, before any import
         service.start_sweeping()
         page = build_app(service)
         try:
@@ -421,7 +424,9 @@ def build_app(service: DepthService):
         model = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Model", elem_id="model")
         with gr.Tab("Image"):
             with gr.Row():
-                image = gr.Image(type="filepath", label="Image", elem_id="input-image")
+                # image_mode=None: Gradio hands over the uploaded file as it is (it would decode and
+                # re-save an image of another mode); dav2 measures it from its header, then decodes
+                image = gr.Image(type="filepath", image_mode=None, label="Image", elem_id="input-image")
                 slider = gr.ImageSlider(label="Image | depth", elem_id="slider")
             run_image = gr.Button("Estimate depth", variant="primary", elem_id="run-image")
             with gr.Row():

@@ -105,6 +105,37 @@ def check_output_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_output_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Refuse, before any work, a folder outputs cannot go to: a path that exists and is not a
+    folder (a file, /dev/null), a part of the path that is a file, a name too long for the file
+    system, or a place where no file can be made (read-only, no permission). Writability is
+    tried with an empty temporary file in the folder (or its nearest existing parent), since
+    permission bits do not tell root about a read-only file system; nothing else is created."""
+    folder = Path(folder)
+    place = folder
+    while not os.path.lexists(place) and place != place.parent:
+        place = place.parent
+    for part in (folder, *folder.parents):
+        if part == place:
+            break
+        length, limit = len(os.fsencode(part.name)), name_max(place)
+        if length > limit:
+            raise OutputError(
+                f"cannot write in {what} {quote(folder)}: a name in it is {length} bytes, over the {limit} "
+                "this file system allows"
+            )
+    if not place.is_dir():
+        cause = "it is not a folder" if place == folder else f"{quote(place)} is not a folder"
+        raise OutputError(f"cannot write in {what} {quote(folder)}: {cause}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dav2-probe.", dir=place)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write in {what} {quote(folder)}: {describe_os_error(exc)}") from None
+    return folder
+
+
 # --- reading a user's file ---------------------------------------------------------------------
 
 

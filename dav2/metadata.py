@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dav2.errors import Dav2Error
-from dav2.files import atomic_write_text
+from dav2.errors import Dav2Error, quote
+from dav2.files import atomic_write_text, read_user_text
+from dav2.jsonfile import parse_json
 from dav2.vocabulary import (
     DEFAULT_INPUT_SIZE,
     DYNAMIC_MAX_SIDE,
@@ -46,6 +47,7 @@ from dav2.vocabulary import (
     output_meaning,
 )
 
+MAX_SIDECAR_BYTES = 1 << 20  # a sidecar is a few KB; a larger one is not dav2's (read before measuring nothing)
 SCHEMA_VERSION = 2  # 1: `<stem>.json` loose dicts (before sidecars were named per artifact)
 # what the graph's input takes: the normalised network tensor, or the camera's own bytes
 FLOAT_INPUT = "float32-nchw"  # (B, 3, H, W) ImageNet-normalised RGB (processing.preprocess)
@@ -163,10 +165,7 @@ class ArtifactMetadata:
     @classmethod
     def from_json(cls, text: str, source: str = "metadata") -> "ArtifactMetadata":
         """Parse and validate a sidecar's text; one Dav2Error names what is wrong."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise Dav2Error(f"{source} is not valid JSON ({exc})") from None
+        data = parse_json(text, source)  # size, depth and syntax: one JsonError
         try:
             return _from_dict(data)
         except (KeyError, TypeError, ValueError) as exc:
@@ -177,16 +176,13 @@ class ArtifactMetadata:
     def read(cls, artifact: str | Path) -> "ArtifactMetadata | None":
         """The artifact's sidecar, or None when it has none (a model exported by another tool)."""
         path = sidecar_path(artifact)
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             return None
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise Dav2Error(f"cannot read metadata file {path} ({exc})") from None
-        metadata = cls.from_json(text, f"metadata file {path}")
+        text = read_user_text(path, MAX_SIDECAR_BYTES, "metadata file")  # a FIFO or 6 GB file: one line
+        metadata = cls.from_json(text, f"metadata file {quote(path)}")
         if metadata.artifact != Path(artifact).name:
             raise Dav2Error(
-                f"metadata file {path} describes {metadata.artifact}, not {Path(artifact).name}; "
+                f"metadata file {quote(path)} describes {metadata.artifact}, not {Path(artifact).name}; "
                 "an artifact and its sidecar must be renamed together"
             )
         return metadata
@@ -241,7 +237,16 @@ def _from_dict(data: Any) -> ArtifactMetadata:
         _sides(values["tensorrt"].profile.get("max"), "tensorrt.profile.max", 4)
     if data.get("openvino") is not None:
         values["openvino"] = _record(OpenVinoRecord, data["openvino"], "openvino")
+    if data.get("weights_file") is not None:
+        _plain_name(data["weights_file"], "weights_file")
     return ArtifactMetadata(**values)
+
+
+def _plain_name(value: str, name: str) -> None:
+    """A companion file lives beside its artifact: a bare file name, never an absolute path or
+    one that leaves the artifact's folder (a sidecar must not point dav2 at another file)."""
+    if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
+        raise ValueError(f"{name!r} must be a file name beside the artifact, not {value!r}")
 
 
 def _record(kind: type, data: dict, name: str):

@@ -33,7 +33,8 @@ from dav2.batch.stages import (
 )
 from dav2.batch.storage import Remote
 from dav2.batch.summary import BatchSummary
-from dav2.errors import Dav2Error
+from dav2.errors import Dav2Error, quote
+from dav2.files import check_output_file, check_output_folder
 from dav2.metadata import ArtifactMetadata
 from dav2.runtime.feed import FeedSpec
 from dav2.vocabulary import output_unit
@@ -167,8 +168,36 @@ def build_dataset(items: list[InputItem], options: BatchOptions, facts: ModelFac
     return dataset.map_batches(write_batch, fn_kwargs={"settings": write}, num_cpus=CPU_TASK_CPUS, **common)
 
 
+def check_destinations(options: BatchOptions) -> None:
+    """Where the job writes, checked before any work (before the model is hashed, the inputs
+    listed or Ray started), so a bad place is one line and nothing is left behind: a manifest
+    that is a device, a folder or a name too long; an output or manifest folder that is a file
+    or cannot be written; an output inside the input folder."""
+    if not isinstance(options.output, Remote):
+        refuse_output_inside_input(options)
+        check_output_folder(options.output, "--output")
+    if not isinstance(options.manifest_path, Remote):
+        check_output_file(options.manifest_path)
+        check_output_folder(options.manifest_path.parent, "the manifest's folder")
+
+
+def refuse_output_inside_input(options: BatchOptions) -> None:
+    """A folder --input is scanned again by --resume, which would take this job's outputs
+    (inside it) for inputs: refused on the first run, before anything is written there."""
+    source = Path(options.input).expanduser()
+    if storage.is_uri(options.input) or not source.is_dir():
+        return
+    output, inputs = options.output.resolve(), source.resolve()
+    if output == inputs or inputs in output.parents:
+        raise Dav2Error(
+            f"--output {quote(options.output)} is inside the input folder {quote(source)}: a later --resume "
+            "would read this job's outputs as inputs; write somewhere else"
+        )
+
+
 def run_batch(options: BatchOptions) -> BatchSummary:
     """Run the job; the summary says what happened (raised on Ctrl-C after the manifest is written)."""
+    check_destinations(options)
     facts = model_facts(options)
     console.info(facts.described)
     items = collect_items(options.input, options.frame_stride, options.max_items)

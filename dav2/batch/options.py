@@ -56,7 +56,7 @@ class BatchOptions:
         check_range(self.gpus_per_actor, "--gpus-per-actor", 0, MAX_GPUS_PER_ACTOR)
         check_range(self.batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
         check_range(self.frame_stride, "--frame-stride", 1, MAX_FRAME_STRIDE)
-        check_range(self.max_tokens, "--max-tokens", 1, 10_000_000)
+        processing.check_max_tokens(self.max_tokens)
         if self.max_items is not None:
             check_range(self.max_items, "--max-items", 1, 10**12)
         if self.resume and self.overwrite:

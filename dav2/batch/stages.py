@@ -29,7 +29,7 @@ import numpy as np
 
 from dav2 import processing
 from dav2.batch import storage
-from dav2.batch.inputs import IMAGE_FRAME
+from dav2.batch.inputs import IMAGE_FRAME, regular_file_problem
 from dav2.batch.manifest import FAILED, OK
 from dav2.batch.outputs import PictureWriter, RemotePictureWriter, shard_path, write_shard
 from dav2.batch.storage import Remote
@@ -187,10 +187,13 @@ class VideoReader:
 
     def __init__(self, source: str):
         self.source = source
-        self.capture = cv2.VideoCapture(source)
+        self.refused = regular_file_problem(source)  # a FIFO would block this task for ever
+        self.capture = cv2.VideoCapture() if self.refused else cv2.VideoCapture(source)
         self.position = 0  # index of the next frame read() returns
 
     def frame(self, index: int, limits: ImageLimits) -> tuple[np.ndarray | None, str]:
+        if self.refused:
+            return None, self.refused
         if not self.capture.isOpened():
             return None, f"cannot open {self.source} as a video"
         if index < self.position or index - self.position > 64:
@@ -328,3 +331,4 @@ def write_parquet(done: list[tuple[Row, np.ndarray]], settings: WriteSettings) -
     share = (time.perf_counter() - start) / len(done)
     for row, _ in done:
         row.update(output=written, seconds=row["seconds"] + share)
+

@@ -51,7 +51,8 @@ def app_main(models, checkpoint, encoder, host, port, max_megapixels, max_aspect
     Example:
       dav2-app --models models/          # then open http://127.0.0.1:7860
     """
-    optional.require("gradio", "dav2-app")
+    if not optional.available("gradio"):  # not imported yet: the service sets its temp folder first
+        raise Dav2Error(f"dav2-app needs gradio: {optional.install_hint('gradio')}")
     from dav2.app import APP_MAX_TOKENS, DepthService, serve
     from dav2.media import ImageLimits
 

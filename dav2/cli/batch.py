@@ -12,7 +12,7 @@ from dav2 import console
 from dav2.cli.common import CONTEXT, INPUT_SIZE_OPTION, JSON_OPTION, MODEL_OPTION, check_number, user_errors
 from dav2.errors import Dav2Error
 from dav2.media import DEFAULT_MAX_ASPECT, DEFAULT_MAX_MEGAPIXELS, ImageLimits
-from dav2.processing import COLORMAPS, DEFAULT_MAX_TOKENS
+from dav2.processing import COLORMAPS, DEFAULT_MAX_TOKENS, check_max_tokens
 
 FORMATS = ("png16", "npy", "color", "gray", "parquet")  # dav2.batch.options.FORMATS, without importing it
 INSTALL_HINT = "dav2-batch needs Ray Data: pip install 'dav2[batch]'"
@@ -108,6 +108,7 @@ def batch_main(
     """
     check_number(max_megapixels, "--max-megapixels", 0, 100_000, low_open=True)
     check_number(max_aspect, "--max-aspect", 1, 100_000)
+    check_max_tokens(max_tokens)  # at most MAX_TOKENS_CEILING, before Ray starts
     require_ray()
     from pathlib import Path
 

@@ -112,7 +112,7 @@ def eval_temporal(model, video, stabilize, max_frames, input_size, as_json):
     "--depth-format",
     type=click.Choice(DEPTH_FORMATS),
     default="png-mm",
-    help="Encoding of the depth files (see README).",
+    help="Encoding of the depth files (see docs/bench.md).",
 )
 @EVAL_MODEL
 @click.option(

@@ -17,7 +17,7 @@ from dav2.cli.common import (
 )
 from dav2.errors import Dav2Error
 from dav2.media import DEFAULT_MAX_ASPECT, DEFAULT_MAX_MEGAPIXELS, ImageLimits
-from dav2.processing import COLORMAPS, DEFAULT_MAX_TOKENS
+from dav2.processing import COLORMAPS, DEFAULT_MAX_TOKENS, check_max_tokens
 from dav2.runtime.backends import BACKENDS
 from dav2.runtime.sinks import FORMATS
 from dav2.vocabulary import ModelKind
@@ -277,7 +277,7 @@ def check_numbers(threads, max_frames, max_depth, camera_fps, reconnects, max_me
     check_number(reconnects, "--reconnects", 0, 1000)
     check_number(max_megapixels, "--max-megapixels", 0, 100_000, low_open=True)
     check_number(max_aspect, "--max-aspect", 1, 100_000)
-    check_number(max_tokens, "--max-tokens", 1, 10_000_000)
+    check_max_tokens(max_tokens)  # at most MAX_TOKENS_CEILING: attention memory grows with tokens²
 
 
 def _live_printer(plan):

@@ -13,18 +13,20 @@
    into place (the artifact itself last).
 """
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from dav2 import console, media
 from dav2.calibration.dataset import CalibrationSet
-from dav2.errors import Dav2Error
+from dav2.errors import Dav2Error, quote
 from dav2.export.context import Built, ExportContext, ExportRequest, GraphOptions, Provenance, graph_options
 from dav2.export.target import ExportTarget
-from dav2.files import move_into_place
+from dav2.files import OutputError, check_output_folder, describe_os_error, move_into_place
 from dav2.metadata import sidecar_path
 from dav2.models.registry import checkpoint_info
 from dav2.sample import render_sample
@@ -61,7 +63,8 @@ def requested_targets(request: ExportRequest) -> list[ExportTarget]:
 
 
 def preflight(request: ExportRequest, targets: list[ExportTarget]) -> None:
-    """Fail before any work when a target cannot be built here."""
+    """Fail before any work when a target cannot be built here, or its output cannot be written."""
+    check_output_folder(request.output, "--output")  # a file, /dev/null, read-only, a name too long
     check_input_options(request)
     check_int8_options(request)
     if any(t.needs_calibration(request) for t in targets) and not request.calib_dir:
@@ -92,8 +95,7 @@ def export_artifacts(request: ExportRequest) -> list[Path]:
     held_out = calibration.holdout_images() if calibration and calibration.holdout else []
     held_out = held_out or [(provenance.check_image, image)]
     output = Path(request.output)
-    output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output, prefix=".export-") as tmp:
+    with scratch_folder(output) as tmp:
         context = ExportContext(request, options, model, image, held_out, calibration, provenance, Path(tmp))
         context.tools = tool_versions()
         context.fp32_onnx, context.parity = export_fp32_onnx(model, context.folder("onnx-fp32"), options, image)
@@ -139,13 +141,28 @@ def export_from_onnx(request: ExportRequest, source: Path) -> list[Path]:
 
     if request.onnx or request.openvino:
         raise Dav2Error("--from builds TensorRT engines only; give --trt with it")
+    check_output_folder(request.output, "--output")
     image = load_check_image(request.check_image)
     output = Path(request.output)
-    output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output, prefix=".export-") as tmp:
+    with scratch_folder(output) as tmp:
         built = build_from_onnx(Path(source), Path(tmp), request, image)
         built.metadata.write(built.path)
         return [publish(built, output)]
+
+
+@contextlib.contextmanager
+def scratch_folder(output: Path) -> Iterator[Path]:
+    """A temporary folder inside `output` where the artifacts are built, removed afterwards
+    whatever happens. A write the system refuses while building (a full disk, a quota) is one
+    OutputError: the scratch folder goes, and the artifacts already in `output` stay as they were."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=output, prefix=".export-") as tmp:
+            yield Path(tmp)
+    except OSError as exc:
+        raise OutputError(
+            f"could not write the export in {quote(output)}: {describe_os_error(exc)}; nothing half-written was kept"
+        ) from None
 
 
 def calibration_set(request: ExportRequest, options: GraphOptions) -> CalibrationSet | None:

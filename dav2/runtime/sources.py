@@ -3,7 +3,7 @@ or a synthetic camera.
 
 `open_source(spec)` reads the --source string by these rules, in this order, so that no file
 is ever mistaken for something else:
-  "gst:PIPELINE"             a GStreamer pipeline (e.g. a Jetson CSI camera, see README)
+  "gst:PIPELINE"             a GStreamer pipeline (e.g. a Jetson CSI camera, see docs/runtime.md)
   "cam:0", "cam:/dev/video0" a camera, by index or device
   "rtsp://...", "http://..." a network stream (reopened when it drops)
   "synthetic:FPS[:WxH]"      a synthetic camera: the sample scene, panning, at FPS frames a
