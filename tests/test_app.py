@@ -11,7 +11,9 @@ to it. It skips with the reason where Gradio, Selenium or Chromium/chromedriver 
 """
 
 import io
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -261,3 +263,51 @@ def test_upload_a_photo_and_get_its_depth_back(app_url, browser, static_onnx):
     assert np.abs(decoded - expected).max() <= (expected.max() - expected.min()) / 65535 + 1e-6
     colour = cv2.imdecode(np.frombuffer(fetch(by_name["demo05_depth_color.png"]), np.uint8), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(colour, processing.colorize(expected, "spectral"))
+
+
+def test_sigterm_leaves_no_temporary_folder_of_dav2_or_gradio(static_onnx, tmp_path):
+    """`docker stop` / systemd send SIGTERM: a server's normal stop, so the app exits cleanly
+    (status 0, dav2.app.serve) after removing its own folder and Gradio's uploads and caches,
+    which Gradio keeps in GRADIO_TEMP_DIR, read once when gradio is imported (so dav2 sets it
+    before that)."""
+    pytest.importorskip("gradio_client", reason="gradio_client comes with Gradio (pip install 'dav2[app]')")
+    from gradio_client import Client, handle_file
+
+    temp = tmp_path / "tmp"  # the app's temporary folder (TMPDIR): nothing may stay in it
+    temp.mkdir()
+    port = free_port()
+    log_path = tmp_path / "app.log"
+    environment = {**os.environ, "TMPDIR": str(temp)}
+    environment.pop("GRADIO_TEMP_DIR", None)
+    command = [sys.executable, "-c", "from dav2.cli import app_main; app_main()"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [*command, "--models", str(static_onnx.parent), "--port", str(port)],
+            stdout=log,
+            stderr=log,
+            env=environment,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            for _ in range(240):
+                if process.poll() is not None:
+                    pytest.fail(f"dav2-app exited: {log_path.read_text()}")
+                try:
+                    urllib.request.urlopen(url, timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            client = Client(url, verbose=False)
+            client.predict(handle_file(str(PHOTO)), str(static_onnx), api_name="/depth_image")
+            assert any(temp.iterdir()), "the upload and results should be in the app's temporary folder"
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0, log_path.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    # ONNX Runtime (1.32, Linux) keeps its telemetry session id in $TMPDIR/.ses, shared by every
+    # process that uses it and not a temporary file of the app's: the one name allowed to stay
+    left = sorted(str(path.relative_to(temp)) for path in temp.rglob("*") if path.name != ".ses")
+    assert left == [], left
+    assert "Traceback" not in log_path.read_text()
