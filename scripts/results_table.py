@@ -1,7 +1,7 @@
 """The README's headline table, made from the recorded `dav2-bench` results (benchmarks/results/*.json).
 
-Every number in the table comes from a result file, and the table names the machine, the file
-and its command. A file is a headline source when it is a complete `dav2-bench` result (schema 1,
+Every number in the table comes from a result file, and the table names the machine and the file
+(which records its command). A file is a headline source when it is a complete `dav2-bench` result (schema 1,
 as `dav2.benchmarks.report.validate` checks) of a plain benchmark run; pipeline runs
 (`--pipeline`), interrupted runs and JSON files of any other shape are skipped. From each source
 the table shows the measured cases at the largest input size it measured.
@@ -33,7 +33,6 @@ class Source:
 
     path: Path
     machine: str
-    command: str
     encoder: str
     size: int
     cases: list[dict]
@@ -54,7 +53,7 @@ def headline_source(path: Path) -> Source | None:
     size = max(case["size"] for case in measured)
     cases = sorted((case for case in measured if case["size"] == size), key=lambda c: c["latency_ms"]["median"])
     machine = document["machine"]
-    return Source(path, machine_name(machine), machine["command"], settings["encoder"], size, cases)
+    return Source(path, machine_name(machine), settings["encoder"], size, cases)
 
 
 def machine_name(machine: dict) -> str:
@@ -85,7 +84,11 @@ def table(sources: list[Source]) -> str:
                 f"{number(case['latency_ms']['median'], 1)} | {number(case.get('fps'), 2)} | "
                 f"{number(case.get('speedup'), 2)}x | {number(accuracy.get('abs_rel'), 4)} |"
             )
-    notes = [f"- {source.machine}: `{source.path.relative_to(ROOT)}`, made by `{source.command}`" for source in sources]
+    # the file records the exact command (with the machine's own paths); the README names the file only
+    notes = [
+        f"- {source.machine}: `{source.path.relative_to(ROOT)}` (with the command that made it)"
+        for source in sources
+    ]
     return "\n".join([*lines, "", *notes])
 
 
