@@ -34,7 +34,7 @@ so an artifact's sidecar can say exactly which weights it carries.
 import hashlib
 import os
 import re
-import stat
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 from dav2.errors import Dav2Error, quote
-from dav2.files import size_text
+from dav2.files import check_user_file, size_text
 from dav2.jsonfile import expect, read_json
 from dav2.models import hf
 from dav2.models.dpt import DepthAnythingV2
@@ -59,6 +59,8 @@ FILE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".tar")
 MAX_TENSOR_ELEMENTS = 64 * 1024 * 1024
 MAX_TOTAL_ELEMENTS = 1_500_000_000
 MAX_LEGACY_BYTES = 8 * 1024**3  # a legacy file is read whole: vitg FP32 is 5 GB
+# a zip checkpoint is memory-mapped, not read: its file size is not what bounds memory (check_tensors is)
+MAX_CHECKPOINT_BYTES = sys.maxsize
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -124,7 +126,7 @@ def resolve_checkpoint(info: CheckpointInfo, checkpoint: str | None) -> Path:
     if path.is_dir():
         raise Dav2Error(f"{quote(path)} is a folder without {hf.CONFIG_FILE}: not a transformers model folder")
     if path.exists():  # a FIFO or a device: torch.load would wait on it, or read it for ever
-        regular_file_size(path)
+        check_user_file(path, MAX_CHECKPOINT_BYTES, "checkpoint")
     if looks_like_repo_id(local):
         return download_hf_model(local)
     raise Dav2Error(f"checkpoint not found: {path}")
@@ -231,7 +233,7 @@ def download_hf_model(repo_id: str) -> Path:
 
 def read_tensor_file(path: Path) -> object:
     """Whatever the file holds, without running code: safetensors, or torch.load(weights_only=True)."""
-    size = regular_file_size(path)
+    size = check_user_file(path, MAX_CHECKPOINT_BYTES, "checkpoint")
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -254,18 +256,6 @@ def read_tensor_file(path: Path) -> object:
         raise
     except Exception as exc:
         raise Dav2Error(f"{quote(path)} is not a readable PyTorch checkpoint ({type(exc).__name__})") from exc
-
-
-def regular_file_size(path: Path) -> int:
-    """The size of a checkpoint file; a FIFO, device or folder is refused (torch.load would block
-    on a FIFO or read /dev/zero for ever)."""
-    try:
-        status = os.stat(path)
-    except OSError as exc:
-        raise Dav2Error(f"cannot read {quote(path)}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(status.st_mode):
-        raise Dav2Error(f"cannot read {quote(path)}: not a regular file")
-    return status.st_size
 
 
 def check_tensors(state_dict: dict[str, torch.Tensor], path: Path) -> None:
