@@ -477,19 +477,24 @@ def test_an_output_name_with_no_room_for_its_temporary_file(tmp_path):
     check_name_length(tmp_path / ("n" * 200 + ".png"))
 
 
-def test_ctrl_c_while_a_command_starts_is_one_line():
-    """The handler dav2.cli installs before its imports, hit as Ctrl-C would hit it."""
-    code = (
-        "import os, signal, sys, time; sys.argv[0] = 'dav2-run'; import dav2.cli; "
-        "os.kill(os.getpid(), signal.SIGINT); time.sleep(10)"
-    )
-    done = subprocess.run(
+def run_python_code(code: str) -> subprocess.CompletedProcess:
+    """`python -c code` with this checkout's dav2 first on the path."""
+    return subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+
+
+def test_ctrl_c_while_a_command_starts_is_one_line():
+    """The handler dav2.cli installs before its imports, hit as Ctrl-C would hit it."""
+    code = (
+        "import os, signal, sys, time; sys.argv[0] = 'dav2-run'; import dav2.cli; "
+        "os.kill(os.getpid(), signal.SIGINT); time.sleep(10)"
+    )
+    done = run_python_code(code)
     assert done.returncode == 130 and "Traceback" not in done.stderr
     assert done.stderr.splitlines() == ["error: interrupted (Ctrl-C) while starting; nothing was done"]
 
@@ -499,13 +504,7 @@ def test_ctrl_c_is_left_alone_when_dav2_is_imported_as_a_library():
         "import signal, sys; sys.argv[0] = 'notebook'; import dav2.cli; "
         "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    done = run_python_code(code)
     assert done.stdout.strip() == "True", done.stderr
 
 
