@@ -303,6 +303,29 @@ def main() -> None:
     print("\n".join(lines))
     if options.save:
         Path(options.save).write_text("\n".join(lines) + "\n")
+        Path(options.save).with_suffix(".json").write_text(json.dumps(result_record(results, data), indent=1) + "\n")
+
+
+def result_record(results: dict, data: dict) -> dict:
+    """The run as benchmarks/results/*.json: the single source the docs' tables are made from
+    (scripts/results_table.py)."""
+    variants = {name: row for name, row in results.items() if not name.startswith("_")}
+    retime = {
+        name: {"median_ms": statistics.median(values), "p10_ms": float(np.percentile(values, 10))}
+        for name, values in results.get("_retime", {}).items()
+    }
+    return {
+        "schema": "int8-error-sources/1",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores ({cpu_name()})",
+        "tools": {"openvino": ov.__version__},
+        "command": f"python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}",
+        "encoder": "vits",
+        "size": HW[0],
+        "calibration_images": len(data["calibration"]),
+        "held_out": data["held_names"],
+        "results": variants,
+        "retime": retime,
+    }
 
 
 def cpu_name() -> str:

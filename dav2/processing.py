@@ -197,10 +197,9 @@ class FastPreprocessor:
     share one size, so nothing is allocated after the first).
 
     Why float32 is enough: the exact path exists to be bit-equal with upstream's input tensor;
-    the network cannot tell the difference. Measured: 2e-5 to 2.1e-4 from the exact tensor
-    (normalised units) and within the network tolerance of upstream's outputs
-    (tests/test_conformance.py). A 1280x720 frame for vits 518 takes 2-4 ms instead of 9-29 ms
-    (benchmarks/results/realtime_host_cpu2.md). The resize runs on 0..255 values
+    the network cannot tell the difference: its outputs stay within the network tolerance of
+    upstream's (tests/test_conformance.py), and it is several times faster
+    (benchmarks/results/realtime_host_cpu2.md has the numbers). The resize runs on 0..255 values
     (bicubic is linear, so scaling before or after it is the same up to rounding), and the
     colour swap, /255 and ImageNet normalisation are one multiply-add per output plane.
 

@@ -7,7 +7,9 @@ the build machines cannot reach PyTorch's index). The main job itself runs in CI
 weights; here the test checks that CI's lines are the README's.
 """
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,20 +47,55 @@ def test_ci_installs_exactly_the_readmes_extras():
     assert EXTRAS.findall(CI) == readme
 
 
-def test_the_headline_table_is_current():
+def results_table_module():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import results_table
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    return results_table
+
+
+def test_every_measured_table_is_current():
     done = subprocess.run(
         [sys.executable, "scripts/results_table.py", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
 
 
+def test_a_changed_result_file_makes_its_docs_table_stale(tmp_path, monkeypatch):
+    """The docs' numbers come from the JSON: change one number there and the page no longer matches."""
+    results_table = results_table_module()
+    shutil.copytree(ROOT / "benchmarks" / "results", tmp_path, dirs_exist_ok=True)
+    name = "amd-epyc-2-cores-int8-dynamic-vs-static.json"
+    document = json.loads((tmp_path / name).read_text())
+    document["rows"][0]["abs_rel"] = 0.1234
+    (tmp_path / name).write_text(json.dumps(document))
+    monkeypatch.setattr(results_table, "RESULTS", tmp_path)
+    pages = results_table.updated_pages()
+    old, new = pages[ROOT / "docs" / "int8.md"]
+    assert old != new and "0.1234" in new and "0.1234" not in old
+    assert pages[ROOT / "README.md"][0] == pages[ROOT / "README.md"][1]
+
+
+def test_every_table_in_the_docs_with_a_measured_number_is_generated():
+    """A Markdown table row holding a decimal number with 3+ digits after the point sits between results markers."""
+    loose = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        inside = False
+        for line in page.read_text(encoding="utf-8").splitlines():
+            if re.match(r"<!-- results:[\w-]+:begin -->", line):
+                inside = True
+            elif re.match(r"<!-- results:[\w-]+:end -->", line):
+                inside = False
+            elif line.startswith("|") and re.search(r"\d\.\d{3,}", line) and not inside:
+                loose.append(f"{page.name}: {line[:80]}")
+    assert not loose, loose
+
+
 def test_results_table_skips_files_of_other_shapes(tmp_path):
     """A JSON file that is no complete dav2-bench run (another helper's record, a pipeline run) is left out."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import results_table
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    results_table = results_table_module()
     other = tmp_path / "other.json"
     other.write_text('{"schema": 7, "rows": [1, 2]}')
     broken = tmp_path / "broken.json"

@@ -45,8 +45,9 @@ class Attention(nn.Module):
     def forward(self, x):
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        # softmax(q k^T / sqrt(d)) v, as upstream's Attention; the fused kernel is 30% faster in
-        # eager PyTorch on a CPU and both ONNX exporters lower it to the same MatMul/Softmax ops
+        # softmax(q k^T / sqrt(d)) v, as upstream's Attention; the fused kernel is faster in eager
+        # PyTorch (benchmarks/results/amd-epyc-2-cores-pytorch-modules.md) and both ONNX exporters
+        # lower it to the same MatMul/Softmax ops
         x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
