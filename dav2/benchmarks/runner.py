@@ -29,7 +29,7 @@ from dav2.benchmarks.discovery import BACKENDS, PRECISIONS, Case, Machine, plan
 from dav2.benchmarks.machine import machine_record
 from dav2.benchmarks.pipeline import DEFAULT_FRAMES
 from dav2.benchmarks.spec import CaseSpec, PipelineRequest
-from dav2.calibration.dataset import DEFAULT_VALIDATION, CalibrationSet
+from dav2.calibration.dataset import DEFAULT_COUNT, DEFAULT_HOLDOUT, DEFAULT_VALIDATION, CalibrationSet
 from dav2.errors import Dav2Error
 from dav2.metadata import ArtifactMetadata
 from dav2.vocabulary import DEFAULT_INPUT_SIZE, BackendName, Precision
@@ -57,14 +57,17 @@ def case_command(spec_path: Path) -> list[str]:
 
 @dataclass
 class BenchSettings:
+    """What one dav2-bench (or dav2-bench pick) run measures and how; the CLI's options default
+    to these fields."""
+
     encoder: str = "vits"
     checkpoint: str | None = None
     sizes: list[int] = field(default_factory=lambda: [DEFAULT_INPUT_SIZE])
-    backends: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "openvino", "tensorrt"])
+    backends: list[str] = field(default_factory=lambda: [backend.value for backend in BACKENDS])
     precisions: list[str] = field(default_factory=lambda: list(Precision.values()))
     images: str | None = None
-    eval_images: int = 4
-    calib_count: int = 32
+    eval_images: int = DEFAULT_HOLDOUT  # held out of calibration: the accuracy columns' images
+    calib_count: int = DEFAULT_COUNT
     seconds: float = 5.0
     min_runs: int = 5
     max_runs: int = 200
