@@ -79,7 +79,7 @@ DOWNLOAD_KEEP_S = 900  # uploads and Gradio's copies of the results, offered for
 SWEEP_EVERY_S = 60
 FOLDER_PREFIX = "dav2-app-"
 GRADIO_FOLDER = "gradio"  # GRADIO_TEMP_DIR: uploads and Gradio's copies, inside the app's folder
-CMAP = "spectral"
+CMAP = RunOptions.cmap  # dav2-run's default colour map
 # the files each image gives, by --format, named after the image
 IMAGE_FILES = {"color": "_depth_color.png", "gray": "_depth_gray.png", "png16": "_depth16.png", "npy": "_depth.npy"}
 ARTIFACT_SUFFIXES = {suffix for suffix, fmt in SUFFIX_FORMAT.items() if fmt != ArtifactFormat.PYTORCH}

@@ -68,13 +68,24 @@ CACHE_DIR_OPTION = click.option(
 LABEL_OPTION = click.option(
     "--label", default=None, help="Machine name in tables. [default: GPU name, else CPU model and cores]"
 )
-CALIB_COUNT_OPTION = click.option(
-    "--calib-count",
-    type=int,
-    default=DEFAULTS.calib_count,
-    show_default=True,
-    help=f"INT8 calibration images (1-{MAX_CALIB_COUNT}).",
-)
+
+
+def image_options(images_help: str, eval_help: str) -> OptionGroup:
+    """--images and how many of them are held out (--eval-images) and calibrated on (--calib-count)."""
+    return OptionGroup(
+        click.option("--images", type=click.Path(exists=True), default=None, help=images_help),
+        click.option(
+            "--eval-images", type=int, default=DEFAULTS.eval_images, help=f"{eval_help} (1-{MAX_EVAL_IMAGES})."
+        ),
+        click.option(
+            "--calib-count",
+            type=int,
+            default=DEFAULTS.calib_count,
+            help=f"INT8 calibration images (1-{MAX_CALIB_COUNT}).",
+        ),
+    )
+
+
 TIMING_OPTIONS = OptionGroup(
     click.option(
         "--seconds",
@@ -117,20 +128,11 @@ BENCH_OPTIONS = OptionGroup(
         "Backends to try (what is not installed is skipped with the reason; torch FP32 always runs as the baseline).",
     ),
     PRECISIONS_OPTION,
-    click.option(
-        "--images",
-        type=click.Path(exists=True),
-        default=None,
-        help="Real photos (folder or video): held-out ones for accuracy and timing, the rest for INT8 calibration. "
+    image_options(
+        "Real photos (folder or video): held-out ones for accuracy and timing, the rest for INT8 calibration. "
         "[default: the sample scene; INT8 for OpenVINO/TensorRT skipped]",
+        "Held-out images for the accuracy columns",
     ),
-    click.option(
-        "--eval-images",
-        type=int,
-        default=DEFAULTS.eval_images,
-        help=f"Held-out images for the accuracy columns (1-{MAX_EVAL_IMAGES}).",
-    ),
-    CALIB_COUNT_OPTION,
     TIMING_OPTIONS,
     THREADS_OPTION,
     CACHE_DIR_OPTION,
@@ -291,21 +293,11 @@ PICK_OPTIONS = OptionGroup(
         "the baseline).",
     ),
     PRECISIONS_OPTION,
-    click.option(
-        "--images",
-        type=click.Path(exists=True),
-        default=None,
-        help="Real photos (folder or video): held-out ones for accuracy, the others for INT8 calibration and "
+    image_options(
+        "Real photos (folder or video): held-out ones for accuracy, the others for INT8 calibration and "
         "validation. [default: the sample scene only; INT8 for OpenVINO/TensorRT skipped]",
+        "Held-out images for AbsRel",
     ),
-    click.option(
-        "--eval-images",
-        type=int,
-        default=DEFAULTS.eval_images,
-        show_default=True,
-        help=f"Held-out images for AbsRel (1-{MAX_EVAL_IMAGES}).",
-    ),
-    CALIB_COUNT_OPTION,
     INT8_CANDIDATE_OPTIONS,
     click.option(
         "--seconds",

@@ -1,5 +1,11 @@
 """What every dav2 command shares: error handling, option groups declared once, small parsers.
 
+A command declares its options in groups (`OptionGroup`, after Polygraphy's argument groups):
+each group is one decorator for a set of related options and one parser that turns their values
+into a typed record (`InputLimits` here; RunOptions, BatchOptions, BenchSettings in the
+commands), so a command function only parses, calls the library and prints. Defaults and
+choices come from the library's own constants and signatures (`default_of`), never restated.
+
 Errors a user can cause arrive as Dav2Error and end in one `error: ...` line on standard
 error with exit status 1 (click's own usage errors keep click's convention: exit 2 with a
 usage line). Standard output is kept for results and the --json line.
@@ -23,7 +29,7 @@ from dav2.cli.startup import end_quiet_start
 from dav2.errors import Dav2Error, one_line
 from dav2.media import DEFAULT_MAX_ASPECT, DEFAULT_MAX_MEGAPIXELS, ImageLimits
 from dav2.processing import DEFAULT_MAX_TOKENS, check_max_tokens
-from dav2.vocabulary import ENCODERS, ModelKind
+from dav2.vocabulary import DEFAULT_INPUT_SIZE, ENCODERS, ModelKind
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -164,7 +170,8 @@ INPUT_SIZE_OPTION = click.option(
     "--input-size",
     type=int,
     default=None,
-    help="Short side fed to dynamic models, as upstream's input_size. [default: the artifact's own, else 518]",
+    help="Short side fed to dynamic models, as upstream's input_size. "
+    f"[default: the artifact's own, else {DEFAULT_INPUT_SIZE}]",
 )
 MAX_THREADS = 256  # far past any CPU dav2 targets; 2000 threads made a run 170x slower, 100000 crashed
 THREADS_OPTION = click.option(
