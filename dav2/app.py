@@ -62,6 +62,7 @@ from dav2.errors import Dav2Error
 from dav2.media import DEFAULT_LIMITS, ImageLimits, scan_folder
 from dav2.runtime.backends import open_backend
 from dav2.runtime.backends.base import Backend
+from dav2.runtime.fps import RunSummary
 from dav2.runtime.pipeline import run
 from dav2.runtime.session import RunOptions, SaveTarget, plan_run
 from dav2.runtime.sinks import MemorySink, Sink, render
@@ -78,7 +79,7 @@ DOWNLOAD_KEEP_S = 900  # uploads and Gradio's copies of the results, offered for
 SWEEP_EVERY_S = 60
 FOLDER_PREFIX = "dav2-app-"
 GRADIO_FOLDER = "gradio"  # GRADIO_TEMP_DIR: uploads and Gradio's copies, inside the app's folder
-CMAP = "spectral"
+CMAP = RunOptions.cmap  # dav2-run's default colour map
 # the files each image gives, by --format, named after the image
 IMAGE_FILES = {"color": "_depth_color.png", "gray": "_depth_gray.png", "png16": "_depth16.png", "npy": "_depth.npy"}
 ARTIFACT_SUFFIXES = {suffix for suffix, fmt in SUFFIX_FORMAT.items() if fmt != ArtifactFormat.PYTORCH}
@@ -279,7 +280,7 @@ class DepthService:
         options: RunOptions,
         extra_sinks: tuple[Sink, ...] = (),
         max_frames: int | None = None,
-    ) -> tuple[dict, Backend]:
+    ) -> tuple[RunSummary, Backend]:
         """One dav2-run run: the shared plan, passed whole to the shared pipeline (so a video is
         preprocessed as dav2-run preprocesses it); returns (summary, backend)."""
         self.sweep()
@@ -299,13 +300,13 @@ class DepthService:
         summary, backend = self._run(ImageSource(path, self.limits), choice, options, (shown,))
         colour = render(shown.frame, shown.depth, "color", CMAP, shown.value_range)
         grey = render(shown.frame, shown.depth, "gray", CMAP, shown.value_range)
-        stages = summary["first_frame_stage_ms"]
+        stages = summary.first_frame_stage_ms
         return ImageResult(
             rgb=cv2.cvtColor(shown.frame.image, cv2.COLOR_BGR2RGB),
             color=cv2.cvtColor(colour, cv2.COLOR_BGR2RGB),
             gray=grey[:, :, 0],
             files=[str(target.path) for target in files],
-            timing=f"{path.name}: inference {stages['inference']:.1f} ms, {summary['first_frame_ms']:.1f} ms "
+            timing=f"{path.name}: inference {stages['inference']:.1f} ms, {summary.first_frame_ms:.1f} ms "
             f"with reading, pre/post-processing and writing the files ({backend.describe()})",
         )
 
@@ -316,8 +317,8 @@ class DepthService:
         options = RunOptions(save=target, fmt="side-by-side", cmap=CMAP, max_tokens=self.max_tokens)
         summary, _ = self._run(source, choice, options, max_frames=MAX_VIDEO_FRAMES)
         timing = (
-            f"{summary['frames']} frames: inference {summary['inference_fps'] or 0:.2f} FPS, "
-            f"end-to-end {summary['end_to_end_fps'] or 0:.2f} FPS"
+            f"{summary.frames} frames: inference {summary.inference_fps or 0:.2f} FPS, "
+            f"end-to-end {summary.end_to_end_fps or 0:.2f} FPS"
         )
         return str(target), timing
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from dav2.benchmarks import report, runner
 from dav2.benchmarks.artifacts import cache_key
 from dav2.benchmarks.discovery import Case, Machine, plan, skip_reason
+from dav2.benchmarks.spec import CaseSpec, PipelineRequest
 from dav2.benchmarks.stats import fps, latency_stats, runs_for
 from dav2.cli import bench_main
 from dav2.errors import Dav2Error
@@ -84,6 +85,23 @@ def test_machine_here_finds_this_machines_libraries():
     machine = Machine.here()
     assert machine.has("onnxruntime")
     assert machine.libraries["numpy"] == np.__version__
+
+
+def test_the_case_spec_goes_to_the_child_and_back_unchanged(tmp_path):
+    """The parent writes the typed Case and how to measure it; the child reads the same record."""
+    settings = runner.BenchSettings(threads=2, pipeline="clip.mp4", backends=["openvino"], details=False)
+    case = Case("openvino", "int8", 308, ("patch_embed", "head"), 0.02)
+    spec = runner.case_spec(case, settings, tmp_path / "m.xml", "cpu", "sample", tmp_path, False)
+    read = CaseSpec.read(spec.write(tmp_path))
+    assert read == spec and read.case == case and read.pipeline == PipelineRequest("clip.mp4", 300, "video")
+    assert read.case.recipe == "float: patch_embed+head, accuracy control ≤ 0.02"
+    assert (
+        runner.case_spec(Case("torch", "fp32", 308), settings, tmp_path, "cpu", "sample", tmp_path, True).pipeline
+        is None
+    )
+    broken = json.loads(spec.to_json()) | {"seconds": "five"}
+    with pytest.raises(TypeError, match="seconds"):
+        CaseSpec.from_json(json.dumps(broken))
 
 
 def test_cache_key_follows_what_changes_the_artifact():
@@ -194,7 +212,7 @@ def test_ctrl_c_keeps_the_cases_already_measured(vits_checkpoint, tmp_path, monk
     calls = []
 
     def interrupted_after_one(spec, work):
-        calls.append(spec["backend"])
+        calls.append(spec.case.backend)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real_child(spec, work)

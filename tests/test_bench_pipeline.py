@@ -15,6 +15,7 @@ from conftest import VIDEO
 from dav2.benchmarks import report, runner
 from dav2.benchmarks.pipeline import HOST_STAGES, OUTPUTS, from_summary, ratio_to_standalone
 from dav2.cli import bench_main
+from dav2.runtime.fps import LatencyStats, RunSummary, StageStats
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +93,21 @@ def test_an_existing_artifact_as_it_is(pipeline_run, cache_dir, tmp_path):
 
 def test_summary_to_record_arithmetic():
     stage_ms = {"read": 1.0, "preprocess": 2.0, "inference": 90.0, "postprocess": 3.0, "write": 4.0}
-    summary = {
-        "frames": 5,
-        "timed_frames": 4,
-        "end_to_end_fps": 10.0,
-        "latency_ms": {"mean": 150.0, "p50": 140.0, "p90": 190.0},
-        "stages": {stage: {"mean_ms": ms, "fps": 1000 / ms} for stage, ms in stage_ms.items()},
-    }
+    summary = RunSummary(
+        frames=5,
+        timed_frames=4,
+        first_frame_ms=400.0,
+        first_frame_stage_ms={},
+        first_frame_stage_cpu_ms={},
+        wall_s=0.4,
+        end_to_end_fps=10.0,
+        live=False,
+        latency_ms=LatencyStats(mean=150.0, p50=140.0, p90=190.0),
+        stages={stage: StageStats(ms, ms, ms, 1000 / ms) for stage, ms in stage_ms.items()},
+    )
     record = from_summary("clip.mp4", summary, "uint8", "none")
     assert record.host_ms_per_frame == 10.0 and record.inference_ms == 90.0 and record.output == OUTPUTS["none"]
+    assert record.as_dict()["latency_ms"] == {"mean": 150.0, "p50": 140.0, "p90": 190.0}  # the JSON keeps its keys
     assert ratio_to_standalone({"fps": 12.5, "pipeline": record.as_dict()}) == pytest.approx(0.8)
     assert ratio_to_standalone({"fps": 12.5}) is None
 

@@ -18,7 +18,7 @@ import pytest
 from dav2.errors import Dav2Error
 from dav2.metadata import ArtifactMetadata
 from dav2.runtime.backends.base import Backend
-from dav2.runtime.fps import FpsMeter, format_summary, overlay_text
+from dav2.runtime.fps import FpsMeter, RunSummary, format_summary, overlay_text
 from dav2.runtime.pipeline import run
 from dav2.runtime.session import RunPlan
 from dav2.runtime.sinks import MemorySink
@@ -90,7 +90,7 @@ def predict_live_run(fps: float, infer_s: float, frames: int) -> Predicted:
     return Predicted(processed, frames - processed, latencies[1:])
 
 
-def live_run(fps: float, infer_s: float, frames: int) -> tuple[dict, SyntheticCamera]:
+def live_run(fps: float, infer_s: float, frames: int) -> tuple[RunSummary, SyntheticCamera]:
     camera = SyntheticCamera(fps, FRAME_SIZE, frames=frames)
     backend = SleepBackend(infer_s)
     summary = run(camera, backend, RunPlan.for_sinks(backend, [MemorySink()], preprocessing="float32"))
@@ -116,29 +116,29 @@ def test_slow_inference_drops_what_the_arithmetic_predicts():
     predicted = predict_live_run(fps, infer_s, frames)
     period_ms = 1000.0 / fps
     # every frame the camera delivered is either shown or counted as dropped
-    assert summary["frames"] + summary["dropped_frames"] == camera.delivered
+    assert summary.frames + summary.dropped_frames == camera.delivered
     assert camera.delivered + camera.missed == frames and camera.missed <= 2
-    assert abs(summary["frames"] - predicted.processed) <= 2, (summary["frames"], predicted.processed)
-    assert abs(summary["dropped_frames"] - predicted.dropped) <= 2 + camera.missed
-    latency = summary["latency_ms"]
+    assert abs(summary.frames - predicted.processed) <= 2, (summary.frames, predicted.processed)
+    assert abs(summary.dropped_frames - predicted.dropped) <= 2 + camera.missed
+    latency = summary.latency_ms
     expected = np.percentile(predicted.latency_ms, [50, 90])
     # host work (preprocessing 160x120, postprocessing, thread hand-offs) adds a few ms;
     # the tolerance is a third of a frame period either way
-    assert latency["p50"] == pytest.approx(expected[0], abs=period_ms / 3 + 4)
-    assert latency["p90"] == pytest.approx(expected[1], abs=period_ms / 3 + 6)
-    assert infer_s * 1000 - 1 <= latency["p50"] <= latency["p90"] <= infer_s * 1000 + period_ms + 25
-    assert summary["stages"]["inference"]["p50_ms"] == pytest.approx(infer_s * 1000, abs=5)
+    assert latency.p50 == pytest.approx(expected[0], abs=period_ms / 3 + 4)
+    assert latency.p90 == pytest.approx(expected[1], abs=period_ms / 3 + 6)
+    assert infer_s * 1000 - 1 <= latency.p50 <= latency.p90 <= infer_s * 1000 + period_ms + 25
+    assert summary.stages["inference"].p50_ms == pytest.approx(infer_s * 1000, abs=5)
 
 
 def test_fast_inference_drops_nothing_and_latency_is_one_inference():
     fps, infer_s, frames = 30.0, 0.01, 30
     summary, camera = live_run(fps, infer_s, frames)
     # at most the very last frame, replaced by the end marker before inference took it
-    assert summary["dropped_frames"] <= 1 and camera.missed == 0
-    assert summary["frames"] + summary["dropped_frames"] == frames
-    latency = summary["latency_ms"]
-    assert infer_s * 1000 - 1 <= latency["p50"] <= infer_s * 1000 + 8
-    assert summary["end_to_end_fps"] == pytest.approx(fps, rel=0.15)  # the camera sets the pace
+    assert summary.dropped_frames <= 1 and camera.missed == 0
+    assert summary.frames + summary.dropped_frames == frames
+    latency = summary.latency_ms
+    assert infer_s * 1000 - 1 <= latency.p50 <= infer_s * 1000 + 8
+    assert summary.end_to_end_fps == pytest.approx(fps, rel=0.15)  # the camera sets the pace
 
 
 def test_summary_text_states_latency_percentiles_and_drops_for_live_sources():
@@ -146,22 +146,20 @@ def test_summary_text_states_latency_percentiles_and_drops_for_live_sources():
     meter.start()
     for latency in (40.0, 100.0, 110.0, 120.0, 200.0):
         meter.add({"read": 1.0, "inference": 80.0}, latency_ms=latency)
-    summary = meter.summary()
-    summary["dropped_frames"] = 7  # what pipeline.run adds
+    summary = meter.summary(dropped_frames=7)  # what pipeline.run counts
     text = format_summary(summary)
-    assert summary["live"] is True
-    assert summary["latency_ms"]["p50"] == pytest.approx(115.0)  # the warm-up frame (40) left out
+    assert summary.live is True
+    assert summary.latency_ms.p50 == pytest.approx(115.0)  # the warm-up frame (40) left out
     assert "latency capture -> display 115.0 ms p50, 176.0 ms p90" in text
     assert "7 of 12 captured frame(s) dropped by the latest-frame policy" in text
-    summary["dropped_frames"] = 0
-    assert "0 of 5 captured frame(s) dropped" in format_summary(summary)  # said even when none
+    assert "0 of 5 captured frame(s) dropped" in format_summary(meter.summary())  # said even when none
     files = FpsMeter()
     files.start()
     for _ in range(3):
         files.add({"inference": 80.0}, latency_ms=90.0)
-    file_summary = files.summary() | {"dropped_frames": 0}
+    file_summary = files.summary()
     # a file's capture-to-output time is queueing, not latency: neither kept nor printed
-    assert file_summary["latency_ms"] is None
+    assert file_summary.latency_ms is None
     assert "dropped" not in format_summary(file_summary) and "latency" not in format_summary(file_summary)
 
 

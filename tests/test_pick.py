@@ -274,7 +274,7 @@ def test_an_interrupted_pick_reports_what_it_measured_and_installs_nothing(
     calls = []
 
     def stopped_at_the_third(spec, work):
-        calls.append(spec["backend"])
+        calls.append(spec.case.backend)
         if len(calls) == 3:
             raise stop()
         return real_child(spec, work)

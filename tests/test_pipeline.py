@@ -90,16 +90,16 @@ def test_live_sources_drop_stale_frames_files_do_not(dynamic_onnx, tmp_path):
 def check_live_and_file_sources(backend, tmp_path):
     live = ImageSink(tmp_path / "live", "gray", "gray", "disparity", False)
     summary = run(BurstSource(100), backend, plain_plan(live))
-    assert summary["dropped_frames"] > 0 and summary["frames"] >= 3
-    assert summary["frames"] + summary["dropped_frames"] == 100
+    assert summary.dropped_frames > 0 and summary.frames >= 3
+    assert summary.frames + summary.dropped_frames == 100
     # a frame waits for at most one inference in progress, never for a queue of stale ones
-    assert summary["latency_ms"]["p90"] < 3 * summary["stages"]["inference"]["p90_ms"] + 50
+    assert summary.latency_ms.p90 < 3 * summary.stages["inference"].p90_ms + 50
 
     class FileLike(BurstSource):
         kind, live = "folder", False
 
     summary = run(FileLike(12), backend, plain_plan(ImageSink(tmp_path / "files", "gray", "gray", "disparity", False)))
-    assert summary["dropped_frames"] == 0 and summary["frames"] == 12
+    assert summary.dropped_frames == 0 and summary.frames == 12
     assert len(list((tmp_path / "files").glob("*.png"))) == 12
 
 
@@ -322,7 +322,7 @@ def test_plan_runs_through_the_pipeline_with_its_colour_range(tmp_path):
     memory = MemorySink()
     plan = plan_run(FakeBackend(), VideoLike(), RunOptions(save=tmp_path / "out", fmt="npy", color_range=(0.0, 9.0)))
     summary = run(VideoLike(), FakeBackend(), plan.with_sinks(memory))
-    assert summary["frames"] == 3 and memory.written == 3 and memory.value_range == (0.0, 9.0)
+    assert summary.frames == 3 and memory.written == 3 and memory.value_range == (0.0, 9.0)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"frame_{i:06d}.npy" for i in range(3)]
     np.testing.assert_allclose(np.load(tmp_path / "out" / "frame_000002.npy"), memory.depth)
 

@@ -33,12 +33,12 @@ def test_fps_meter_excludes_the_warm_up_frame():
     for ms in (10.0, 20.0, 30.0):
         meter.add({"preprocess": 1.0, "inference": ms})
     summary = meter.summary()
-    assert summary["frames"] == 4 and summary["timed_frames"] == 3
-    assert summary["first_frame_ms"] == pytest.approx(1400.0)
-    assert summary["stages"]["inference"]["mean_ms"] == pytest.approx(20.0)
-    assert summary["stages"]["inference"]["p50_ms"] == pytest.approx(20.0)
-    assert summary["inference_fps"] == pytest.approx(50.0)
-    assert summary["end_to_end_fps"] > 0
+    assert summary.frames == 4 and summary.timed_frames == 3
+    assert summary.first_frame_ms == pytest.approx(1400.0)
+    assert summary.stages["inference"].mean_ms == pytest.approx(20.0)
+    assert summary.stages["inference"].p50_ms == pytest.approx(20.0)
+    assert summary.inference_fps == pytest.approx(50.0)
+    assert summary.end_to_end_fps > 0
     assert "inference-only FPS 50.00" in format_summary(summary)
 
 
@@ -47,5 +47,5 @@ def test_fps_meter_with_one_frame_reports_no_rates():
     meter.start()
     meter.add({"inference": 5.0})
     summary = meter.summary()
-    assert summary["end_to_end_fps"] is None and summary["inference_fps"] is None
+    assert summary.end_to_end_fps is None and summary.inference_fps is None
     assert "one frame only" in format_summary(summary)

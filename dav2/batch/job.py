@@ -37,6 +37,7 @@ from dav2.errors import Dav2Error, quote
 from dav2.files import check_output_file, check_output_folder
 from dav2.metadata import ArtifactMetadata
 from dav2.runtime.feed import FeedSpec
+from dav2.runtime.session import input_size_for
 from dav2.vocabulary import output_unit
 
 CPU_TASK_CPUS = 0.5  # what one decode or write task reserves (they are light next to inference)
@@ -68,7 +69,7 @@ def model_facts(options: BatchOptions) -> ModelFacts:
             path.resolve(),
             manifest.model_sha256(path, metadata),
             str(backend.kind),
-            FeedSpec.of(backend, options.input_size or backend.default_input_size, BATCH_PREPROCESSING),
+            FeedSpec.of(backend, input_size_for(backend, options.input_size), BATCH_PREPROCESSING),
             backend.describe(),
         )
 

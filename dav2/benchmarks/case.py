@@ -1,4 +1,5 @@
-"""One benchmark case, run in its own process: `python -m dav2.benchmarks.case SPEC.json`.
+"""One benchmark case, run in its own process: `python -m dav2.benchmarks.case SPEC.json`
+(a benchmarks.spec.CaseSpec, written by the runner).
 
 A process per case keeps the numbers honest: peak memory is this case's own, thread pools
 and caches of one library do not slow the next, and a backend that crashes costs one row.
@@ -27,42 +28,42 @@ from pathlib import Path
 import numpy as np
 
 from dav2 import accuracy, processing
+from dav2.benchmarks.spec import CaseSpec
 from dav2.benchmarks.stats import fps, latency_stats, runs_for
 from dav2.media import read_image
 from dav2.sample import render_sample
 from dav2.vocabulary import BackendName, Precision
 
 
-def load_image(spec: dict) -> np.ndarray:
-    if spec["image"] == "sample":
+def load_image(spec: CaseSpec) -> np.ndarray:
+    if spec.image == "sample":
         return render_sample()[0]
-    if spec.get("image_is_video"):  # --model with --pipeline: the video's first frame
+    if spec.image_is_video:  # --model with --pipeline: the video's first frame
         import cv2
 
-        capture = cv2.VideoCapture(spec["image"])
+        capture = cv2.VideoCapture(spec.image)
         ok, frame = capture.read()
         capture.release()
         if ok:
             return frame
         return render_sample()[0]
-    return read_image(Path(spec["image"]))
+    return read_image(Path(spec.image))
 
 
-def open_case_backend(spec: dict, hint: str = "LATENCY"):
+def open_case_backend(spec: CaseSpec, hint: str = "LATENCY"):
     from dav2.runtime.backends import open_backend
 
-    device = spec.get("device", "cpu")
-    return open_backend(spec["artifact"], spec["backend"], threads=spec.get("threads", 0), device=device, hint=hint)
+    return open_backend(spec.artifact, spec.case.backend, threads=spec.threads, device=spec.device, hint=hint)
 
 
-def time_runs(infer, tensor: np.ndarray, spec: dict) -> list[float]:
-    for _ in range(spec["warmup"]):
+def time_runs(infer, tensor: np.ndarray, spec: CaseSpec) -> list[float]:
+    for _ in range(spec.warmup):
         infer(tensor)
     start = time.perf_counter()
     infer(tensor)
     first = (time.perf_counter() - start) * 1000.0
     times = []
-    for _ in range(runs_for(first, spec["seconds"], spec["min_runs"], spec["max_runs"])):
+    for _ in range(runs_for(first, spec.seconds, spec.min_runs, spec.max_runs)):
         start = time.perf_counter()
         infer(tensor)
         times.append((time.perf_counter() - start) * 1000.0)
@@ -104,8 +105,8 @@ def measure_split(backend, infer, image: np.ndarray, tensor: np.ndarray, prepare
     return split
 
 
-def measure_throughput(spec: dict, backend, tensor: np.ndarray) -> tuple[float | None, str]:
-    if spec["backend"] == "openvino":
+def measure_throughput(spec: CaseSpec, backend, tensor: np.ndarray) -> tuple[float | None, str]:
+    if spec.case.backend == BackendName.OPENVINO:
         frames = [tensor] * 8
         with open_case_backend(spec, hint="THROUGHPUT") as queue_backend:
             queue_backend.infer_many(frames[:2])  # warm-up
@@ -113,16 +114,18 @@ def measure_throughput(spec: dict, backend, tensor: np.ndarray) -> tuple[float |
             queue_backend.infer_many(frames)
             seconds = time.perf_counter() - start
         return len(frames) / seconds, "AsyncInferQueue, THROUGHPUT hint, 8 frames"
-    if spec["backend"] == BackendName.TORCH and spec["precision"] == Precision.FP32:
+    if spec.case.backend == BackendName.TORCH and spec.case.precision == Precision.FP32:
         batch = np.repeat(tensor, 4, axis=0)
-        times = time_runs(backend.infer, batch, {**spec, "min_runs": 2, "max_runs": 10, "warmup": 1})
+        times = time_runs(backend.infer, batch, spec.with_runs(min_runs=2, max_runs=10, warmup=1))
         return fps(float(np.median(times)), 4), "batch 4"
     return None, "batch 1 only (static artifact)"
 
 
-def accuracy_columns(spec: dict, infer) -> dict | None:
-    work = Path(spec["work_dir"])
-    inputs = sorted(work.glob(f"input_{spec['size']}_*.npy"))
+def accuracy_columns(spec: CaseSpec, infer) -> dict | None:
+    """AbsRel and δ1 against the PyTorch FP32 references (relative depth: the bench builds its
+    artifacts from the relative checkpoint, runner.checkpoint_for)."""
+    work = Path(spec.work_dir)
+    inputs = sorted(work.glob(f"input_{spec.case.size}_*.npy"))
     if not inputs:
         return None
     per_image = []
@@ -130,11 +133,11 @@ def accuracy_columns(spec: dict, infer) -> dict | None:
         tensor = np.load(path)
         depth = infer(tensor)[0]
         ref_path = work / path.name.replace("input_", "ref_")
-        if spec["writes_reference"]:
+        if spec.writes_reference:
             np.save(ref_path, depth)
         if not ref_path.is_file():
             return None
-        per_image.append(accuracy.compare(depth, np.load(ref_path), spec.get("kind", "relative")))
+        per_image.append(accuracy.compare(depth, np.load(ref_path), "relative"))
     return accuracy.summarize(per_image)
 
 
@@ -155,21 +158,21 @@ def peak_host_mb() -> float | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def peak_device_mb(spec: dict) -> float | None:
-    if spec["backend"] == "torch" and spec.get("device", "cpu").startswith("cuda"):
+def peak_device_mb(spec: CaseSpec) -> float | None:
+    if spec.case.backend == BackendName.TORCH and spec.device.startswith("cuda"):
         import torch
 
         return torch.cuda.max_memory_allocated() / 1e6
     return None
 
 
-def timing_input(spec: dict, backend, image: np.ndarray):
+def timing_input(spec: CaseSpec, backend, image: np.ndarray):
     """(tensor, preparation) for timing. Built artifacts take the runner's square tensor and
     the exact preprocessing; an artifact measured as it is (--model) gets the timing image
     prepared for its own input (shape, float32 or uint8) the way dav2-run prepares videos."""
-    if not spec.get("own_input"):
-        size = spec["size"]
-        tensor = np.load(Path(spec["work_dir"]) / f"timing_{size}.npy")
+    if not spec.own_input:
+        size = spec.case.size
+        tensor = np.load(Path(spec.work_dir) / f"timing_{size}.npy")
         return tensor, lambda frame: processing.preprocess(frame, fixed_hw=(size, size))
     from dav2.runtime.feed import Feeder
 
@@ -177,16 +180,16 @@ def timing_input(spec: dict, backend, image: np.ndarray):
     return np.array(feeder(image)), lambda frame: np.array(feeder(frame))
 
 
-def run_case(spec: dict) -> dict:
+def run_case(spec: CaseSpec) -> dict:
     image = load_image(spec)
     with open_case_backend(spec) as backend:
         tensor, prepare = timing_input(spec, backend, image)
-        half_torch = spec["backend"] == BackendName.TORCH and spec["precision"] == Precision.FP16
+        half_torch = spec.case.backend == BackendName.TORCH and spec.case.precision == Precision.FP16
         infer = torch_fp16(backend) if half_torch else backend.infer
         times = time_runs(infer, tensor, spec)
         latency = latency_stats(times)
         split, throughput, mode = None, None, "not measured (dav2-bench pick --quick)"
-        if spec.get("details", True):
+        if spec.details:
             split = measure_split(backend, infer, image, tensor, prepare)
             throughput, mode = measure_throughput(spec, backend, tensor)
         measured_accuracy = accuracy_columns(spec, infer)
@@ -206,27 +209,26 @@ def run_case(spec: dict) -> dict:
     }
 
 
-def pipeline_columns(spec: dict, backend, standalone_fps: float) -> dict:
+def pipeline_columns(spec: CaseSpec, backend, standalone_fps: float) -> dict:
     """{"pipeline": ...} when the spec asks for a pipeline pass, else {}.
 
     PyTorch FP16 is timed through a half-precision wrapper the pipeline does not use, so it
     gets the reason instead of a number that would belong to another precision."""
-    wanted = spec.get("pipeline")
-    if not wanted:
+    wanted = spec.pipeline
+    if wanted is None:
         return {}
-    if spec["backend"] == BackendName.TORCH and spec["precision"] == Precision.FP16:
+    if spec.case.backend == BackendName.TORCH and spec.case.precision == Precision.FP16:
         return {"pipeline": {"skipped": "the pipeline runs PyTorch in FP32 only"}}
     from dav2.benchmarks.pipeline import measure_pipeline
 
-    result = measure_pipeline(backend, wanted["video"], wanted.get("max_frames"), wanted.get("output", "video"))
+    result = measure_pipeline(backend, wanted.video, wanted.max_frames, wanted.output)
     if result.end_to_end_fps:
         result.ratio_to_standalone = result.end_to_end_fps / standalone_fps
     return {"pipeline": result.as_dict()}
 
 
 def main() -> None:
-    spec = json.loads(Path(sys.argv[1]).read_text())
-    result = run_case(spec)
+    result = run_case(CaseSpec.read(Path(sys.argv[1])))
     print(json.dumps(result))
 
 

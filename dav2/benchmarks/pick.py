@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from dav2.benchmarks.discovery import BACKENDS
 from dav2.benchmarks.report import FLOORED_MARKER, draw_floor, fit_abs_rel_axis, plotted_abs_rel
 from dav2.benchmarks.stats import spread, within_noise
 from dav2.errors import Dav2Error
@@ -44,6 +45,9 @@ REPORT, DOCUMENT, PLOT = f"{PICK_STEM}.md", f"{PICK_STEM}.json", f"{PICK_STEM}.p
 # largest, then the attention output projections (proj) and the patch embedding; the attention
 # MatMuls, qkv and the MLPs cost little
 DEFAULT_INT8_RECIPES = "head;patch_embed,head;patch_embed,head,proj"
+# the backends a pick tries unless told: PyTorch runs anyway, as the baseline and the reference
+CANDIDATE_BACKENDS = tuple(backend.value for backend in BACKENDS if backend != BackendName.TORCH)
+DEFAULT_SECONDS = 3.0  # timed seconds per candidate (dav2-bench's 5 are for its tables; a pick times many)
 
 
 def parse_recipes(text: str, blocks: int) -> tuple[tuple[str, ...], ...]:

@@ -19,11 +19,11 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dav2.runtime.fps import HOST_STAGES, LatencyStats, RunSummary
 from dav2.runtime.pipeline import run
 from dav2.runtime.session import RunOptions, plan_run
 from dav2.runtime.sources import open_source
 
-HOST_STAGES = ("read", "preprocess", "postprocess", "write")
 OUTPUTS = {  # --pipeline-output: what the write stage does, as dav2-run would be asked
     "video": "colour mp4 (dav2-run --save depth.mp4)",
     "none": "nothing kept (dav2-run without --save: depth computed and timed)",
@@ -44,30 +44,29 @@ class PipelineResult:
     inference_ms: float | None
     host_ms: dict[str, float]  # mean per frame: read, preprocess, postprocess, write
     host_ms_per_frame: float  # their sum: the work that is not inference
-    latency_ms: dict[str, float] | None  # capture -> written, mean/p50/p90 (files queue: several inferences)
+    latency_ms: LatencyStats | None  # capture -> written, mean/p50/p90 (files queue: several inferences)
     preprocessing: str  # float32 or uint8 (an --input uint8 artifact)
     output: str = OUTPUTS["video"]
     ratio_to_standalone: float | None = None  # end_to_end_fps / the case's standalone FPS
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self)  # latency_ms becomes {"mean", "p50", "p90"}, as the run's JSON has it
 
 
-def from_summary(video: str, summary: dict, preprocessing: str, output: str = "video") -> PipelineResult:
-    """The benchmark's record of one pipeline run, from the run's FPS summary."""
-    stages = summary["stages"]
-    host = {stage: stages[stage]["mean_ms"] for stage in HOST_STAGES if stage in stages}
-    inference = stages.get("inference", {})
+def from_summary(video: str, summary: RunSummary, preprocessing: str, output: str = "video") -> PipelineResult:
+    """The benchmark's record of one pipeline run, from the run's summary."""
+    host = {stage: summary.stages[stage].mean_ms for stage in HOST_STAGES if stage in summary.stages}
+    inference = summary.stages.get("inference")
     return PipelineResult(
         video=video,
-        frames=summary["frames"],
-        timed_frames=summary["timed_frames"],
-        end_to_end_fps=summary["end_to_end_fps"],
-        inference_fps=inference.get("fps"),
-        inference_ms=inference.get("mean_ms"),
+        frames=summary.frames,
+        timed_frames=summary.timed_frames,
+        end_to_end_fps=summary.end_to_end_fps,
+        inference_fps=inference.fps if inference is not None else None,
+        inference_ms=inference.mean_ms if inference is not None else None,
         host_ms=host,
         host_ms_per_frame=round(sum(host.values()), 3),
-        latency_ms=summary.get("latency_ms"),
+        latency_ms=summary.latency_ms,
         preprocessing=preprocessing,
         output=OUTPUTS[output],
     )

@@ -12,6 +12,7 @@
    says how many were planned and which signal stopped it.
 """
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -27,7 +28,8 @@ from dav2.benchmarks.artifacts import artifact_mb, build_artifact
 from dav2.benchmarks.discovery import BACKENDS, PRECISIONS, Case, Machine, plan
 from dav2.benchmarks.machine import machine_record
 from dav2.benchmarks.pipeline import DEFAULT_FRAMES
-from dav2.calibration.dataset import DEFAULT_VALIDATION, CalibrationSet
+from dav2.benchmarks.spec import CaseSpec, PipelineRequest
+from dav2.calibration.dataset import DEFAULT_COUNT, DEFAULT_HOLDOUT, DEFAULT_VALIDATION, CalibrationSet
 from dav2.errors import Dav2Error
 from dav2.metadata import ArtifactMetadata
 from dav2.vocabulary import DEFAULT_INPUT_SIZE, BackendName, Precision
@@ -55,14 +57,17 @@ def case_command(spec_path: Path) -> list[str]:
 
 @dataclass
 class BenchSettings:
+    """What one dav2-bench (or dav2-bench pick) run measures and how; the CLI's options default
+    to these fields."""
+
     encoder: str = "vits"
     checkpoint: str | None = None
     sizes: list[int] = field(default_factory=lambda: [DEFAULT_INPUT_SIZE])
-    backends: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "openvino", "tensorrt"])
+    backends: list[str] = field(default_factory=lambda: [backend.value for backend in BACKENDS])
     precisions: list[str] = field(default_factory=lambda: list(Precision.values()))
     images: str | None = None
-    eval_images: int = 4
-    calib_count: int = 32
+    eval_images: int = DEFAULT_HOLDOUT  # held out of calibration: the accuracy columns' images
+    calib_count: int = DEFAULT_COUNT
     seconds: float = 5.0
     min_runs: int = 5
     max_runs: int = 200
@@ -112,9 +117,9 @@ def prepare_inputs(settings: BenchSettings, work: Path) -> tuple[str, str | None
     return timing_image_name, calibration_sha
 
 
-def run_child(spec: dict, work: Path) -> dict:
-    spec_path = work / f"spec-{spec['backend']}-{spec['precision']}-{spec['size']}.json"
-    spec_path.write_text(json.dumps(spec))
+def run_child(spec: CaseSpec, work: Path) -> dict:
+    """Measure one case in its own process (benchmarks.case); its row's measured columns."""
+    spec_path = spec.write(work)
     process = subprocess.Popen(
         case_command(spec_path),
         stdout=subprocess.PIPE,
@@ -250,7 +255,7 @@ def run_artifact_bench(settings: BenchSettings, machine: Machine) -> dict:
     row = {"backend": case.backend, "precision": case.precision, "size": case.size, "status": "ok"}
     with tempfile.TemporaryDirectory(prefix="dav2-bench-") as tmp:
         spec = case_spec(case, settings, artifact, "cpu", settings.pipeline or "sample", Path(tmp), False)
-        spec.update({"own_input": True, "image_is_video": settings.pipeline is not None})
+        spec = dataclasses.replace(spec, own_input=True, image_is_video=settings.pipeline is not None)
         try:
             console.info(f"[1/1] {case.label} ({artifact.name})")
             start = time.perf_counter()
@@ -268,25 +273,25 @@ def run_artifact_bench(settings: BenchSettings, machine: Machine) -> dict:
     return result
 
 
-def case_spec(case: Case, settings, artifact: Path, device: str, image: str, work: Path, writes_reference) -> dict:
+def case_spec(
+    case: Case, settings: BenchSettings, artifact: Path, device: str, image: str, work: Path, writes_reference: bool
+) -> CaseSpec:
     """What the child process (benchmarks.case) needs to measure one case."""
-    return {
-        "backend": case.backend,
-        "precision": case.precision,
-        "size": case.size,
-        "artifact": str(artifact),
-        "device": device,
-        "threads": settings.threads,
-        "image": image,
-        "work_dir": str(work),
-        "writes_reference": writes_reference,
-        "seconds": settings.seconds,
-        "min_runs": settings.min_runs,
-        "max_runs": settings.max_runs,
-        "warmup": settings.warmup,
-        "pipeline": pipeline_request(case, settings),
-        "details": settings.details,
-    }
+    return CaseSpec(
+        case=case,
+        artifact=str(artifact),
+        device=device,
+        threads=settings.threads,
+        image=image,
+        work_dir=str(work),
+        writes_reference=writes_reference,
+        seconds=settings.seconds,
+        min_runs=settings.min_runs,
+        max_runs=settings.max_runs,
+        warmup=settings.warmup,
+        pipeline=pipeline_request(case, settings),
+        details=settings.details,
+    )
 
 
 def artifact_fields(artifact: Path, build_s: float | None, reused: bool, wall_s: float) -> dict:
@@ -355,11 +360,11 @@ def measure(case: Case, settings, machine, checkpoint, digest, work, timing_imag
     return row
 
 
-def pipeline_request(case: Case, settings: BenchSettings) -> dict | None:
+def pipeline_request(case: Case, settings: BenchSettings) -> PipelineRequest | None:
     """What the child needs for a pipeline pass, for the backends the user asked for."""
     if settings.pipeline is None or case.backend not in settings.backends:
         return None
-    return {"video": settings.pipeline, "max_frames": settings.pipeline_frames, "output": settings.pipeline_output}
+    return PipelineRequest(settings.pipeline, settings.pipeline_frames, settings.pipeline_output)
 
 
 def skipped_row(case: Case, reason: str) -> dict:

@@ -1,7 +1,8 @@
 """The command-line entry points, one module per command (thin: parse, call, print).
 
-dav2-export (export.py), dav2-run (run.py), dav2-bench (bench.py), dav2-eval (eval.py),
-dav2-app (app.py); common.py holds the error handling and the option groups they share.
+dav2-export (export.py), dav2-run (run.py), dav2-batch (batch.py), dav2-bench (bench.py),
+dav2-eval (eval.py), dav2-app (app.py); common.py holds the error handling and the option
+groups they share.
 
 Ctrl-C while these modules load ends a console script with one line (dav2.cli.startup), so
 the handler is installed before anything heavy is imported.

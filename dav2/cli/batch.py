@@ -1,96 +1,137 @@
 """dav2-batch: depth for a whole corpus on Ray Data (an extra: pip install 'dav2[batch]').
 
-Thin, like every command: parse, call dav2.batch, print. Ray is imported inside the command,
-so `import dav2.cli` never needs it.
+Thin, like every command: parse, call dav2.batch, print. The options come in groups (the job's
+inputs and outputs, the scale of the Ray job, the limits shared with dav2-run), parsed into one
+`dav2.batch.BatchOptions`, whose fields and ceilings are the options' defaults and ranges. Ray is
+imported inside the command, so `import dav2.cli` never needs it.
 """
 
 import json
+from pathlib import Path
 
 import click
 
 from dav2 import console
-from dav2.cli.common import CONTEXT, INPUT_SIZE_OPTION, JSON_OPTION, MODEL_OPTION, check_number, user_errors
+from dav2.batch.options import FORMATS, MAX_ACTORS, MAX_BATCH_SIZE, MAX_THREADS, BatchOptions
+from dav2.cli.common import (
+    CONTEXT,
+    INPUT_SIZE_OPTION,
+    JSON_OPTION,
+    LIMIT_OPTIONS,
+    MODEL_OPTION,
+    InputLimits,
+    OptionGroup,
+    user_errors,
+)
 from dav2.errors import Dav2Error
-from dav2.media import DEFAULT_MAX_ASPECT, DEFAULT_MAX_MEGAPIXELS, ImageLimits
-from dav2.processing import COLORMAPS, DEFAULT_MAX_TOKENS, check_max_tokens
+from dav2.processing import COLORMAPS
 
-FORMATS = ("png16", "npy", "color", "gray", "parquet")  # dav2.batch.options.FORMATS, without importing it
 INSTALL_HINT = "dav2-batch needs Ray Data: pip install 'dav2[batch]'"
+
+
+def job_paths(input: str, output: str, manifest: str | None, **choices) -> dict:
+    """The job's places as BatchOptions takes them: local paths or URIs (dav2.batch.storage)."""
+    from dav2.batch.storage import location
+
+    return {
+        "input": input,
+        "output": location(output),
+        "manifest": location(manifest) if manifest else None,
+        **choices,
+    }
+
+
+JOB_OPTIONS = OptionGroup(
+    click.option(
+        "--input",
+        required=True,
+        help="A folder (recursive), an image or video, a text file of paths or URIs (one a line), a glob "
+        "('photos/**/*.jpg'), or a URI prefix (s3://bucket/images/, gs://...; videos at a URI: mount or download "
+        "them).",
+    ),
+    click.option(
+        "--output",
+        required=True,
+        type=click.Path(file_okay=False),  # a URI passes: it is not a local file
+        help="Folder, or URI prefix (s3://bucket/depth/), for the depth and the manifest. URI options go in its "
+        "query (?endpoint_override=host:9000&scheme=http); credentials come from the environment (AWS_*, ~/.aws, "
+        "...).",
+    ),
+    click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=BatchOptions.fmt,
+        help="png16 (16-bit PNG with its scale), npy (float32), color/gray pictures: files that mirror the inputs' "
+        "names, as dav2-run writes them; parquet: shards of depth arrays under OUTPUT/depth/.",
+    ),
+    click.option(
+        "--cmap", type=click.Choice(COLORMAPS), default=BatchOptions.cmap, help="Colour map for --format color."
+    ),
+    click.option("--resume", is_flag=True, help="Skip inputs whose output exists and whose manifest row is ok."),
+    click.option("--overwrite", is_flag=True, help="Start again over an earlier job's manifest and outputs."),
+    click.option(
+        "--manifest",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="File or URI. [default: OUTPUT/manifest.parquet]",
+    ),
+    click.option("--max-items", type=int, default=None, help="Process at most this many inputs (a trial run)."),
+    parser=job_paths,
+)
+SCALE_OPTIONS = OptionGroup(
+    click.option(
+        "--actors",
+        type=int,
+        default=BatchOptions.actors,
+        help=f"Inference actors, one opened artifact each (1 to {MAX_ACTORS}).",
+    ),
+    click.option(
+        "--threads-per-actor",
+        type=int,
+        default=BatchOptions.threads_per_actor,
+        help=f"Inference threads per actor, 0 to {MAX_THREADS} (0: the library's default).",
+    ),
+    click.option(
+        "--gpus-per-actor",
+        type=float,
+        default=BatchOptions.gpus_per_actor,
+        help="GPUs per actor (1 for one TensorRT engine per GPU).",
+    ),
+    click.option(
+        "--batch-size", type=int, default=BatchOptions.batch_size, help=f"Images per stage call, 1 to {MAX_BATCH_SIZE}."
+    ),
+    click.option("--frame-stride", type=int, default=BatchOptions.frame_stride, help="Videos: keep every n-th frame."),
+    click.option("--device", default=BatchOptions.device, help="torch: cpu or cuda; openvino: CPU, GPU, NPU or AUTO."),
+    click.option(
+        "--address",
+        default=None,
+        help="Ray cluster to join: 'auto' (this machine's cluster) or ray://HOST:10001. [default: start Ray here]",
+    ),
+)
+
+
+def batch_options(values: dict, limits: InputLimits) -> BatchOptions:
+    """The job the options describe (BatchOptions checks every value when made)."""
+    return BatchOptions(
+        model=Path(values.pop("model")),
+        input_size=values.pop("input_size"),
+        limits=limits.images,
+        max_tokens=limits.max_tokens,
+        **JOB_OPTIONS.parse(values),
+        **SCALE_OPTIONS.take(values),
+    )
 
 
 @click.command(context_settings=CONTEXT)
 @MODEL_OPTION
-@click.option(
-    "--input",
-    "input_spec",
-    required=True,
-    help="A folder (recursive), an image or video, a text file of paths or URIs (one a line), a glob "
-    "('photos/**/*.jpg'), or a URI prefix (s3://bucket/images/, gs://...; videos at a URI: mount or download them).",
-)
-@click.option(
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),  # a URI passes: it is not a local file
-    help="Folder, or URI prefix (s3://bucket/depth/), for the depth and the manifest. URI options go in its query "
-    "(?endpoint_override=host:9000&scheme=http); credentials come from the environment (AWS_*, ~/.aws, ...).",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    default="png16",
-    help="png16 (16-bit PNG with its scale), npy (float32), color/gray pictures: files that mirror the inputs' "
-    "names, as dav2-run writes them; parquet: shards of depth arrays under OUTPUT/depth/.",
-)
-@click.option("--cmap", type=click.Choice(COLORMAPS), default="spectral", help="Colour map for --format color.")
+@JOB_OPTIONS
 @INPUT_SIZE_OPTION
-@click.option("--actors", type=int, default=1, help="Inference actors, one opened artifact each (1 to 1024).")
-@click.option(
-    "--threads-per-actor", type=int, default=0, help="Inference threads per actor, 0 to 256 (0: the library's default)."
-)
-@click.option("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor (1 for one TensorRT engine per GPU).")
-@click.option("--batch-size", type=int, default=4, help="Images per stage call, 1 to 256.")
-@click.option("--frame-stride", type=int, default=1, help="Videos: keep every n-th frame.")
-@click.option("--device", default="cpu", help="torch: cpu or cuda; openvino: CPU, GPU, NPU or AUTO.")
-@click.option("--resume", is_flag=True, help="Skip inputs whose output exists and whose manifest row is ok.")
-@click.option("--overwrite", is_flag=True, help="Start again over an earlier job's manifest and outputs.")
-@click.option(
-    "--address",
-    default=None,
-    help="Ray cluster to join: 'auto' (this machine's cluster) or ray://HOST:10001. [default: start Ray here]",
-)
-@click.option(
-    "--manifest", type=click.Path(dir_okay=False), default=None, help="File or URI. [default: OUTPUT/manifest.parquet]"
-)
-@click.option("--max-items", type=int, default=None, help="Process at most this many inputs (a trial run).")
-@click.option("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS, help="Refuse larger images.")
-@click.option("--max-aspect", type=float, default=DEFAULT_MAX_ASPECT, help="Refuse images longer than this ratio.")
-@click.option("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="Refuse larger network inputs (dynamic).")
+@SCALE_OPTIONS
+@LIMIT_OPTIONS
 @JSON_OPTION
 @user_errors
-def batch_main(
-    model,
-    input_spec,
-    output,
-    fmt,
-    cmap,
-    input_size,
-    actors,
-    threads_per_actor,
-    gpus_per_actor,
-    batch_size,
-    frame_stride,
-    device,
-    resume,
-    overwrite,
-    address,
-    manifest,
-    max_items,
-    max_megapixels,
-    max_aspect,
-    max_tokens,
-    as_json,
-):
+def batch_main(as_json, **values):
     """Depth for a whole corpus on Ray Data: resumable, with a manifest of every input.
 
     \b
@@ -106,37 +147,11 @@ def batch_main(
     (OUTPUT/manifest.parquet), never the end of the job. Ctrl-C writes the manifest of
     what is done; --resume does the rest.
     """
-    check_number(max_megapixels, "--max-megapixels", 0, 100_000, low_open=True)
-    check_number(max_aspect, "--max-aspect", 1, 100_000)
-    check_max_tokens(max_tokens)  # at most MAX_TOKENS_CEILING, before Ray starts
+    limits = LIMIT_OPTIONS.parse(values)  # before Ray starts
     require_ray()
-    from pathlib import Path
+    from dav2.batch import run_batch
 
-    from dav2.batch import BatchOptions, run_batch
-    from dav2.batch.storage import location
-
-    options = BatchOptions(
-        model=Path(model),
-        input=input_spec,
-        output=location(output),
-        fmt=fmt,
-        cmap=cmap,
-        input_size=input_size,
-        actors=actors,
-        threads_per_actor=threads_per_actor,
-        gpus_per_actor=gpus_per_actor,
-        device=device,
-        batch_size=batch_size,
-        frame_stride=frame_stride,
-        resume=resume,
-        overwrite=overwrite,
-        address=address,
-        limits=ImageLimits(max_pixels=int(max_megapixels * 1_000_000), max_aspect=max_aspect),
-        max_tokens=max_tokens,
-        manifest=location(manifest) if manifest else None,
-        max_items=max_items,
-    )
-    summary = run_batch(options)
+    summary = run_batch(batch_options(values, limits))
     for line in summary.lines():
         console.info(line)
     if as_json:

@@ -1,101 +1,213 @@
-"""dav2-bench: latency, throughput, memory and accuracy of every backend x precision x size."""
+"""dav2-bench: latency, throughput, memory and accuracy of every backend x precision x size.
+
+The options come in groups (common.OptionGroup): the candidates (sizes, backends, precisions),
+the images, the timing, the pipeline pass, the machine. `bench_settings` and `PickRequest`
+parse them into the library's own records (benchmarks.runner.BenchSettings, pick.Budget),
+whose fields are the options' defaults.
+"""
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from dav2 import console
+from dav2.benchmarks.discovery import BACKENDS
+from dav2.benchmarks.pick import CANDIDATE_BACKENDS, DEFAULT_INT8_RECIPES, DEFAULT_SECONDS, QUICK, Budget
+from dav2.benchmarks.pipeline import MAX_FRAMES, OUTPUTS
+from dav2.benchmarks.runner import BenchSettings
 from dav2.cli.common import (
     CONTEXT,
     ENCODER_AND_CHECKPOINT,
     JSON_OPTION,
+    MAX_CALIB_COUNT,
     THREADS_OPTION,
+    OptionGroup,
     check_number,
     csv_option,
     require_export_tools,
     user_errors,
 )
 from dav2.errors import Dav2Error
-from dav2.vocabulary import ENCODER_SPECS, BackendName, Precision
+from dav2.export.gate import defaults_text
+from dav2.vocabulary import DEFAULT_INPUT_SIZE, ENCODER_SPECS, BackendName, Precision
+
+# bounds of the timing options: a case never runs for more than MAX_SECONDS + its runs, and no
+# option can ask for a loop that would not end (--min-runs 100000000) or that reads as no time (nan)
+MAX_SECONDS = 600.0
+MAX_RUNS = 100_000
+MAX_WARMUP = 10_000
+MAX_EVAL_IMAGES = 64
+MIN_PICK_SECONDS = 0.5  # a pick ranks candidates by their spread, which needs several runs
+DEFAULTS = BenchSettings()  # the options' defaults are the settings' own
+
+
+def sizes_option(help_text: str) -> click.Option:
+    return click.option("--sizes", default=str(DEFAULT_INPUT_SIZE), callback=csv_option(int), help=help_text)
+
+
+def backends_option(default: tuple[str, ...], help_text: str) -> click.Option:
+    return click.option(
+        "--backends", default=",".join(default), callback=csv_option(str, BackendName.values()), help=help_text
+    )
+
 
 PRECISIONS_OPTION = click.option(
-    "--precisions", default="fp32,fp16,int8", callback=csv_option(str, Precision.values()), help="Precisions to try."
+    "--precisions",
+    default=",".join(DEFAULTS.precisions),
+    callback=csv_option(str, Precision.values()),
+    help="Precisions to try.",
 )
 CACHE_DIR_OPTION = click.option(
     "--cache-dir",
     type=click.Path(file_okay=False),
-    default=str(Path.home() / ".cache" / "dav2" / "bench"),
+    default=str(DEFAULTS.cache_dir),
     help="Where built artifacts are kept and reused (dav2-bench and dav2-bench pick share them).",
 )
+LABEL_OPTION = click.option(
+    "--label", default=None, help="Machine name in tables. [default: GPU name, else CPU model and cores]"
+)
 
 
-@click.group(
-    invoke_without_command=True,
-    context_settings=CONTEXT,
+def image_options(images_help: str, eval_help: str) -> OptionGroup:
+    """--images and how many of them are held out (--eval-images) and calibrated on (--calib-count)."""
+    return OptionGroup(
+        click.option("--images", type=click.Path(exists=True), default=None, help=images_help),
+        click.option(
+            "--eval-images", type=int, default=DEFAULTS.eval_images, help=f"{eval_help} (1-{MAX_EVAL_IMAGES})."
+        ),
+        click.option(
+            "--calib-count",
+            type=int,
+            default=DEFAULTS.calib_count,
+            help=f"INT8 calibration images (1-{MAX_CALIB_COUNT}).",
+        ),
+    )
+
+
+TIMING_OPTIONS = OptionGroup(
+    click.option(
+        "--seconds",
+        type=float,
+        default=DEFAULTS.seconds,
+        help=f"Timed seconds per case, more than 0 and at most {MAX_SECONDS:g} (within --min-runs/--max-runs).",
+    ),
+    click.option("--min-runs", type=int, default=DEFAULTS.min_runs, help=f"Fewest timed runs per case (1-{MAX_RUNS})."),
+    click.option("--max-runs", type=int, default=DEFAULTS.max_runs, help=f"Most timed runs per case (1-{MAX_RUNS})."),
+    click.option("--warmup", type=int, default=DEFAULTS.warmup, help=f"Untimed runs before timing (0-{MAX_WARMUP})."),
 )
-@ENCODER_AND_CHECKPOINT
-@click.option("--sizes", default="518", callback=csv_option(int), help="Comma-separated square input sizes.")
-@click.option(
-    "--backends",
-    default="torch,onnxruntime,openvino,tensorrt",
-    callback=csv_option(str, BackendName.values()),
-    help="Backends to try (what is not installed is skipped with the reason; torch FP32 always runs as the baseline).",
+PIPELINE_OPTIONS = OptionGroup(
+    click.option(
+        "--pipeline",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Also run this video through dav2-run's threaded pipeline for each case of the backends asked for: "
+        "end-to-end FPS beside the standalone FPS, and host ms per frame (read, preprocess, postprocess, write).",
+    ),
+    click.option(
+        "--pipeline-frames",
+        type=int,
+        default=DEFAULTS.pipeline_frames,
+        show_default=True,
+        help=f"Most frames of the --pipeline video per case (1 to {MAX_FRAMES}).",
+    ),
+    click.option(
+        "--pipeline-output",
+        type=click.Choice(list(OUTPUTS)),
+        default=DEFAULTS.pipeline_output,
+        show_default=True,
+        help="What the pipeline's write stage does: a colour mp4 (as dav2-run --save depth.mp4), or nothing kept.",
+    ),
 )
-@PRECISIONS_OPTION
-@click.option(
-    "--images",
-    type=click.Path(exists=True),
-    default=None,
-    help="Real photos (folder or video): held-out ones for accuracy and timing, the rest for INT8 calibration. "
-    "[default: the sample scene; INT8 for OpenVINO/TensorRT skipped]",
+BENCH_OPTIONS = OptionGroup(
+    ENCODER_AND_CHECKPOINT,
+    sizes_option("Comma-separated square input sizes."),
+    backends_option(
+        tuple(backend.value for backend in BACKENDS),
+        "Backends to try (what is not installed is skipped with the reason; torch FP32 always runs as the baseline).",
+    ),
+    PRECISIONS_OPTION,
+    image_options(
+        "Real photos (folder or video): held-out ones for accuracy and timing, the rest for INT8 calibration. "
+        "[default: the sample scene; INT8 for OpenVINO/TensorRT skipped]",
+        "Held-out images for the accuracy columns",
+    ),
+    TIMING_OPTIONS,
+    THREADS_OPTION,
+    CACHE_DIR_OPTION,
+    PIPELINE_OPTIONS,
+    click.option(
+        "--model",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Measure this dav2-export artifact as it is (its own input shape and format) instead of building "
+        "artifacts: no PyTorch baseline, no accuracy columns; --sizes/--backends/--precisions/--images are not used.",
+    ),
+    LABEL_OPTION,
 )
-@click.option("--eval-images", type=int, default=4, help="Held-out images for the accuracy columns (1-64).")
-@click.option("--calib-count", type=int, default=32, help="INT8 calibration images (1-10000).")
-@click.option(
-    "--seconds",
-    type=float,
-    default=5.0,
-    help="Timed seconds per case, more than 0 and at most 600 (within --min-runs/--max-runs).",
-)
-@click.option("--min-runs", type=int, default=5, help="Fewest timed runs per case (1-100000).")
-@click.option("--max-runs", type=int, default=200, help="Most timed runs per case (1-100000).")
-@click.option("--warmup", type=int, default=3, help="Untimed runs before timing (0-10000).")
-@THREADS_OPTION
-@CACHE_DIR_OPTION
-@click.option(
-    "--pipeline",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Also run this video through dav2-run's threaded pipeline for each case of the backends asked for: "
-    "end-to-end FPS beside the standalone FPS, and host ms per frame (read, preprocess, postprocess, write).",
-)
-@click.option(
-    "--pipeline-frames",
-    type=int,
-    default=300,
-    show_default=True,
-    help="Most frames of the --pipeline video per case (1 to 100000).",
-)
-@click.option(
-    "--pipeline-output",
-    type=click.Choice(["video", "none"]),
-    default="video",
-    show_default=True,
-    help="What the pipeline's write stage does: a colour mp4 (as dav2-run --save depth.mp4), or nothing kept.",
-)
-@click.option(
-    "--model",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Measure this dav2-export artifact as it is (its own input shape and format) instead of building "
-    "artifacts: no PyTorch baseline, no accuracy columns; --sizes/--backends/--precisions/--images are not used.",
-)
-@click.option("--label", default=None, help="Machine name in tables. [default: GPU name, else CPU model and cores]")
+
+
+def command_line() -> str:
+    """The command as typed, recorded with the results."""
+    return " ".join(["dav2-bench", *sys.argv[1:]])
+
+
+def checked_sizes(sizes: list[int]) -> list[int]:
+    """--sizes, each rounded to the patch size (said when it changes); one at least."""
+    if not sizes:
+        raise Dav2Error("--sizes needs at least one size")
+    from dav2.export.context import checked_size
+
+    return [checked_size("sizes", size) for size in sizes]
+
+
+def check_images(eval_images: int, calib_count: int) -> None:
+    check_number(eval_images, "--eval-images", 1, MAX_EVAL_IMAGES)
+    check_number(calib_count, "--calib-count", 1, MAX_CALIB_COUNT)
+
+
+def check_timing(seconds: float, min_runs: int, max_runs: int, warmup: int) -> None:
+    """--seconds, --min-runs, --max-runs and --warmup in range, before any work."""
+    check_number(seconds, "--seconds", 0, MAX_SECONDS, low_open=True)
+    check_number(min_runs, "--min-runs", 1, MAX_RUNS)
+    check_number(max_runs, "--max-runs", 1, MAX_RUNS)
+    check_number(warmup, "--warmup", 0, MAX_WARMUP)
+    if min_runs > max_runs:
+        raise Dav2Error(f"--min-runs {min_runs} is more than --max-runs {max_runs}")
+
+
+def check_pipeline_options(video: str | None, frames: int) -> None:
+    """A --pipeline that is not a video, or a frame count out of range, is one error line before any work."""
+    from dav2.media import is_video
+
+    check_number(frames, "--pipeline-frames", 1, MAX_FRAMES)
+    if video is not None and not is_video(Path(video)):
+        raise Dav2Error(f"--pipeline needs a video file (by its extension), not {video}")
+
+
+def bench_settings(values: dict) -> BenchSettings:
+    """The run the options describe, every number checked before any work. --model measures one
+    artifact as it is: no sizes, and no PyTorch or onnx needed to build anything."""
+    sizes = values.pop("sizes")
+    if not sizes:
+        raise Dav2Error("--sizes needs at least one size")
+    check_timing(**{name: values[name] for name in TIMING_OPTIONS.names})
+    check_images(values["eval_images"], values["calib_count"])
+    check_pipeline_options(values["pipeline"], values["pipeline_frames"])
+    if not values["model"]:
+        require_export_tools("dav2-bench")
+    sizes = [] if values["model"] else checked_sizes(sizes)
+    cache_dir = Path(values.pop("cache_dir"))
+    return BenchSettings(sizes=sizes, cache_dir=cache_dir, command=command_line(), **values)
+
+
+@click.group(invoke_without_command=True, context_settings=CONTEXT)
+@BENCH_OPTIONS
 @click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for the JSON, Markdown (and PNG).")
 @click.pass_context
 @user_errors
-def bench_main(ctx, save, cache_dir, **options):
+def bench_main(ctx, save, **values):
     """Latency, throughput, memory and accuracy of every backend x precision x size this machine can run.
 
     \b
@@ -109,66 +221,22 @@ def bench_main(ctx, save, cache_dir, **options):
     """
     if ctx.invoked_subcommand is not None:
         return
-    from dav2.benchmarks.report import save as save_results
     from dav2.benchmarks.report import to_markdown
-    from dav2.benchmarks.runner import BenchSettings, nothing_measured, run_bench
+    from dav2.benchmarks.runner import interrupted_status, nothing_measured, run_bench
 
-    if not options["sizes"]:
-        raise Dav2Error("--sizes needs at least one size")
-    check_timing_options(options)
-    check_pipeline_options(options["pipeline"], options["pipeline_frames"])
-    if options["model"]:
-        sizes = []
-    else:
-        require_export_tools("dav2-bench")
-        from dav2.export.context import checked_size
-
-        sizes = [checked_size("sizes", size) for size in options.pop("sizes")]
-    options.pop("sizes", None)
-    command = " ".join(["dav2-bench", *sys.argv[1:]])
-    settings = BenchSettings(sizes=sizes, cache_dir=Path(cache_dir), command=command, **options)
-    document = run_bench(settings)
+    document = run_bench(bench_settings(values))
     reason = nothing_measured(document) if document["complete"] else None
     if reason:  # before saving: a table of failures must not replace an earlier result file
         raise Dav2Error(f"nothing was measured (every case failed); first: {reason}")
     markdown = to_markdown(document)
     if save:
+        from dav2.benchmarks.report import save as save_results
+
         for path in save_results(document, Path(save)):
             console.info(f"saved {path}")
     click.echo(markdown)
     if not document["complete"]:
-        from dav2.benchmarks.runner import interrupted_status
-
         sys.exit(interrupted_status(document))
-
-
-# bounds of the timing options: a case never runs for more than MAX_SECONDS + its runs, and no
-# option can ask for a loop that would not end (--min-runs 100000000) or that reads as no time (nan)
-MAX_SECONDS = 600.0
-MAX_RUNS = 100_000
-MAX_WARMUP = 10_000
-
-
-def check_timing_options(options: dict) -> None:
-    """--seconds, --min-runs, --max-runs, --warmup, --eval-images, --calib-count in range, before any work."""
-    check_number(options["seconds"], "--seconds", 0, MAX_SECONDS, low_open=True)
-    check_number(options["min_runs"], "--min-runs", 1, MAX_RUNS)
-    check_number(options["max_runs"], "--max-runs", 1, MAX_RUNS)
-    check_number(options["warmup"], "--warmup", 0, MAX_WARMUP)
-    check_number(options["eval_images"], "--eval-images", 1, 64)
-    check_number(options["calib_count"], "--calib-count", 1, 10_000)
-    if options["min_runs"] > options["max_runs"]:
-        raise Dav2Error(f"--min-runs {options['min_runs']} is more than --max-runs {options['max_runs']}")
-
-
-def check_pipeline_options(video: str | None, frames: int) -> None:
-    """A --pipeline that is not a video, or a frame count out of range, is one error line before any work."""
-    from dav2.benchmarks.pipeline import MAX_FRAMES
-    from dav2.media import is_video
-
-    check_number(frames, "--pipeline-frames", 1, MAX_FRAMES)
-    if video is not None and not is_video(Path(video)):
-        raise Dav2Error(f"--pipeline needs a video file (by its extension), not {video}")
 
 
 @bench_main.command("compare")
@@ -181,73 +249,138 @@ def bench_compare(results):
     click.echo(compare([Path(p) for p in results]))
 
 
-@bench_main.command("pick", context_settings=CONTEXT)
-@ENCODER_AND_CHECKPOINT
-@click.option(
-    "--max-abs-rel",
-    type=float,
-    default=None,
-    help="Accuracy budget: AbsRel against PyTorch FP32 on held-out photos (0.01 is about FP16's error). "
-    "[default: dav2-export's default for each candidate's precision: fp16 0.01, int8 0.05, fp32 none]",
+BUDGET_OPTIONS = OptionGroup(
+    click.option(
+        "--max-abs-rel",
+        type=float,
+        default=None,
+        help="Accuracy budget: AbsRel against PyTorch FP32 on held-out photos (0.01 is about FP16's error). "
+        f"[default: dav2-export's default for each candidate's precision: {defaults_text()}, fp32 none]",
+    ),
+    click.option("--max-ms", type=float, default=None, help="Also require a median latency of at most this (ms)."),
+    click.option("--min-fps", type=float, default=None, help="Also require at least this many frames per second."),
 )
-@click.option("--max-ms", type=float, default=None, help="Also require a median latency of at most this (ms).")
-@click.option("--min-fps", type=float, default=None, help="Also require at least this many frames per second.")
-@click.option("--sizes", default="518", callback=csv_option(int), help="Comma-separated square input sizes to try.")
-@click.option(
-    "--backends",
-    default="onnxruntime,openvino,tensorrt",
-    callback=csv_option(str, BackendName.values()),
-    help="Backends to try (what is not installed here is skipped with the reason; PyTorch FP32 always runs as "
-    "the baseline).",
+INT8_CANDIDATE_OPTIONS = OptionGroup(
+    click.option(
+        "--int8-float",
+        default=None,
+        help="OpenVINO INT8 mixed-precision candidates: recipes separated by ';', each a comma-separated list of "
+        "parts left in float (as dav2-export --int8-float); '' for none. "
+        f"[default: {DEFAULT_INT8_RECIPES}]",
+    ),
+    click.option(
+        "--accuracy-control",
+        is_flag=True,
+        help="Also try OpenVINO INT8 made by NNCF's accuracy control to --max-abs-rel (slow: it ranks every "
+        "quantized layer; about half an hour at 518 on 2 cores).",
+    ),
 )
-@PRECISIONS_OPTION
-@click.option(
-    "--images",
-    type=click.Path(exists=True),
-    default=None,
-    help="Real photos (folder or video): held-out ones for accuracy, the others for INT8 calibration and "
-    "validation. [default: the sample scene only; INT8 for OpenVINO/TensorRT skipped]",
-)
-@click.option("--eval-images", type=int, default=4, show_default=True, help="Held-out images for AbsRel (1-64).")
-@click.option("--calib-count", type=int, default=16, show_default=True, help="INT8 calibration images (1-1000).")
-@click.option(
-    "--int8-float",
-    default=None,
-    help="OpenVINO INT8 mixed-precision candidates: recipes separated by ';', each a comma-separated list of "
-    "parts left in float (as dav2-export --int8-float); '' for none. "
-    "[default: head;patch_embed,head;patch_embed,head,proj]",
-)
-@click.option(
-    "--accuracy-control",
-    is_flag=True,
-    help="Also try OpenVINO INT8 made by NNCF's accuracy control to --max-abs-rel (slow: it ranks every "
-    "quantized layer; about half an hour at 518 on 2 cores).",
-)
-@click.option("--seconds", type=float, default=3.0, show_default=True, help="Timed seconds per candidate (0.5-600).")
-@click.option(
+QUICK_OPTION = click.option(
     "--quick",
     is_flag=True,
     help="A pick in minutes: the first of --sizes only, no INT8 mixed-precision or accuracy-control candidates, "
-    "no ONNX Runtime FP16 without a GPU, 1 timed second, 1 warm-up run, 2 held-out and 8 calibration images "
-    "per candidate, no split/throughput columns. The report lists what was left out.",
+    f"no ONNX Runtime FP16 without a GPU, {QUICK.seconds:g} timed second, {QUICK.warmup} warm-up run, "
+    f"{QUICK.eval_images} held-out and {QUICK.calib_count} calibration images per candidate, no split/throughput "
+    "columns. The report lists what was left out.",
 )
-@THREADS_OPTION
-@CACHE_DIR_OPTION
-@click.option(
-    "--output",
-    type=click.Path(file_okay=False),
-    default="models/picked",
-    show_default=True,
-    help="Folder for the chosen artifact (with its sidecar and weights), pick.md, pick.json and pick.png. A pick "
-    "that installs nothing leaves those untouched and reports beside them: pick-failed.* (no candidate within "
-    "the budget, exit 1) or pick-incomplete.* (interrupted: what was measured, exit 130/143).",
+PICK_OPTIONS = OptionGroup(
+    ENCODER_AND_CHECKPOINT,
+    BUDGET_OPTIONS,
+    sizes_option("Comma-separated square input sizes to try."),
+    backends_option(
+        CANDIDATE_BACKENDS,
+        "Backends to try (what is not installed here is skipped with the reason; PyTorch FP32 always runs as "
+        "the baseline).",
+    ),
+    PRECISIONS_OPTION,
+    image_options(
+        "Real photos (folder or video): held-out ones for accuracy, the others for INT8 calibration and "
+        "validation. [default: the sample scene only; INT8 for OpenVINO/TensorRT skipped]",
+        "Held-out images for AbsRel",
+    ),
+    INT8_CANDIDATE_OPTIONS,
+    click.option(
+        "--seconds",
+        type=float,
+        default=DEFAULT_SECONDS,
+        show_default=True,
+        help=f"Timed seconds per candidate ({MIN_PICK_SECONDS:g}-{MAX_SECONDS:g}).",
+    ),
+    QUICK_OPTION,
+    THREADS_OPTION,
+    CACHE_DIR_OPTION,
+    click.option(
+        "--output",
+        type=click.Path(file_okay=False),
+        default="models/picked",
+        show_default=True,
+        help="Folder for the chosen artifact (with its sidecar and weights), pick.md, pick.json and pick.png. A "
+        "pick that installs nothing leaves those untouched and reports beside them: pick-failed.* (no candidate "
+        "within the budget, exit 1) or pick-incomplete.* (interrupted: what was measured, exit 130/143).",
+    ),
+    click.option(
+        "--label", default=None, help="Machine name in the report. [default: GPU name, else CPU model and cores]"
+    ),
+    JSON_OPTION,
 )
-@click.option("--label", default=None, help="Machine name in the report. [default: GPU name, else CPU model and cores]")
-@JSON_OPTION
+
+
+@dataclass(frozen=True)
+class PickRequest:
+    """What `dav2-bench pick` was asked: the candidates to measure, the budget, where to install."""
+
+    settings: BenchSettings
+    budget: Budget
+    output: Path
+    as_json: bool = False
+    left_out: tuple[str, ...] = ()  # what --quick left out, for the report
+
+    @classmethod
+    def parse(cls, values: dict) -> "PickRequest":
+        """From the command's keyword arguments (each number checked before any work)."""
+        budget = parse_budget(**BUDGET_OPTIONS.take(values))
+        check_images(values["eval_images"], values["calib_count"])
+        check_number(values["seconds"], "--seconds", MIN_PICK_SECONDS, MAX_SECONDS)
+        output, as_json, quick = Path(values.pop("output")), values.pop("as_json"), values.pop("quick")
+        int8_float, accuracy_control = (values.pop(name) for name in INT8_CANDIDATE_OPTIONS.names)
+        settings = BenchSettings(
+            sizes=checked_sizes(values.pop("sizes")),
+            cache_dir=Path(values.pop("cache_dir")),
+            command=command_line(),
+            int8_recipes=int8_recipes(int8_float, values["encoder"]),
+            controlled_int8=budget.abs_rel_limit("int8") if accuracy_control else None,
+            **values,
+        )
+        return cls(settings, budget, output, as_json, tuple(apply_quick(settings)) if quick else ())
+
+
+def parse_budget(max_abs_rel: float | None, max_ms: float | None, min_fps: float | None) -> Budget:
+    return Budget(
+        check_number(max_abs_rel, "--max-abs-rel", 0, 1, low_open=True),
+        check_number(max_ms, "--max-ms", 0, 1e6, low_open=True),
+        check_number(min_fps, "--min-fps", 0, 1e6, low_open=True),
+    )
+
+
+def int8_recipes(int8_float: str | None, encoder: str) -> tuple[tuple[str, ...], ...]:
+    """--int8-float (or the default recipes), each group checked against the encoder's depth."""
+    from dav2.benchmarks.pick import parse_recipes
+
+    return parse_recipes(DEFAULT_INT8_RECIPES if int8_float is None else int8_float, ENCODER_SPECS[encoder].depth)
+
+
+def apply_quick(settings: BenchSettings) -> list[str]:
+    """--quick: cut the settings down (pick.apply_quick) for this machine; what was left out."""
+    from dav2.benchmarks.discovery import Machine
+    from dav2.benchmarks.pick import apply_quick as cut_down
+
+    return cut_down(settings, bool(Machine.here().gpus))
+
+
+@bench_main.command("pick", context_settings=CONTEXT)
+@PICK_OPTIONS
 @user_errors
-def bench_pick(
-    output, cache_dir, as_json, max_abs_rel, max_ms, min_fps, int8_float, accuracy_control, quick, **options
-):
+def bench_pick(**values):
     """Measure the candidates and install the fastest artifact within an accuracy budget.
 
     Every backend x precision x size this machine runs is a candidate (built once and cached,
@@ -273,35 +406,9 @@ def bench_pick(
       dav2-bench pick --max-abs-rel 0.02 --max-ms 120 --sizes 392,518 --images photos/ --json
       dav2-bench pick --max-abs-rel 0.05 --backends openvino --precisions fp16,int8 --images clip.mp4
     """
-    from dav2.benchmarks.discovery import Machine
-    from dav2.benchmarks.pick import DEFAULT_INT8_RECIPES, Budget, apply_quick, parse_recipes
-    from dav2.benchmarks.runner import BenchSettings
-
     require_export_tools("dav2-bench pick")
-    from dav2.export.context import checked_size
-
-    budget = Budget(
-        check_number(max_abs_rel, "--max-abs-rel", 0, 1, low_open=True),
-        check_number(max_ms, "--max-ms", 0, 1e6, low_open=True),
-        check_number(min_fps, "--min-fps", 0, 1e6, low_open=True),
-    )
-    check_number(options["eval_images"], "--eval-images", 1, 64)
-    check_number(options["calib_count"], "--calib-count", 1, 1000)
-    check_number(options["seconds"], "--seconds", 0.5, 600)
-    if not options["sizes"]:
-        raise Dav2Error("--sizes needs at least one size")
-    options["sizes"] = [checked_size("sizes", size) for size in options["sizes"]]
-    settings = BenchSettings(
-        cache_dir=Path(cache_dir),
-        command=" ".join(["dav2-bench", *sys.argv[1:]]),
-        int8_recipes=parse_recipes(
-            DEFAULT_INT8_RECIPES if int8_float is None else int8_float, ENCODER_SPECS[options["encoder"]].depth
-        ),
-        controlled_int8=budget.abs_rel_limit("int8") if accuracy_control else None,
-        **options,
-    )
-    left_out = apply_quick(settings, bool(Machine.here().gpus)) if quick else []
-    pick(settings, budget, Path(output), as_json, left_out)
+    request = PickRequest.parse(values)
+    pick(request.settings, request.budget, request.output, request.as_json, list(request.left_out))
 
 
 def pick(settings, budget, output: Path, as_json: bool, left_out: list[str] | None = None) -> None:

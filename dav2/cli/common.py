@@ -1,23 +1,35 @@
 """What every dav2 command shares: error handling, option groups declared once, small parsers.
 
+A command declares its options in groups (`OptionGroup`, after Polygraphy's argument groups):
+each group is one decorator for a set of related options and one parser that turns their values
+into a typed record (`InputLimits` here; RunOptions, BatchOptions, BenchSettings in the
+commands), so a command function only parses, calls the library and prints. Defaults and
+choices come from the library's own constants and signatures (`default_of`), never restated.
+
 Errors a user can cause arrive as Dav2Error and end in one `error: ...` line on standard
 error with exit status 1 (click's own usage errors keep click's convention: exit 2 with a
 usage line). Standard output is kept for results and the --json line.
 """
 
 import functools
+import inspect
 import math
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import click
 
 from dav2 import optional
+from dav2.calibration.dataset import DEFAULT_COUNT, DEFAULT_HOLDOUT, DEFAULT_SEED, DEFAULT_VALIDATION
 from dav2.cli.startup import end_quiet_start
 from dav2.errors import Dav2Error, one_line
-from dav2.vocabulary import ENCODERS, ModelKind
+from dav2.media import DEFAULT_MAX_ASPECT, DEFAULT_MAX_MEGAPIXELS, ImageLimits
+from dav2.processing import DEFAULT_MAX_TOKENS, check_max_tokens
+from dav2.vocabulary import DEFAULT_INPUT_SIZE, ENCODERS, ModelKind
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -73,15 +85,54 @@ def require_export_tools(command: str) -> None:
     optional.require("onnx", command)
 
 
-def option_group(*decorators: Callable) -> Callable:
-    """Several click options applied as one decorator, in the order written."""
+class OptionGroup:
+    """Related options declared once, with the parser that turns their values into one typed
+    record: Polygraphy's argument groups, for click.
 
-    def apply(function: Callable) -> Callable:
-        for decorator in reversed(decorators):
-            function = decorator(function)
+    Used as a decorator, the group adds its options to a command in the order written (a group
+    may hold groups). `parse(values, **context)` takes the group's own values out of the
+    command's keyword arguments and returns `parser(**those, **context)`; the parser checks them
+    (a bad value is one `error:` line, so it runs inside `user_errors`, not as a click callback)
+    and builds the record. A command function then reads: parse each group, call the library,
+    print; its defaults and choices live with the options, taken from the library's constants.
+    """
+
+    def __init__(self, *options: Callable, parser: Callable[..., Any] | None = None):
+        self.options = options
+        self.parser = parser
+        self.names = declared_names(options)
+
+    def __call__(self, function: Callable) -> Callable:
+        for option in reversed(self.options):
+            function = option(function)
         return function
 
-    return apply
+    def take(self, values: dict[str, Any]) -> dict[str, Any]:
+        """This group's values, removed from `values` (a command's keyword arguments)."""
+        return {name: values.pop(name) for name in self.names}
+
+    def parse(self, values: dict[str, Any], **context: Any) -> Any:
+        """The group's record, from its values in `values` (removed) and `context` (parsed before)."""
+        if self.parser is None:
+            raise TypeError("this option group has no parser; use take()")
+        return self.parser(**self.take(values), **context)
+
+
+def declared_names(options: tuple[Callable, ...]) -> tuple[str, ...]:
+    """The parameter names `options` give a command, in order (click keeps the parameters it
+    declares on the function it decorates, until the command is made)."""
+
+    def probe() -> None: ...
+
+    for option in reversed(options):
+        probe = option(probe)
+    return tuple(param.name for param in reversed(getattr(probe, "__click_params__", [])))
+
+
+def default_of(owner: Callable, name: str) -> Any:
+    """The default of parameter `name` of a function or a dataclass: an option's default is the
+    library's own, written once where the library declares it."""
+    return inspect.signature(owner).parameters[name].default
 
 
 # --- the option groups ------------------------------------------------------------------------
@@ -107,9 +158,7 @@ def kind_option(default: str | None = ModelKind.RELATIVE.value, note: str = "") 
 ENCODER_OPTION = encoder_option()
 # str, not click.Path: a transformers model folder or a hub repo id is a checkpoint too
 CHECKPOINT_OPTION = click.option("--checkpoint", type=str, default=None, help=CHECKPOINT_HELP)
-ENCODER_AND_CHECKPOINT = option_group(ENCODER_OPTION, CHECKPOINT_OPTION)
-
-KIND_OPTION = kind_option()
+ENCODER_AND_CHECKPOINT = OptionGroup(ENCODER_OPTION, CHECKPOINT_OPTION)
 
 MODEL_OPTION = click.option(
     "--model",
@@ -121,33 +170,40 @@ INPUT_SIZE_OPTION = click.option(
     "--input-size",
     type=int,
     default=None,
-    help="Short side fed to dynamic models, as upstream's input_size. [default: the artifact's own, else 518]",
+    help="Short side fed to dynamic models, as upstream's input_size. "
+    f"[default: the artifact's own, else {DEFAULT_INPUT_SIZE}]",
 )
 MAX_THREADS = 256  # far past any CPU dav2 targets; 2000 threads made a run 170x slower, 100000 crashed
 THREADS_OPTION = click.option(
     "--threads", type=int, default=0, help=f"Inference threads, 0 to {MAX_THREADS} (0: the library's default)."
 )
 
-CALIBRATION = option_group(
+MAX_CALIB_COUNT = 10_000  # calibration images one INT8 build may take
+CALIBRATION = OptionGroup(
     click.option(
         "--calib-dir",
         type=click.Path(exists=True),
         default=None,
         help="INT8 calibration: a folder of real images (searched recursively) or a video.",
     ),
-    click.option("--calib-count", type=click.IntRange(1, 10000), default=32, help="Calibration images to use."),
-    click.option("--calib-seed", type=int, default=0, help="Seed for shuffling the calibration images."),
+    click.option(
+        "--calib-count",
+        type=click.IntRange(1, MAX_CALIB_COUNT),
+        default=DEFAULT_COUNT,
+        help="Calibration images to use.",
+    ),
+    click.option("--calib-seed", type=int, default=DEFAULT_SEED, help="Seed for shuffling the calibration images."),
     click.option(
         "--holdout",
         type=click.IntRange(0, 1000),
-        default=4,
+        default=DEFAULT_HOLDOUT,
         help="Images of --calib-dir kept out of calibration for the accuracy report.",
     ),
     click.option(
         "--validation-count",
         "validation",
         type=click.IntRange(1, 256),
-        default=4,
+        default=DEFAULT_VALIDATION,
         show_default=True,
         help="With --accuracy-control: images of --calib-dir (apart from the calibration and held-out ones) "
         "that NNCF's accuracy control measures AbsRel on while it chooses the layers to keep in float.",
@@ -187,6 +243,51 @@ MAX_ABS_REL_OPTION = click.option(
 )
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Also print the result as one JSON line (the last).")
+
+
+# bounds of the image limits: far past any camera or photo, so only a typo meets them
+MAX_MEGAPIXELS = 100_000
+MAX_ASPECT = 100_000
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """--max-megapixels, --max-aspect and --max-tokens: what one image or frame may cost."""
+
+    images: ImageLimits
+    max_tokens: int
+
+
+def parse_limits(max_megapixels: float, max_aspect: float, max_tokens: int) -> InputLimits:
+    """The limits, each checked (nan and inf refused) before anything opens."""
+    check_number(max_megapixels, "--max-megapixels", 0, MAX_MEGAPIXELS, low_open=True)
+    check_number(max_aspect, "--max-aspect", 1, MAX_ASPECT)
+    check_max_tokens(max_tokens)  # at most MAX_TOKENS_CEILING: attention memory grows with tokens²
+    return InputLimits(ImageLimits(max_pixels=int(max_megapixels * 1_000_000), max_aspect=max_aspect), max_tokens)
+
+
+LIMIT_OPTIONS = OptionGroup(
+    click.option(
+        "--max-megapixels",
+        type=float,
+        default=DEFAULT_MAX_MEGAPIXELS,
+        help="Refuse images and frames larger than this (checked from the file header before decoding).",
+    ),
+    click.option(
+        "--max-aspect",
+        type=float,
+        default=DEFAULT_MAX_ASPECT,
+        help="Refuse images whose long side is more than this many times the short side.",
+    ),
+    click.option(
+        "--max-tokens",
+        type=int,
+        default=DEFAULT_MAX_TOKENS,
+        help="Refuse network inputs of more than this many 14x14 patches (dynamic models; memory grows with its "
+        "square).",
+    ),
+    parser=parse_limits,
+)
 
 
 # --- parsers ---------------------------------------------------------------------------------

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from dav2.cli.common import CONTEXT, INPUT_SIZE_OPTION, JSON_OPTION, user_errors
+from dav2.cli.common import CONTEXT, INPUT_SIZE_OPTION, JSON_OPTION, OptionGroup, default_of, user_errors
 from dav2.errors import Dav2Error
-from dav2.evaluation.dense import ALIGNMENTS
+from dav2.evaluation.dense import ALIGNMENTS, evaluate_dense
 from dav2.evaluation.groundtruth import FORMATS as DEPTH_FORMATS
+from dav2.evaluation.groundtruth import read_depth
 
 
 @click.group(context_settings=CONTEXT)
@@ -100,35 +101,50 @@ def eval_temporal(model, video, stabilize, max_frames, input_size, as_json):
     _print_result(result, as_json, lines)
 
 
+DENSE_REFERENCE_OPTIONS = OptionGroup(
+    click.option(
+        "--depth",
+        type=click.Path(exists=True, file_okay=False),
+        default=None,
+        help="Folder of measured depth, one file per image (paired in sorted order).",
+    ),
+    click.option(
+        "--depth-format",
+        type=click.Choice(DEPTH_FORMATS),
+        default=default_of(read_depth, "fmt"),
+        help="Encoding of the depth files (see docs/bench.md).",
+    ),
+    EVAL_MODEL,
+    click.option(
+        "--reference",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Without --depth: compare with this artifact instead of measured depth.",
+    ),
+    click.option(
+        "--alignment",
+        type=click.Choice(ALIGNMENTS),
+        default=default_of(evaluate_dense, "alignment"),
+        help="Relative models: scale-and-shift (least squares) or median scale, in disparity space.",
+    ),
+    click.option(
+        "--min-depth",
+        type=float,
+        default=default_of(evaluate_dense, "min_depth"),
+        help="Ground truth below this (metres) is masked.",
+    ),
+    click.option(
+        "--max-depth",
+        type=float,
+        default=default_of(evaluate_dense, "max_depth"),
+        help="Ground truth above this (metres) is masked.",
+    ),
+)
+
+
 @eval_main.command("dense", short_help="AbsRel, δ1-δ3 and RMSE against measured depth, or against --reference.")
 @click.option("--images", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of images.")
-@click.option(
-    "--depth",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="Folder of measured depth, one file per image (paired in sorted order).",
-)
-@click.option(
-    "--depth-format",
-    type=click.Choice(DEPTH_FORMATS),
-    default="png-mm",
-    help="Encoding of the depth files (see docs/bench.md).",
-)
-@EVAL_MODEL
-@click.option(
-    "--reference",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Without --depth: compare with this artifact instead of measured depth.",
-)
-@click.option(
-    "--alignment",
-    type=click.Choice(ALIGNMENTS),
-    default="least-squares",
-    help="Relative models: scale-and-shift (least squares) or median scale, in disparity space.",
-)
-@click.option("--min-depth", type=float, default=1e-3, help="Ground truth below this (metres) is masked.")
-@click.option("--max-depth", type=float, default=80.0, help="Ground truth above this (metres) is masked.")
+@DENSE_REFERENCE_OPTIONS
 @INPUT_SIZE_OPTION
 @JSON_OPTION
 @user_errors
@@ -147,16 +163,25 @@ def eval_dense(images, depth, depth_format, model, reference, alignment, min_dep
         raise Dav2Error("give --depth (measured depth) or --reference (a second artifact)")
     if depth is not None:
         result = evaluate_against_depth(images, depth, depth_format, model, alignment, min_depth, max_depth, input_size)
-        r = result
-        lines = [
-            f"{Path(model).name} on {r['images']} image(s) ({r['alignment']}): AbsRel {r['abs_rel']:.4f}, "
-            f"δ1 {r['delta1']:.4f}, δ2 {r['delta2']:.4f}, δ3 {r['delta3']:.4f}, RMSE {r['rmse']:.3f} m"
-        ]
+        lines = [depth_line(result, model)]
     else:
         result = evaluate_against_reference(images, model, reference, input_size)
-        lines = [
-            f"{Path(model).name} against {Path(reference).name} on {result['images']} image(s): "
-            f"AbsRel {result['abs_rel']:.4f}, δ1 {result['delta1']:.4f}, max abs diff {result['max_abs_diff']:.3g}"
-        ]
+        lines = [reference_line(result, model, reference)]
     lines += [f"  {name}: AbsRel {m['abs_rel']:.4f}, δ1 {m['delta1']:.4f}" for name, m in result["per_image"].items()]
     _print_result(result, as_json, lines)
+
+
+def depth_line(r: dict, model: str) -> str:
+    """The mean metrics against measured depth, on one line."""
+    return (
+        f"{Path(model).name} on {r['images']} image(s) ({r['alignment']}): AbsRel {r['abs_rel']:.4f}, "
+        f"δ1 {r['delta1']:.4f}, δ2 {r['delta2']:.4f}, δ3 {r['delta3']:.4f}, RMSE {r['rmse']:.3f} m"
+    )
+
+
+def reference_line(r: dict, model: str, reference: str) -> str:
+    """The agreement of two artifacts, on one line."""
+    return (
+        f"{Path(model).name} against {Path(reference).name} on {r['images']} image(s): "
+        f"AbsRel {r['abs_rel']:.4f}, δ1 {r['delta1']:.4f}, max abs diff {r['max_abs_diff']:.3g}"
+    )

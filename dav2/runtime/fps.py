@@ -21,15 +21,142 @@ p90: the typical and the bad case; a mean hides the tail) and how many frames th
 latest-frame policy dropped. Both are in the summary, its printed text and the window overlay.
 Latency is measured for live sources only: a file's frame waits in the queues behind the
 frames read before it, so its capture-to-output time is queueing, not latency.
+
+The numbers are records, not loose dicts: `FpsMeter.summary()` is a `RunSummary` (a
+`StageStats` per stage, `LatencyStats`, the first frame's own numbers) and `snapshot()` a
+`LiveSnapshot`; their `as_dict()` is the JSON dav2-run --json prints, so the app, the bench
+and the CLI read fields a type checker knows while the written keys stay what scripts read.
 """
 
 import time
 from collections import deque
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 STAGES = ("read", "preprocess", "inference", "postprocess", "write")
 HOST_STAGES = ("read", "preprocess", "postprocess", "write")  # the stages with a CPU time
+
+
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    return round(float(value), digits) if value is not None else None
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """One stage's times over the timed frames, in ms of wall clock; a host stage also carries
+    its thread's CPU time (module docstring), which inference has not."""
+
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    fps: float | None  # 1000 / mean_ms (None when the mean is 0)
+    cpu_mean_ms: float | None = None
+    cpu_p50_ms: float | None = None
+
+    @classmethod
+    def of(cls, wall_ms: list[float], cpu_ms: list[float] | None = None) -> "StageStats":
+        mean = float(np.mean(wall_ms))
+        return cls(
+            mean_ms=round(mean, 3),
+            p50_ms=round(float(np.percentile(wall_ms, 50)), 3),
+            p90_ms=round(float(np.percentile(wall_ms, 90)), 3),
+            fps=round(1000.0 / mean, 3) if mean > 0 else None,
+            cpu_mean_ms=rounded(np.mean(cpu_ms)) if cpu_ms else None,
+            cpu_p50_ms=rounded(np.percentile(cpu_ms, 50)) if cpu_ms else None,
+        )
+
+    @property
+    def has_cpu(self) -> bool:
+        return self.cpu_mean_ms is not None
+
+    def as_dict(self) -> dict:
+        """The JSON shape: the CPU keys only for a stage that has a CPU time."""
+        record = asdict(self)
+        if not self.has_cpu:
+            del record["cpu_mean_ms"], record["cpu_p50_ms"]
+        return record
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Capture-to-output latency (ms): p50 and p90, the typical and the bad case, and the mean."""
+
+    mean: float
+    p50: float
+    p90: float
+
+    @classmethod
+    def of(cls, latency_ms: list[float]) -> "LatencyStats | None":
+        """None without any latency (a file source, or no timed frame)."""
+        if not latency_ms:
+            return None
+        return cls(
+            mean=round(float(np.mean(latency_ms)), 3),
+            p50=round(float(np.percentile(latency_ms, 50)), 3),
+            p90=round(float(np.percentile(latency_ms, 90)), 3),
+        )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The numbers of one finished run (pipeline.run's result). The first frame carries one-time
+    work, so it has its own fields and stays out of `stages`, `end_to_end_fps` and `latency_ms`."""
+
+    frames: int  # processed, the warm-up frame included
+    timed_frames: int  # the frames after the first: what the statistics cover
+    first_frame_ms: float | None
+    first_frame_stage_ms: dict[str, float]
+    first_frame_stage_cpu_ms: dict[str, float]
+    wall_s: float  # wall time of the timed frames
+    end_to_end_fps: float | None
+    live: bool  # a camera or stream: latency and drops are always stated
+    latency_ms: LatencyStats | None  # live sources only (module docstring)
+    stages: dict[str, StageStats] = field(default_factory=dict)
+    dropped_frames: int = 0  # by the latest-frame policy (live sources)
+
+    @property
+    def inference_fps(self) -> float | None:
+        stage = self.stages.get("inference")
+        return stage.fps if stage is not None else None
+
+    def as_dict(self) -> dict:
+        """The JSON record dav2-run --json prints as its last line (the keys reports and scripts read)."""
+        return {
+            "frames": self.frames,
+            "timed_frames": self.timed_frames,
+            "first_frame_ms": self.first_frame_ms,
+            "first_frame_stage_ms": dict(self.first_frame_stage_ms),
+            "first_frame_stage_cpu_ms": dict(self.first_frame_stage_cpu_ms),
+            "wall_s": self.wall_s,
+            "end_to_end_fps": self.end_to_end_fps,
+            "live": self.live,
+            "inference_fps": self.inference_fps,
+            "latency_ms": self.latency_ms.as_dict() if self.latency_ms is not None else None,
+            "stages": {stage: stats.as_dict() for stage, stats in self.stages.items()},
+            "dropped_frames": self.dropped_frames,
+        }
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """The live numbers over the recent window of frames: one JSON line a second (dav2-run --json)."""
+
+    frames: int
+    end_to_end_fps: float | None
+    latency_ms: float | None  # the mean; p50 and p90 beside it
+    latency_p50_ms: float | None
+    latency_p90_ms: float | None
+    stage_ms: dict[str, float]
+    stage_fps: dict[str, float]
+    stage_cpu_ms: dict[str, float]
+    dropped_frames: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 class FpsMeter:
@@ -96,72 +223,51 @@ class FpsMeter:
         stages = self.recent_stage_ms()
         return overlay_text(fps, self.recent_latency_ms(), dropped, stages, self.recent_cpu_ms())
 
-    def snapshot(self, dropped: int = 0) -> dict:
+    def snapshot(self, dropped: int = 0) -> LiveSnapshot:
         """The live numbers, for one JSON line a second."""
         fps = len(self.recent) / sum(self.recent) if self.recent else None
-        recent = latency_stats(self.recent_latency_ms())
+        recent = LatencyStats.of(self.recent_latency_ms())
         stages = self.recent_stage_ms()
-        return {
-            "frames": self.frames,
-            "end_to_end_fps": round(fps, 3) if fps else None,
-            "latency_ms": recent["mean"] if recent else None,
-            "latency_p50_ms": recent["p50"] if recent else None,
-            "latency_p90_ms": recent["p90"] if recent else None,
-            "stage_ms": {s: round(ms, 3) for s, ms in stages.items()},
-            "stage_fps": {s: round(1000 / ms, 3) for s, ms in stages.items() if ms > 0},
-            "stage_cpu_ms": {s: round(ms, 3) for s, ms in self.recent_cpu_ms().items()},
-            "dropped_frames": dropped,
-        }
+        return LiveSnapshot(
+            frames=self.frames,
+            end_to_end_fps=round(fps, 3) if fps else None,
+            latency_ms=recent.mean if recent else None,
+            latency_p50_ms=recent.p50 if recent else None,
+            latency_p90_ms=recent.p90 if recent else None,
+            stage_ms={s: round(ms, 3) for s, ms in stages.items()},
+            stage_fps={s: round(1000 / ms, 3) for s, ms in stages.items() if ms > 0},
+            stage_cpu_ms={s: round(ms, 3) for s, ms in self.recent_cpu_ms().items()},
+            dropped_frames=dropped,
+        )
 
-    def summary(self) -> dict:
-        """The run's numbers. Each entry of "stages" has mean_ms, p50_ms, p90_ms and fps (wall
-        clock); a host stage also has cpu_mean_ms and cpu_p50_ms (its thread's CPU time).
-        "latency_ms" is None for files (module docstring)."""
+    def summary(self, dropped_frames: int = 0) -> RunSummary:
+        """The run's numbers; `dropped_frames` is what the pipeline's latest-frame mailboxes
+        counted (the meter sees only the frames that arrive)."""
         timed = max(self.frames - 1, 0)
         wall = (self._last_end - self._started) if timed > 0 else 0.0
-        stages = {}
-        for stage, values in self.samples.items():
-            if values:
-                mean = float(np.mean(values))
-                stages[stage] = {
-                    "mean_ms": round(mean, 3),
-                    "p50_ms": round(float(np.percentile(values, 50)), 3),
-                    "p90_ms": round(float(np.percentile(values, 90)), 3),
-                    "fps": round(1000.0 / mean, 3) if mean > 0 else None,
-                }
-                cpu = self.cpu_samples.get(stage)
-                if cpu:
-                    stages[stage]["cpu_mean_ms"] = round(float(np.mean(cpu)), 3)
-                    stages[stage]["cpu_p50_ms"] = round(float(np.percentile(cpu, 50)), 3)
-        return {
-            "frames": self.frames,
-            "timed_frames": timed,
-            "first_frame_ms": round(self.first_frame_ms, 3) if self.first_frame_ms is not None else None,
-            "first_frame_stage_ms": {stage: round(ms, 3) for stage, ms in self.first_frame_stage_ms.items()},
-            "first_frame_stage_cpu_ms": {stage: round(ms, 3) for stage, ms in self.first_frame_stage_cpu_ms.items()},
-            "wall_s": round(wall, 4),
-            "end_to_end_fps": round(timed / wall, 3) if wall > 0 else None,
-            "live": self.live,
-            "inference_fps": stages.get("inference", {}).get("fps"),
-            "latency_ms": latency_stats(self.latency_ms),
-            "stages": stages,
+        stages = {
+            stage: StageStats.of(values, self.cpu_samples.get(stage))
+            for stage, values in self.samples.items()
+            if values
         }
+        return RunSummary(
+            frames=self.frames,
+            timed_frames=timed,
+            first_frame_ms=rounded(self.first_frame_ms),
+            first_frame_stage_ms={stage: round(ms, 3) for stage, ms in self.first_frame_stage_ms.items()},
+            first_frame_stage_cpu_ms={stage: round(ms, 3) for stage, ms in self.first_frame_stage_cpu_ms.items()},
+            wall_s=round(wall, 4),
+            end_to_end_fps=round(timed / wall, 3) if wall > 0 else None,
+            live=self.live,
+            latency_ms=LatencyStats.of(self.latency_ms),
+            stages=stages,
+            dropped_frames=dropped_frames,
+        )
 
 
 def recent_means(samples: dict[str, list[float]], count: int) -> dict[str, float]:
     """Each stage's mean over its last `count` values (none when count is 0)."""
     return {stage: float(np.mean(values[-count:])) for stage, values in samples.items() if values and count}
-
-
-def latency_stats(latency_ms: list[float]) -> dict[str, float] | None:
-    """mean, p50 and p90 of the capture-to-output latencies (ms), or None without any."""
-    if not latency_ms:
-        return None
-    return {
-        "mean": round(float(np.mean(latency_ms)), 3),
-        "p50": round(float(np.percentile(latency_ms, 50)), 3),
-        "p90": round(float(np.percentile(latency_ms, 90)), 3),
-    }
 
 
 def overlay_text(
@@ -196,47 +302,41 @@ def overlay_text(
     return "\n".join(lines)
 
 
-def latency_line(summary: dict) -> str | None:
+def latency_line(summary: RunSummary) -> str | None:
     """The summary's latency line: p50/p90 (and mean) from capture to display, for live sources
     only (a file's capture-to-output time is queueing)."""
-    latency = summary.get("latency_ms")
-    if not latency or not summary.get("live"):
+    latency = summary.latency_ms
+    if latency is None or not summary.live:
         return None
     return (
-        f"  latency capture -> display {latency['p50']:.1f} ms p50, {latency['p90']:.1f} ms p90 "
-        f"({latency['mean']:.1f} ms mean)"
+        f"  latency capture -> display {latency.p50:.1f} ms p50, {latency.p90:.1f} ms p90 ({latency.mean:.1f} ms mean)"
     )
 
 
-def dropped_line(summary: dict) -> str | None:
+def dropped_line(summary: RunSummary) -> str | None:
     """Frames the latest-frame policy dropped: always said for live sources, else only if any."""
-    dropped = summary.get("dropped_frames") or 0
-    if not (summary.get("live") or dropped):
+    dropped = summary.dropped_frames
+    if not (summary.live or dropped):
         return None
-    captured = summary["frames"] + dropped
+    captured = summary.frames + dropped
     return f"  {dropped} of {captured} captured frame(s) dropped by the latest-frame policy (newest frame kept)"
 
 
-def format_summary(summary: dict) -> str:
+def format_summary(summary: RunSummary) -> str:
     """Human-readable summary printed at the end of a run."""
-    lines = [f"{summary['frames']} frame(s)"]
-    if summary["first_frame_ms"] is not None:
-        lines[0] += f"; first frame {summary['first_frame_ms']:.1f} ms (warm-up, not in the statistics)"
-    if summary["timed_frames"] > 0:
-        for stage, stats in summary["stages"].items():
-            line = (
-                f"  {stage:<12} {stats['mean_ms']:9.2f} ms mean  {stats['p50_ms']:9.2f} ms p50  "
-                f"{stats['p90_ms']:9.2f} ms p90"
-            )
-            if stats.get("cpu_mean_ms") is not None:
-                line += f"  {stats['cpu_mean_ms']:9.2f} ms cpu"
+    lines = [f"{summary.frames} frame(s)"]
+    if summary.first_frame_ms is not None:
+        lines[0] += f"; first frame {summary.first_frame_ms:.1f} ms (warm-up, not in the statistics)"
+    if summary.timed_frames > 0:
+        for stage, stats in summary.stages.items():
+            line = f"  {stage:<12} {stats.mean_ms:9.2f} ms mean  {stats.p50_ms:9.2f} ms p50  {stats.p90_ms:9.2f} ms p90"
+            if stats.has_cpu:
+                line += f"  {stats.cpu_mean_ms:9.2f} ms cpu"
             lines.append(line)
-        if any("cpu_mean_ms" in stats for stats in summary["stages"].values()):
+        if any(stats.has_cpu for stats in summary.stages.values()):
             lines.append("  (ms cpu: the stage thread's own CPU time; wall time also counts waiting for a core)")
-        lines.append(
-            f"  inference-only FPS {summary['inference_fps']:.2f}, end-to-end FPS {summary['end_to_end_fps']:.2f}"
-        )
+        lines.append(f"  inference-only FPS {summary.inference_fps:.2f}, end-to-end FPS {summary.end_to_end_fps:.2f}")
         lines += [line for line in (latency_line(summary), dropped_line(summary)) if line]
-    elif summary["frames"] == 1:
+    elif summary.frames == 1:
         lines.append("  (one frame only: run more frames for FPS statistics)")
     return "\n".join(lines)

@@ -56,7 +56,7 @@ import numpy as np
 from dav2 import console, processing
 from dav2.runtime.backends.base import Backend
 from dav2.runtime.feed import Feeder
-from dav2.runtime.fps import FpsMeter
+from dav2.runtime.fps import FpsMeter, LiveSnapshot, RunSummary
 from dav2.runtime.session import RunPlan, StretchWarning
 from dav2.runtime.sinks import Sink, WindowSink
 from dav2.runtime.sources import Frame, Source
@@ -234,10 +234,10 @@ def run(
     plan: RunPlan,
     *,
     max_frames: int | None = None,
-    on_tick: Callable[[dict], None] | None = None,
+    on_tick: Callable[[LiveSnapshot], None] | None = None,
     on_frame: Callable[[int], None] | None = None,
-) -> dict:
-    """Process `source` through `backend` as `plan` says; return the FPS summary.
+) -> RunSummary:
+    """Process `source` through `backend` as `plan` says; return the run's numbers.
 
     The plan (dav2.runtime.session.plan_run) carries every choice about the depth: the sinks,
     the input size and token limit, the preprocessing, the stabiliser, the depth transforms
@@ -309,9 +309,7 @@ def run(
             close_sinks(sinks, success and not errors)
     if errors:
         raise errors[0]
-    summary = meter.summary()
-    summary["dropped_frames"] = dropped_frames(to_inference, to_output)
-    return summary
+    return meter.summary(dropped_frames=dropped_frames(to_inference, to_output))
 
 
 def stop_stages(stages: list[Stage], stop: threading.Event, source: Source) -> list[BaseException]:

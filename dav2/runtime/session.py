@@ -1,7 +1,7 @@
 """The run policy: how one run colours depth and where it writes it, decided once.
 
-dav2-run, the web app and batch work all run depth the same way, so the choices that are not
-the user's to repeat live here rather than in each front end:
+dav2-run, the web app and `dav2-bench --pipeline` run depth the same way, through `plan_run`, so
+the choices that are not the user's to repeat live here rather than in each front end:
 
 - the colour range: a fixed MIN,MAX when given; otherwise one picture (an image, or a folder
   of unrelated photos) is coloured over its own min..max, as upstream, and a sequence (a video,
@@ -23,6 +23,11 @@ the user's to repeat live here rather than in each front end:
 to `dav2.runtime.pipeline.run(source, backend, plan)`, which closes them. Stretching frames
 to a static artifact's shape is warned about once per run by the pipeline itself
 (`StretchWarning`), since only it sees the frames.
+
+dav2-batch does not plan a run: it has no Source and writes through its own Ray stages. It takes
+from here what applies to a corpus of photos, the input size (`input_size_for`, checked by
+`check_input_size`), and makes its tensors with the same Feeder (dav2.runtime.feed) at the
+preprocessing a folder gets here; its unit is vocabulary.output_unit, as here without --anchors.
 """
 
 import dataclasses
@@ -224,13 +229,19 @@ def plan_run(backend: Backend, source: Source, options: RunOptions) -> RunPlan:
         sinks=open_sinks(options, unit, source),
         color_range=processing.ColorRange(options.color_range, smoothing=color_smoothing(source)),
         unit=unit,
-        input_size=options.input_size or backend.default_input_size,
+        input_size=input_size_for(backend, options.input_size),
         max_tokens=options.max_tokens,
         preprocessing=preprocessing(options, source),
         stabilizer=Stabilizer(backend.kind) if options.stabilize else None,
         warnings=warnings,
         anchors=anchors,
     )
+
+
+def input_size_for(backend: Backend, requested: int | None) -> int:
+    """The short side fed to a dynamic artifact: the user's --input-size, else the artifact's own
+    (a static artifact ignores it; input_size_warnings says so)."""
+    return requested or backend.default_input_size
 
 
 def intrinsics_warnings(options: RunOptions) -> list[str]:
