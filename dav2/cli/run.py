@@ -15,6 +15,7 @@ from dav2.cli.common import (
     parse_pair,
     user_errors,
 )
+from dav2.cli.ros2 import ros_options
 from dav2.errors import Dav2Error
 from dav2.media import DEFAULT_MAX_ASPECT, DEFAULT_MAX_MEGAPIXELS, ImageLimits
 from dav2.processing import COLORMAPS, DEFAULT_MAX_TOKENS, check_max_tokens
@@ -45,7 +46,9 @@ from dav2.vocabulary import ModelKind
     default="color",
     help="color/gray/side-by-side pictures, 16-bit PNG with its scale, raw float32 .npy, or ply: a binary point "
     "cloud (metres, coloured) per image or frame, from a metric model or --anchors, with --intrinsics; a single "
-    "image may be saved to a .ply file, folders, videos and cameras to a folder (one .ply per frame).",
+    "image may be saved to a .ply file, folders, videos and cameras to a folder (one .ply per frame). "
+    "rosbag: a ROS 2 bag folder (metadata.yaml + .mcap; pip install 'dav2[rosbag]') with depth (32FC1), "
+    "camera_info and, for metric depth, PointCloud2 per frame (--ros-* options).",
 )
 @click.option(
     "--cmap",
@@ -145,6 +148,7 @@ from dav2.vocabulary import ModelKind
     type=click.Path(dir_okay=False),
     help="Record the 3D view to this .rrd file (no display needed; open it later with `rerun FILE`).",
 )
+@ros_options()
 @click.option(
     "--json",
     "as_json",
@@ -179,6 +183,7 @@ def run_main(
     anchors,
     viewer,
     viewer_save,
+    ros,
     as_json,
 ):
     """Run a depth model on images, folders, videos, cameras or streams, with per-stage FPS.
@@ -197,6 +202,7 @@ def run_main(
       dav2-run --model metric.onnx --source room.jpg --format ply --intrinsics 600,600,320,240 --save room.ply
       dav2-run --model metric.onnx --source 0 --intrinsics camera.yaml --viewer
       dav2-run --model relative.onnx --source street.jpg --anchors tape.csv --format npy --save d.npy
+      dav2-run --model metric.onnx --source clip.mp4 --intrinsics camera.yaml --format rosbag --save run_bag/
 
     Capture, inference and output run in parallel. Cameras and streams keep only the newest
     frame (stale ones are dropped, so latency does not grow); files drop nothing.
@@ -227,6 +233,7 @@ def run_main(
         anchors=tuple(read_anchors(anchors)) if anchors is not None else (),
         viewer=viewer,
         viewer_save=viewer_save,
+        ros=ros,
     )
     camera = parse_pair(camera_size, "x", int, "--camera-size")
     if camera is not None:
