@@ -109,6 +109,11 @@ class RosbagSink:
                 f"--format rosbag writes a bag folder (metadata.yaml + .mcap): name a folder, not {self.target.name}"
             )
         self.builder = FrameMessages(settings, unit, intrinsics, cmap)
+        if not self.builder.metric:
+            console.info(
+                f"rosbag: a relative model gives disparity, written to {self.builder.topics.depth} with camera_info "
+                "and no point cloud (metres and points need a metric model, --anchors or dav2-calibrate)"
+            )
         self.clock = CaptureClock(fps, live)
         self.typestore = get_typestore(Stores.ROS2_HUMBLE)
         self.written = 0
