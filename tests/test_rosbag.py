@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_hostile_run import check_one_error_line, started, subprocess_run
 
 from conftest import VIDEO, export
 from dav2.cli import run_main
@@ -24,7 +25,6 @@ from dav2.geometry.intrinsics import Intrinsics
 from dav2.geometry.pointcloud import unproject
 from dav2.ros2 import messages
 from dav2.ros2.messages import FrameMessages, RosSettings
-from test_hostile_run import check_one_error_line, started, subprocess_run
 
 SIZE = "56"  # network short side: small, so each run is quick
 VIDEO_FPS, VIDEO_FRAMES, VIDEO_WH = 12.0, 48, (320, 180)
