@@ -183,11 +183,18 @@ def fit_anchors(prediction: np.ndarray, anchors: list[Anchor], kind: str) -> Anc
     return fit_samples(sampled, np.array([a.metres for a in anchors], dtype=np.float64), kind)
 
 
-def fit_samples(sampled: np.ndarray, measured: np.ndarray, kind: str) -> AnchorFit:
+ANCHOR_HINT = "check u,v (column, row of the input image)"
+
+
+def fit_samples(sampled: np.ndarray, measured: np.ndarray, kind: str, hint: str = ANCHOR_HINT) -> AnchorFit:
     """`fit_anchors` on values already sampled from the prediction(s) and their measured metres:
-    one fit over points of several frames (dav2-calibrate) is the same robust fit."""
+    one fit over points of several frames (dav2-calibrate) is the same robust fit. `hint` ends
+    the message that refuses points the model orders backwards."""
     kind = ModelKind(kind)
     sampled, measured = np.asarray(sampled, dtype=np.float64), np.asarray(measured, dtype=np.float64)
+    needed = 2 if kind == ModelKind.RELATIVE else 1
+    if len(measured) < needed:
+        raise Dav2Error(f"a {kind} model needs at least {needed} measured point(s) to fix its metric scale")
     target = 1.0 / measured
     if kind == ModelKind.METRIC:
         if (sampled <= 0).any():
@@ -212,7 +219,7 @@ def fit_samples(sampled: np.ndarray, measured: np.ndarray, kind: str) -> AnchorF
     if scale <= 0 or discordant > concordant:
         raise Dav2Error(
             f"the anchors contradict the model's ordering (in {discordant} of {concordant + discordant} pairs the "
-            "nearer point has the smaller disparity); check u,v (column, row of the input image)"
+            f"nearer point has the smaller disparity); {hint}"
         )
     fit = AnchorFit(kind, scale, shift, len(measured), int((weights >= 1).sum()), 0.0, 0.0)
     return summarise(fit, sampled, measured)
