@@ -152,6 +152,8 @@ def test_topics_say_metres_or_disparity():
     assert metric.depth == "/robot/front/depth/image" and metric.points == "/robot/front/points"
     assert relative.depth == "/robot/front/disparity/image" and relative.points is None
     assert relative.color == "/robot/front/depth/color/compressed"
+    assert metric.camera_info == "/robot/front/depth/camera_info"  # beside its image (image_transport)
+    assert relative.camera_info == "/robot/front/disparity/camera_info"
     assert RosSettings(prefix="").topic("points") == "points"  # relative: the node's namespace applies
 
 
@@ -175,7 +177,7 @@ def test_frame_messages_scale_the_intrinsics_and_stride_the_cloud():
     builder = FrameMessages(RosSettings(cloud_stride=2), "m", Intrinsics(200.0, 200.0, 79.5, 59.5, 160, 120))
     depth = np.full((60, 80), 2.0, np.float32)
     built = dict(builder.build(np.zeros((60, 80, 3), np.uint8), depth, 5.0))
-    info = built["/dav2/camera_info"]
+    info = built["/dav2/depth/camera_info"]
     np.testing.assert_allclose(info.k, [100, 0, 39.5, 0, 100, 29.5, 0, 0, 1])  # half the size, pixel centres
     assert built["/dav2/points"].width == 30 * 40
 
@@ -199,7 +201,7 @@ def test_video_bag_reads_back_as_the_npy_run(metric_dynamic, tmp_path):
     counts = {t["topic_metadata"]["name"]: t["message_count"] for t in metadata["topics_with_message_count"]}
     expected = {
         "/dav2/depth/image": IMAGE,
-        "/dav2/camera_info": CAMERA_INFO,
+        "/dav2/depth/camera_info": CAMERA_INFO,
         "/dav2/points": CLOUD,
         "/dav2/depth/color/compressed": COMPRESSED,
     }
@@ -217,7 +219,7 @@ def test_video_bag_reads_back_as_the_npy_run(metric_dynamic, tmp_path):
     for index, (_, _, image) in enumerate(topics["/dav2/depth/image"]):
         depth = depth_of(image)
         np.testing.assert_array_equal(depth, np.load(npys / f"frame_{index:06d}.npy"))
-        info = topics["/dav2/camera_info"][index][2]
+        info = topics["/dav2/depth/camera_info"][index][2]
         assert (info.width, info.height) == VIDEO_WH
         np.testing.assert_allclose(info.k, [300, 0, 159.5, 0, 300, 89.5, 0, 0, 1])
         points = cloud_of(topics["/dav2/points"][index][2])
@@ -241,8 +243,8 @@ def test_synthetic_live_bag_of_a_relative_model(dynamic_onnx, tmp_path):
     ok(dav2_run("--model", dynamic_onnx, *source, "--format", "npy", "--save", npys))
     metadata, topics = read_bag(bag)
     assert metadata["custom_data"]["dav2.unit"] == "disparity"
-    assert set(topics) == {"/dav2/disparity/image", "/dav2/camera_info"}
-    images, infos = topics["/dav2/disparity/image"], topics["/dav2/camera_info"]
+    assert set(topics) == {"/dav2/disparity/image", "/dav2/disparity/camera_info"}
+    images, infos = topics["/dav2/disparity/image"], topics["/dav2/disparity/camera_info"]
     assert len(images) == len(infos) == 4
     stamps = np.array([stamp_ns(m) for _, _, m in images])
     indices = np.round((stamps - stamps[0]) * fps / 1e9).astype(int)  # the first frame is frame 0

@@ -5,6 +5,7 @@
 """
 
 import functools
+import sys
 from collections.abc import Callable
 
 import click
@@ -36,7 +37,7 @@ def ros_options(default_prefix: str = DEFAULT_PREFIX) -> Callable:
                 "--ros-prefix",
                 default=default_prefix,
                 help="--format rosbag / dav2-ros2: the topics' prefix: PREFIX/depth/image (metres) or "
-                "PREFIX/disparity/image (a relative model), PREFIX/camera_info, PREFIX/points, "
+                "PREFIX/disparity/image (a relative model), each with its camera_info beside it, PREFIX/points, "
                 "PREFIX/depth/color/compressed.",
             ),
             click.option(
@@ -69,14 +70,19 @@ def ros_options(default_prefix: str = DEFAULT_PREFIX) -> Callable:
 )
 @click.option("--input-size", type=int, default=None, help="Short side fed to a dynamic artifact.")
 @click.option("--threads", type=int, default=0, help="CPU threads for ONNX Runtime / OpenVINO (0: their default).")
-@ros_options(default_prefix="")
+@ros_options(default_prefix="dav2")
+@click.pass_obj
 @user_errors
-def ros2_main(model, intrinsics, anchors, stabilize, input_size, threads, ros):
+def ros2_main(ros_args, model, intrinsics, anchors, stabilize, input_size, threads, ros):
     """A ROS 2 node: subscribes to `image` (+ `camera_info`), publishes depth, camera_info and
     PointCloud2 (metric depth) with the newest-frame policy of dav2-run's live pipeline.
 
     Needs rclpy from a ROS 2 install (Humble or newer): source /opt/ros/$ROS_DISTRO/setup.bash
-    first. Topics are relative, so remap or namespace them as usual (--ros-args -r image:=/cam/image_raw).
+    first. Topics are relative, so remap or namespace them as usual:
+
+    \b
+      dav2-ros2 --model m.engine --ros-args -r image:=/camera/color/image_raw \\
+          -r camera_info:=/camera/color/camera_info
     """
     from dav2.ros2.node import NodeOptions, run_node
 
@@ -89,5 +95,14 @@ def ros2_main(model, intrinsics, anchors, stabilize, input_size, threads, ros):
             input_size=input_size,
             threads=threads,
             ros=ros,
+            ros_args=tuple(ros_args or ()),
         )
     )
+
+
+def ros2_entry(argv: list[str] | None = None) -> None:
+    """The dav2-ros2 console script: dav2's options, then `--ros-args ...` for rclpy (remappings,
+    parameters, a namespace), as `ros2 run` passes them."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
+    ros2_main.main(args=argv[:split], obj=argv[split:], prog_name="dav2-ros2")

@@ -105,7 +105,7 @@ def calibrate(request: Request) -> Result:
         metadata = predictor.backend.metadata
         measured = measure_rgbd(predictor, request) if request.rgbd is not None else measure_anchors(predictor, request)
     fitting, heldout = split(measured)
-    fit = fit_samples(*subsample(fitting), kind, ORDER_HINT)
+    fit = fit_samples(*subsample(fitting), kind, ORDER_HINT, "measured points")
     record = calibration_record(request, kind, fit, fitting, heldout)
     artifact = write_calibrated(request.model, metadata, record, request.output)
     return Result(artifact, record, fit, tuple(m.name for m in heldout if m.name))

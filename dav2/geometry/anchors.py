@@ -186,10 +186,12 @@ def fit_anchors(prediction: np.ndarray, anchors: list[Anchor], kind: str) -> Anc
 ANCHOR_HINT = "check u,v (column, row of the input image)"
 
 
-def fit_samples(sampled: np.ndarray, measured: np.ndarray, kind: str, hint: str = ANCHOR_HINT) -> AnchorFit:
+def fit_samples(
+    sampled: np.ndarray, measured: np.ndarray, kind: str, hint: str = ANCHOR_HINT, what: str = "anchors"
+) -> AnchorFit:
     """`fit_anchors` on values already sampled from the prediction(s) and their measured metres:
     one fit over points of several frames (dav2-calibrate) is the same robust fit. `hint` ends
-    the message that refuses points the model orders backwards."""
+    the message that refuses points the model orders backwards, `what` names them."""
     kind = ModelKind(kind)
     sampled, measured = np.asarray(sampled, dtype=np.float64), np.asarray(measured, dtype=np.float64)
     needed = 2 if kind == ModelKind.RELATIVE else 1
@@ -218,7 +220,7 @@ def fit_samples(sampled: np.ndarray, measured: np.ndarray, kind: str, hint: str 
     concordant, discordant = pair_order(model_disparity, target)
     if scale <= 0 or discordant > concordant:
         raise Dav2Error(
-            f"the anchors contradict the model's ordering (in {discordant} of {concordant + discordant} pairs the "
+            f"the {what} contradict the model's ordering (in {discordant} of {concordant + discordant} pairs the "
             f"nearer point has the smaller disparity); {hint}"
         )
     fit = AnchorFit(kind, scale, shift, len(measured), int((weights >= 1).sum()), 0.0, 0.0)

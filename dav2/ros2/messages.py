@@ -14,7 +14,8 @@ What is published, per frame (topic names below the prefix, `RosSettings.prefix`
   sensor_msgs/msg/Image, encoding 32FC1, the run's float32 depth map byte for byte. Metres
   follow REP 118 (depth along the optical axis; 0 where unknown); disparity gets its own topic
   name so no consumer mistakes it for metres;
-- `camera_info`: sensor_msgs/msg/CameraInfo with the run's intrinsics scaled to the frame
+- `depth/camera_info` (or `disparity/camera_info`, beside its image as image_transport and
+  depth_image_proc expect): sensor_msgs/msg/CameraInfo with the run's intrinsics scaled to the frame
   (`Intrinsics.for_frame`), no distortion (plumb_bob, zeros: dav2 does not undistort), R the
   identity and P = [K | 0];
 - `points` (metric depth only): sensor_msgs/msg/PointCloud2, one point per valid pixel (every
@@ -24,8 +25,8 @@ What is published, per frame (topic names below the prefix, `RosSettings.prefix`
 - `depth/color/compressed` (optional): the coloured depth as sensor_msgs/msg/CompressedImage
   (JPEG), for a quick look in Foxglove or rqt.
 
-Every message of a frame carries the same header: the configurable frame id and the source's
-capture time (`stamp`).
+Every message of a frame carries the same header: the configurable frame id (the node keeps
+the incoming image's) and the source's capture time (`stamp`).
 """
 
 import math
@@ -83,9 +84,10 @@ class RosSettings:
         return f"{prefix}/{name}"
 
     def topics(self, metric: bool) -> "Topics":
+        base = "depth" if metric else "disparity"  # camera_info beside its image, as image_transport pairs them
         return Topics(
-            depth=self.topic("depth/image" if metric else "disparity/image"),
-            camera_info=self.topic("camera_info"),
+            depth=self.topic(f"{base}/image"),
+            camera_info=self.topic(f"{base}/camera_info"),
             points=self.topic("points") if metric else None,
             color=self.topic("depth/color/compressed") if self.color else None,
         )
@@ -287,9 +289,12 @@ class FrameMessages:
         seconds: float | Time,
         value_range: tuple[float, float] | None = None,
         intrinsics: Intrinsics | None = None,
+        frame_id: str | None = None,
     ) -> list[tuple[str, Message]]:
-        """The frame's messages; `intrinsics` (the node's latest camera_info) overrides the run's."""
-        header = Header(seconds if isinstance(seconds, Time) else stamp(seconds), self.settings.frame_id)
+        """The frame's messages; `intrinsics` (the node's latest camera_info) overrides the run's,
+        `frame_id` (the node's incoming image's) the settings'."""
+        time_of_capture = seconds if isinstance(seconds, Time) else stamp(seconds)
+        header = Header(time_of_capture, frame_id or self.settings.frame_id)
         height, width = depth.shape
         camera = self.camera(width, height, intrinsics)
         messages: list[tuple[str, Message]] = [
@@ -303,3 +308,47 @@ class FrameMessages:
             picture = processing.colorize(depth, self.cmap, value_range)
             messages.append((self.topics.color, compressed_picture(picture, header)))
         return messages
+
+
+# --- what the node receives ----------------------------------------------------------------------
+
+CHANNELS = {"bgr8": 3, "rgb8": 3, "bgra8": 4, "rgba8": 4, "mono8": 1, "8UC1": 1, "8UC3": 3, "mono16": 1, "16UC1": 1}
+
+
+def bgr_from_image(encoding: str, height: int, width: int, step: int, data, bigendian: bool = False) -> np.ndarray:
+    """A sensor_msgs/Image's pixels as the BGR uint8 frame dav2 reads (OpenCV's order).
+
+    The common camera encodings: bgr8/rgb8/bgra8/rgba8, mono8 and mono16 (scaled to 8 bits as
+    OpenCV reads a 16-bit grey PNG); rows may be padded (`step`)."""
+    if encoding not in CHANNELS:
+        raise Dav2Error(f"image encoding {encoding!r} is not one dav2 reads ({', '.join(CHANNELS)})")
+    channels = CHANNELS[encoding]
+    wide = encoding in ("mono16", "16UC1")
+    itemsize = 2 if wide else 1
+    raw = np.frombuffer(memoryview(data), dtype=np.uint8)
+    if step < width * channels * itemsize or raw.size < step * height:
+        raise Dav2Error(f"a {width}x{height} {encoding} image needs {width * channels * itemsize * height} bytes")
+    rows = raw[: step * height].reshape(height, step)[:, : width * channels * itemsize]
+    if wide:
+        pixels = rows.copy().view(">u2" if bigendian else "<u2").reshape(height, width).astype(np.uint16)
+        return processing.to_bgr8(pixels)
+    pixels = rows.reshape(height, width, channels)
+    conversions = {
+        "rgb8": cv2.COLOR_RGB2BGR,
+        "rgba8": cv2.COLOR_RGBA2BGR,
+        "bgra8": cv2.COLOR_BGRA2BGR,
+        "mono8": cv2.COLOR_GRAY2BGR,
+        "8UC1": cv2.COLOR_GRAY2BGR,
+    }
+    if encoding in conversions:
+        return cv2.cvtColor(np.ascontiguousarray(pixels), conversions[encoding])
+    return np.ascontiguousarray(pixels)
+
+
+def intrinsics_from_camera_info(k, width: int, height: int) -> Intrinsics | None:
+    """A CameraInfo's K as Intrinsics for its frame size; None for an uncalibrated camera (K all zero)."""
+    matrix = np.asarray(k, dtype=np.float64).reshape(-1)
+    if matrix.size != 9 or matrix[0] <= 0 or matrix[4] <= 0 or not np.isfinite(matrix).all():
+        return None
+    size = (int(width), int(height)) if width and height else (None, None)
+    return Intrinsics(float(matrix[0]), float(matrix[4]), float(matrix[2]), float(matrix[5]), *size)
