@@ -116,8 +116,8 @@ def markdown(report: dict) -> str:
         "",
         f"Machine: {report['machine']}. Command: `{report['command']}`.",
         "",
-        "| model | frames | fit points (median rel. residual) | held-out frame (points) | before | after (recorded) "
-        "| after (dav2-run) | per-frame bound |",
+        "| model | RGB-D folder | fit points on images (median rel. residual) | held-out frame (points) | before "
+        "| after (recorded) | after (dav2-run) | per-frame bound |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in report["rows"]:

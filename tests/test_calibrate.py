@@ -185,3 +185,19 @@ def test_a_metric_model_calibrated_on_nyu_improves_on_the_held_out_frame(vits_me
     ok(invoke(calibrate_main, "--model", model, "--rgbd", nyu, "--input-size", "140", "--output", tmp_path / "c"))
     record = ArtifactMetadata.read(tmp_path / "c" / model.name).metric_calibration
     assert record.heldout_abs_rel < 0.5 * record.heldout_abs_rel_before
+
+
+def test_dav2_batch_stages_write_the_calibrated_metres(dynamic_onnx, calibrated, tmp_path):
+    """dav2-batch's stages (run here without Ray, as tests/test_batch_stages.py does) apply the stored
+    calibration as dav2-run does: the same .npy bytes."""
+    from test_batch_stages import run_stages
+
+    artifact, _ = calibrated
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(IMAGES / "demo05.jpg", photos / "demo05.jpg")
+    record = ArtifactMetadata.read(artifact).metric_calibration
+    run_stages(artifact, photos, tmp_path / "out", "npy", calibration=record, kind="relative")
+    ok(invoke(run_main, "--model", artifact, "--source", photos / "demo05.jpg", "--input-size", "56",
+              "--preprocess", "exact", "--format", "npy", "--save", tmp_path / "run.npy"))  # fmt: skip
+    assert (tmp_path / "out" / "demo05.npy").read_bytes() == (tmp_path / "run.npy").read_bytes()
