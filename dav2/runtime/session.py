@@ -6,10 +6,13 @@ the user's to repeat live here rather than in each front end:
 - the colour range: a fixed MIN,MAX when given; otherwise one picture (an image, or a folder
   of unrelated photos) is coloured over its own min..max, as upstream, and a sequence (a video,
   a camera, a stream) over a range smoothed through time, so colours do not flicker;
-- the unit written into 16-bit PNGs: metres for metric models, disparity for relative ones,
-  metres for a relative model given --anchors (AnchorScale fits each frame's metric scale);
+- the unit written into 16-bit PNGs (and ROS 2 bags): metres for metric models, disparity for
+  relative ones, metres for a relative model given --anchors (AnchorScale fits each frame's
+  metric scale) or an artifact calibrated by dav2-calibrate (StoredCalibration applies the scale
+  in its sidecar, said once; --anchors replace it for the run);
 - whether 3D is possible: a point cloud (--format ply) needs metric depth, so a relative model
-  without --anchors is refused here, before a frame is read (dav2.geometry.require_metric);
+  without --anchors or a stored calibration is refused here, before a frame is read
+  (dav2.geometry.require_metric); a ROS 2 bag of relative depth holds no points;
 - the input size: at least one patch (14), at most processing.MAX_INPUT_SIZE and within the
   token limit (--max-tokens); ignored, with a warning, by a static artifact;
 - the limits on images (dav2.media.ImageLimits: --max-megapixels, --max-aspect) and on the
