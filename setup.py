@@ -62,6 +62,11 @@ PLY = ["plyfile>=1.0"]
 # rerun-sdk 0.41 has wheels for Python >= 3.11 only: on 3.10 `viewer` adds plyfile alone and
 # --viewer says what is missing
 VIEWER = ["rerun-sdk>=0.41; python_version >= '3.11'", *PLY]
+# dav2-run --format rosbag: rosbags writes rosbag2 folders with MCAP storage (pure Python, no ROS install)
+ROSBAG = ["rosbags>=0.10"]
+# the tests read the bags back with a second, independent implementation: MCAP's own reader and its
+# ROS 2 decoder (mcap-ros2-support), and metadata.yaml with PyYAML
+ROSBAG_CHECK = ["mcap>=1.2", "mcap-ros2-support>=0.5", "pyyaml>=6"]
 APP = ["gradio>=5.0"]
 BATCH = ["ray[data]>=2.40", "pyarrow>=14"]  # dav2-batch: a corpus on Ray Data, one laptop to a cluster
 PLOT = ["matplotlib>=3.7"]
@@ -83,11 +88,14 @@ EXTRAS = {
     "3d": PLY,  # --format ply (point clouds)
     "viewer": VIEWER,  # the Rerun 3D view, live or recorded to .rrd
     "app": APP,
+    "rosbag": ROSBAG,
+    # dav2-ros2: rclpy and the message packages come from the ROS 2 install (Humble or newer), not PyPI
+    "ros2": [],
     "batch": BATCH,
     "plot": PLOT,
     "oracle": ORACLE,
     # README command 2: everything the tests exercise (TensorRT and a GPU aside: those tests skip)
-    "test": [*TEST_TOOLS, *EXPORT, *MODELOPT, *OPENVINO, *VIEWER, *APP, *BATCH, *PLOT, *ORACLE],
+    "test": [*TEST_TOOLS, *EXPORT, *MODELOPT, *OPENVINO, *VIEWER, *APP, *BATCH, *PLOT, *ORACLE, *ROSBAG, *ROSBAG_CHECK],
 }
 
 if __name__ == "__main__":  # setuptools runs this file as __main__; scripts/check_resolution.py reads EXTRAS
@@ -110,6 +118,8 @@ if __name__ == "__main__":  # setuptools runs this file as __main__; scripts/che
                 "dav2-eval=dav2.cli:eval_main",
                 "dav2-app=dav2.cli:app_main",
                 "dav2-batch=dav2.cli.batch:batch_main",
+                "dav2-calibrate=dav2.cli.calibrate:calibrate_main",
+                "dav2-ros2=dav2.cli.ros2:ros2_entry",
             ],
         },
     )

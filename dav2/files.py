@@ -23,9 +23,10 @@ limit (and the option or variable that raises it, when there is one).
 import contextlib
 import errno
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dav2.errors import Dav2Error, quote
@@ -272,3 +273,50 @@ def move_into_place(files: list[Path], folder: Path) -> list[Path]:
         os.replace(file, target)
         placed.append(target)
     return placed
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, replaceable: Callable[[Path], bool], what: str) -> Iterator[Path]:
+    """Yield a path (not yet existing) in a hidden staging folder beside `path`; on success the
+    finished folder is renamed to `path`, replacing an earlier one only after it is complete.
+
+    For outputs that are a folder of files (a rosbag2 bag): a failed or interrupted run removes
+    the staging folder and leaves an earlier `path` as it was. The yielded path's own name is
+    `path`'s, so files named after their folder inside it are named right. An existing `path`
+    is replaced only when `replaceable(path)` says it is an earlier output of the same kind (a
+    user's other folder is never deleted); an existing file or other non-folder is refused.
+    The earlier folder is moved aside, the new one renamed in, then the earlier one removed,
+    so at no moment is a half-written folder at `path`."""
+    path = Path(path)
+    check_name_length(path)
+    if os.path.lexists(path) and (path.is_symlink() or not path.is_dir()):
+        raise OutputError(f"cannot write {quote(path)}: it exists and is not a folder")
+    if path.is_dir() and not replaceable(path):
+        raise OutputError(f"cannot write {quote(path)}: a folder of that name exists and is not {what}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write in {quote(path.parent)}: {describe_os_error(exc)}") from None
+    try:
+        yield staging / path.name
+        replace_folder(staging / path.name, path, staging / "previous", replaceable, what)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace_folder(new: Path, path: Path, aside: Path, replaceable: Callable[[Path], bool], what: str) -> None:
+    """Rename `new` to `path`; an earlier `path` (checked again: it may have changed meanwhile)
+    goes to `aside` first and comes back if the rename fails."""
+    if path.is_dir() and not replaceable(path):
+        raise OutputError(f"cannot write {quote(path)}: a folder of that name exists and is not {what}")
+    moved = False
+    try:
+        if path.is_dir():
+            os.replace(path, aside)
+            moved = True
+        os.replace(new, path)
+    except OSError as exc:
+        if moved and not os.path.lexists(path):
+            os.replace(aside, path)
+        raise write_failed(path, exc) from None

@@ -84,6 +84,34 @@ class OpenVinoRecord:
 
 
 @dataclass
+class MetricCalibration:
+    """A metric scale fitted once to measured depth (dav2-calibrate), which the runtime applies
+    to every frame: metres = 1 / (scale * d + shift) for a relative model's disparity d,
+    depth / scale for a metric model (shift 0)."""
+
+    method: str  # "anchors" (u,v,metres files) or "rgbd" (images with measured depth)
+    scale: float
+    shift: float
+    points: int  # measured points the fit used
+    inliers: int  # of those, points with full weight in the robust fit
+    residual_rms_m: float  # on the fitted points, metres
+    residual_median_rel: float  # median |fitted - measured| / measured on the fitted points
+    frames: int  # images the fitted points came from
+    heldout_points: int = 0  # measured points kept out of the fit, to check it
+    heldout_abs_rel: float | None = None  # AbsRel on them with this calibration
+    heldout_abs_rel_before: float | None = None  # and without it (metric models: their own metres)
+    camera: dict[str, float] | None = None  # fx, fy, cx, cy (+ width, height) when the user gave them
+    frame_hw: list[int] | None = None  # (H, W) of the frames it was fitted on
+    fitted_on: str | None = None  # the artifact file it was fitted with
+
+    def __post_init__(self) -> None:
+        if self.method not in ("anchors", "rgbd"):
+            raise ValueError(f"'metric_calibration.method' must be anchors or rgbd, not {self.method!r}")
+        if not self.scale > 0:
+            raise ValueError(f"'metric_calibration.scale' must be positive, not {self.scale!r}")
+
+
+@dataclass
 class ArtifactMetadata:
     artifact: str  # the artifact's file name
     format: ArtifactFormat
@@ -116,6 +144,7 @@ class ArtifactMetadata:
     source_onnx: str | None = None  # engines: the precision-explicit ONNX they were built from
     tensorrt: TensorRTRecord | None = None
     openvino: OpenVinoRecord | None = None
+    metric_calibration: MetricCalibration | None = None  # dav2-calibrate: metres from this scale
     from_sidecar: bool = field(default=True, compare=False)  # False: guessed from the graph alone
     schema: int = SCHEMA_VERSION
 
@@ -237,6 +266,8 @@ def _from_dict(data: Any) -> ArtifactMetadata:
         _sides(values["tensorrt"].profile.get("max"), "tensorrt.profile.max", 4)
     if data.get("openvino") is not None:
         values["openvino"] = _record(OpenVinoRecord, data["openvino"], "openvino")
+    if data.get("metric_calibration") is not None:
+        values["metric_calibration"] = _record(MetricCalibration, data["metric_calibration"], "metric_calibration")
     if data.get("weights_file") is not None:
         _plain_name(data["weights_file"], "weights_file")
     return ArtifactMetadata(**values)

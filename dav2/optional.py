@@ -42,6 +42,11 @@ EXTRAS = {
     "modelopt": "pip install 'dav2[workstation]' (NVIDIA Model Optimizer; Python >= 3.11, see docs/install.md)",
     "onnx_graphsurgeon": "pip install 'dav2[workstation]' (Python >= 3.11)",
     "plyfile": "pip install 'dav2[3d]'",
+    "rosbags": "pip install 'dav2[rosbag]'",
+    "rclpy": (
+        "rclpy comes with ROS 2 (Humble or newer), not from pip: source /opt/ros/$ROS_DISTRO/setup.bash "
+        "and run dav2 from a Python that sees both (a venv made with --system-site-packages)"
+    ),
     "rerun": "pip install 'dav2[viewer]' (Python >= 3.11)",
     "safetensors": "pip install 'dav2[export]'",
     "transformers": "pip install 'dav2[oracle]' (tests only)",

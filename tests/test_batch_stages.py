@@ -46,8 +46,9 @@ def photos(tmp_path_factory) -> Path:
     return folder
 
 
-def run_stages(model: Path, folder: Path, output: Path, fmt: str) -> dict[str, np.ndarray]:
-    """decode -> inference -> write over one batch, as dav2-batch's Ray plan calls them."""
+def run_stages(model: Path, folder: Path, output: Path, fmt: str, **write) -> dict[str, np.ndarray]:
+    """decode -> inference -> write over one batch, as dav2-batch's Ray plan calls them (`write`:
+    more WriteSettings, e.g. a stored calibration)."""
     items = collect_items(str(folder))
     names = ["source", "frame", "name"]
     items_batch = batch_of([{"source": i.source, "frame": i.frame, "name": i.name} for i in items], names)
@@ -58,7 +59,7 @@ def run_stages(model: Path, folder: Path, output: Path, fmt: str) -> dict[str, n
     inferred = actor(decoded)
     actor.backend.close()
     actor.backend = None
-    return write_batch(inferred, WriteSettings(str(output), fmt, "spectral", "disparity"))
+    return write_batch(inferred, WriteSettings(str(output), fmt, "spectral", "disparity", **write))
 
 
 def dav2_run(*args) -> None:

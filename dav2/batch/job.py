@@ -35,9 +35,9 @@ from dav2.batch.storage import Remote
 from dav2.batch.summary import BatchSummary
 from dav2.errors import Dav2Error, quote
 from dav2.files import check_output_file, check_output_folder
-from dav2.metadata import ArtifactMetadata
+from dav2.metadata import ArtifactMetadata, MetricCalibration
 from dav2.runtime.feed import FeedSpec
-from dav2.runtime.session import input_size_for
+from dav2.runtime.session import StoredCalibration, input_size_for
 from dav2.vocabulary import output_unit
 
 CPU_TASK_CPUS = 0.5  # what one decode or write task reserves (they are light next to inference)
@@ -54,6 +54,7 @@ class ModelFacts:
     kind: str
     feed: FeedSpec  # how dav2-run's feeder makes this artifact's input, at the job's input size
     described: str
+    calibration: MetricCalibration | None = None  # dav2-calibrate's scale: the job writes metres
 
 
 def model_facts(options: BatchOptions) -> ModelFacts:
@@ -71,6 +72,7 @@ def model_facts(options: BatchOptions) -> ModelFacts:
             str(backend.kind),
             FeedSpec.of(backend, input_size_for(backend, options.input_size), BATCH_PREPROCESSING),
             backend.describe(),
+            backend.metadata.metric_calibration,
         )
 
 
@@ -150,7 +152,8 @@ def build_dataset(items: list[InputItem], options: BatchOptions, facts: ModelFac
     )
     output = resolved(options.output)
     remote = output if isinstance(output, Remote) else None
-    write = WriteSettings(str(output), options.fmt, options.cmap, output_unit(facts.kind), remote)
+    unit = "m" if facts.calibration is not None else output_unit(facts.kind)
+    write = WriteSettings(str(output), options.fmt, options.cmap, unit, remote, facts.calibration, facts.kind)
     common = {"batch_size": options.batch_size, "batch_format": "numpy"}
     dataset = ray.data.from_arrow(blocks)
     dataset = dataset.map_batches(decode_batch, fn_kwargs={"settings": decode}, num_cpus=CPU_TASK_CPUS, **common)
@@ -201,6 +204,8 @@ def run_batch(options: BatchOptions) -> BatchSummary:
     check_destinations(options)
     facts = model_facts(options)
     console.info(facts.described)
+    if facts.calibration is not None:
+        console.info(StoredCalibration(facts.calibration, facts.kind, facts.path.name).describe())
     items = collect_items(options.input, options.frame_stride, options.max_items)
     check_outputs(items, options)
     todo = items_to_do(items, options, facts.sha256)

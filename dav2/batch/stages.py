@@ -35,8 +35,10 @@ from dav2.batch.outputs import PictureWriter, RemotePictureWriter, shard_path, w
 from dav2.batch.storage import Remote
 from dav2.errors import Dav2Error
 from dav2.media import ImageLimits, ImageRejected, decode_image, read_image
+from dav2.metadata import MetricCalibration
 from dav2.runtime.backends.base import error_reason
 from dav2.runtime.feed import Feeder, FeedSpec
+from dav2.runtime.session import StoredCalibration
 
 Row = dict
 UNREADABLE = "not a readable image (empty, corrupt or not an image)"
@@ -270,6 +272,8 @@ class WriteSettings:
     cmap: str
     unit: str
     remote: Remote | None = None  # outputs at a URI (then `output` is its uri)
+    calibration: MetricCalibration | None = None  # the artifact's stored metric scale (dav2-calibrate)
+    kind: str = "relative"  # the model's, for the calibration's formula
 
     @property
     def target(self) -> Path | Remote:
@@ -284,7 +288,7 @@ def write_batch(batch: dict[str, np.ndarray], settings: WriteSettings) -> dict[s
         row["output"] = ""
         if row["status"] == OK:
             start = time.perf_counter()
-            depth = image_depth(row)
+            depth = image_depth(row, settings)
             row["seconds"] += time.perf_counter() - start
             done.append((row, depth))
     if settings.fmt == "parquet":
@@ -298,10 +302,14 @@ def write_batch(batch: dict[str, np.ndarray], settings: WriteSettings) -> dict[s
     return batch_of(rows, WRITTEN_COLUMNS)
 
 
-def image_depth(row: Row) -> np.ndarray:
-    """The network's depth resized back to the image (the shared postprocessing)."""
+def image_depth(row: Row, settings: WriteSettings | None = None) -> np.ndarray:
+    """The network's depth resized back to the image (the shared postprocessing), in metres when
+    the artifact carries a calibration (as dav2-run applies it)."""
     network = np.frombuffer(row["depth"], dtype=np.float32).reshape(1, row["network_height"], row["network_width"])
-    return processing.postprocess(network, (row["image_height"], row["image_width"]))
+    depth = processing.postprocess(network, (row["image_height"], row["image_width"]))
+    if settings is not None and settings.calibration is not None:
+        depth = StoredCalibration(settings.calibration, settings.kind, "")(depth)
+    return depth
 
 
 def write_pictures(done: list[tuple[Row, np.ndarray]], settings: WriteSettings) -> None:

@@ -26,6 +26,7 @@ from dav2.cli.common import (
     parse_pair,
     user_errors,
 )
+from dav2.cli.ros2 import ROS_OPTIONS
 from dav2.errors import Dav2Error
 from dav2.media import ImageLimits
 from dav2.processing import COLORMAPS
@@ -99,7 +100,9 @@ def parse_run_options(
     so a bad one fails before a model is loaded."""
     from dav2.geometry import parse_intrinsics, read_anchors
 
+    ros = ROS_OPTIONS.parse(choices)
     return RunOptions(
+        ros=ros,
         color_range=parse_pair(color_range, ",", float, "--range"),
         limits=limits.images,
         max_tokens=limits.max_tokens,
@@ -160,7 +163,9 @@ OUTPUT_OPTIONS = OptionGroup(
         default=RunOptions.fmt,
         help="color/gray/side-by-side pictures, 16-bit PNG with its scale, raw float32 .npy, or ply: a binary point "
         "cloud (metres, coloured) per image or frame, from a metric model or --anchors, with --intrinsics; a single "
-        "image may be saved to a .ply file, folders, videos and cameras to a folder (one .ply per frame).",
+        "image may be saved to a .ply file, folders, videos and cameras to a folder (one .ply per frame). "
+        "rosbag: a ROS 2 bag folder (metadata.yaml + .mcap; pip install 'dav2[rosbag]') with depth (32FC1), "
+        "camera_info and, for metric depth, PointCloud2 per frame (--ros-* options).",
     ),
     click.option(
         "--cmap",
@@ -222,7 +227,7 @@ VIEW_3D_OPTIONS = OptionGroup(
         help="Record the 3D view to this .rrd file (no display needed; open it later with `rerun FILE`).",
     ),
 )
-RUN_OPTIONS = OptionGroup(OUTPUT_OPTIONS, PROCESSING_OPTIONS, VIEW_3D_OPTIONS, parser=parse_run_options)
+RUN_OPTIONS = OptionGroup(OUTPUT_OPTIONS, PROCESSING_OPTIONS, VIEW_3D_OPTIONS, ROS_OPTIONS, parser=parse_run_options)
 MAX_FRAMES_OPTION = click.option(
     "--max-frames",
     type=int,
@@ -317,6 +322,7 @@ def run_main(**values):
       dav2-run --model metric.onnx --source room.jpg --format ply --intrinsics 600,600,320,240 --save room.ply
       dav2-run --model metric.onnx --source 0 --intrinsics camera.yaml --viewer
       dav2-run --model relative.onnx --source street.jpg --anchors tape.csv --format npy --save d.npy
+      dav2-run --model metric.onnx --source clip.mp4 --intrinsics camera.yaml --format rosbag --save run_bag/
 
     Capture, inference and output run in parallel. Cameras and streams keep only the newest
     frame (stale ones are dropped, so latency does not grow); files drop nothing.

@@ -180,7 +180,24 @@ def fit_anchors(prediction: np.ndarray, anchors: list[Anchor], kind: str) -> Anc
     if len(anchors) < needed:
         raise Dav2Error(f"a {kind} model needs at least {needed} anchor(s) to fix its metric scale")
     sampled = sample_bilinear(prediction.astype(np.float64), anchors)
-    target = 1.0 / np.array([a.metres for a in anchors], dtype=np.float64)
+    return fit_samples(sampled, np.array([a.metres for a in anchors], dtype=np.float64), kind)
+
+
+ANCHOR_HINT = "check u,v (column, row of the input image)"
+
+
+def fit_samples(
+    sampled: np.ndarray, measured: np.ndarray, kind: str, hint: str = ANCHOR_HINT, what: str = "anchors"
+) -> AnchorFit:
+    """`fit_anchors` on values already sampled from the prediction(s) and their measured metres:
+    one fit over points of several frames (dav2-calibrate) is the same robust fit. `hint` ends
+    the message that refuses points the model orders backwards, `what` names them."""
+    kind = ModelKind(kind)
+    sampled, measured = np.asarray(sampled, dtype=np.float64), np.asarray(measured, dtype=np.float64)
+    needed = 2 if kind == ModelKind.RELATIVE else 1
+    if len(measured) < needed:
+        raise Dav2Error(f"a {kind} model needs at least {needed} measured point(s) to fix its metric scale")
+    target = 1.0 / measured
     if kind == ModelKind.METRIC:
         if (sampled <= 0).any():
             raise Dav2Error("a metric model predicted no positive depth at some anchors")
@@ -203,10 +220,11 @@ def fit_anchors(prediction: np.ndarray, anchors: list[Anchor], kind: str) -> Anc
     concordant, discordant = pair_order(model_disparity, target)
     if scale <= 0 or discordant > concordant:
         raise Dav2Error(
-            f"the anchors contradict the model's ordering (in {discordant} of {concordant + discordant} pairs the "
-            "nearer point has the smaller disparity); check u,v (column, row of the input image)"
+            f"the {what} contradict the model's ordering (in {discordant} of {concordant + discordant} pairs the "
+            f"nearer point has the smaller disparity); {hint}"
         )
-    return summarise(AnchorFit(kind, scale, shift, len(anchors), int((weights >= 1).sum()), 0.0, 0.0), sampled, anchors)
+    fit = AnchorFit(kind, scale, shift, len(measured), int((weights >= 1).sum()), 0.0, 0.0)
+    return summarise(fit, sampled, measured)
 
 
 def pair_order(model: np.ndarray, measured: np.ndarray) -> tuple[int, int]:
@@ -217,9 +235,8 @@ def pair_order(model: np.ndarray, measured: np.ndarray) -> tuple[int, int]:
     return int((agreement > 0).sum()), int((agreement < 0).sum())
 
 
-def summarise(fit: AnchorFit, sampled: np.ndarray, anchors: list[Anchor]) -> AnchorFit:
-    """The fit with its residual on the anchors filled in."""
-    measured = np.array([a.metres for a in anchors], dtype=np.float64)
+def summarise(fit: AnchorFit, sampled: np.ndarray, measured: np.ndarray) -> AnchorFit:
+    """The fit with its residual on the anchors (their measured metres) filled in."""
     fitted = fit.metres(sampled)
     error = np.where(fitted > 0, fitted - measured, np.inf)
     rms = float(np.sqrt(np.mean(error**2)))

@@ -6,10 +6,13 @@ the choices that are not the user's to repeat live here rather than in each fron
 - the colour range: a fixed MIN,MAX when given; otherwise one picture (an image, or a folder
   of unrelated photos) is coloured over its own min..max, as upstream, and a sequence (a video,
   a camera, a stream) over a range smoothed through time, so colours do not flicker;
-- the unit written into 16-bit PNGs: metres for metric models, disparity for relative ones,
-  metres for a relative model given --anchors (AnchorScale fits each frame's metric scale);
+- the unit written into 16-bit PNGs (and ROS 2 bags): metres for metric models, disparity for
+  relative ones, metres for a relative model given --anchors (AnchorScale fits each frame's
+  metric scale) or an artifact calibrated by dav2-calibrate (StoredCalibration applies the scale
+  in its sidecar, said once; --anchors replace it for the run);
 - whether 3D is possible: a point cloud (--format ply) needs metric depth, so a relative model
-  without --anchors is refused here, before a frame is read (dav2.geometry.require_metric);
+  without --anchors or a stored calibration is refused here, before a frame is read
+  (dav2.geometry.require_metric); a ROS 2 bag of relative depth holds no points;
 - the input size: at least one patch (14), at most processing.MAX_INPUT_SIZE and within the
   token limit (--max-tokens); ignored, with a warning, by a static artifact;
 - the limits on images (dav2.media.ImageLimits: --max-megapixels, --max-aspect) and on the
@@ -45,6 +48,8 @@ from dav2.geometry.anchors import Anchor, AnchorFit, fit_anchors
 from dav2.geometry.intrinsics import Intrinsics
 from dav2.geometry.pointcloud import require_metric
 from dav2.media import DEFAULT_LIMITS, ImageLimits
+from dav2.metadata import MetricCalibration
+from dav2.ros2.messages import RosSettings
 from dav2.runtime.backends.base import Backend
 from dav2.runtime.sinks import FORMATS, Sink, WindowSink, open_sink
 from dav2.runtime.sources import Source
@@ -87,6 +92,7 @@ class RunOptions:
     anchors: tuple[Anchor, ...] = ()  # --anchors: u,v,metres that fix each frame's metric scale
     viewer: bool = False  # --viewer: a live Rerun 3D view (needs a display)
     viewer_save: str | Path | None = None  # --viewer-save: record the 3D view to an .rrd file
+    ros: RosSettings = RosSettings()  # --format rosbag: frame id, topic prefix, cloud stride, colour
 
     def __post_init__(self) -> None:
         if self.preprocess not in PREPROCESS_CHOICES:
@@ -110,8 +116,8 @@ class RunOptions:
 
     @property
     def wants_3d(self) -> bool:
-        """A point cloud file or the 3D view: what --intrinsics is for."""
-        return self.viewer or self.viewer_save is not None or any(t.fmt == "ply" for t in self.saves())
+        """A point cloud file, a ROS 2 bag (CameraInfo) or the 3D view: what --intrinsics is for."""
+        return self.viewer or self.viewer_save is not None or any(t.fmt in ("ply", "rosbag") for t in self.saves())
 
 
 def check_input_size(input_size: int, max_tokens: int) -> None:
@@ -170,6 +176,44 @@ class AnchorScale:
         }
 
 
+class StoredCalibration:
+    """The metric scale dav2-calibrate stored in the artifact's sidecar, as a depth transform:
+    a calibrated artifact gives metres in every command without flags (--anchors, given,
+    replace it for that run)."""
+
+    def __init__(self, record: MetricCalibration, kind: str, artifact: str):
+        self.record, self.artifact = record, artifact
+        self.fit = AnchorFit(
+            ModelKind(kind),
+            record.scale,
+            record.shift,
+            record.points,
+            record.inliers,
+            record.residual_rms_m,
+            record.residual_median_rel,
+        )
+
+    def __call__(self, depth: np.ndarray) -> np.ndarray:
+        return self.fit.apply(depth)
+
+    def describe(self) -> str:
+        record = self.record
+        heldout = "" if record.heldout_abs_rel is None else f", held-out AbsRel {record.heldout_abs_rel:.3g}"
+        return (
+            f"metres from the calibration stored in {self.artifact} ({record.method}: {record.points} points "
+            f"on {record.frames} image(s), residual {record.residual_rms_m:.3g} m RMS{heldout})"
+        )
+
+
+def stored_calibration(backend: Backend) -> StoredCalibration | None:
+    """The artifact's stored metric calibration (dav2-calibrate), if its sidecar has one."""
+    metadata = getattr(backend, "metadata", None)
+    record = getattr(metadata, "metric_calibration", None)
+    if record is None:
+        return None
+    return StoredCalibration(record, backend.kind, Path(str(getattr(backend, "path", "the artifact"))).name)
+
+
 @dataclass
 class RunPlan:
     """Everything `pipeline.run` needs besides the source and the backend; the sinks are open.
@@ -187,6 +231,7 @@ class RunPlan:
     preprocessing: str = "exact"  # "exact" or "float32" (dav2.runtime.feed); uint8 artifacts ignore it
     warnings: list[str] = field(default_factory=list)  # already printed; kept for callers that show them
     anchors: AnchorScale | None = None  # --anchors: the metric scale fitted per frame
+    calibration: StoredCalibration | None = None  # the artifact's stored scale (dav2-calibrate)
 
     @classmethod
     def for_sinks(cls, backend: Backend, sinks: list[Sink], **choices) -> "RunPlan":
@@ -203,7 +248,9 @@ class RunPlan:
 
     def depth_transforms(self) -> list[Callable[[np.ndarray], np.ndarray]]:
         """pipeline.run's `transforms`, in order: what turns the model's depth into the run's unit."""
-        return [self.anchors] if self.anchors is not None else []
+        if self.anchors is not None:
+            return [self.anchors]
+        return [self.calibration] if self.calibration is not None else []
 
     def close(self, success: bool = False) -> None:
         """Close the sinks when the run never starts (pipeline.run closes them otherwise)."""
@@ -219,9 +266,11 @@ def plan_run(backend: Backend, source: Source, options: RunOptions) -> RunPlan:
     closed again, so nothing is left half-written.
     """
     anchors = AnchorScale(options.anchors, backend.kind) if options.anchors else None
+    calibration = announced_calibration(backend, anchors is not None)
+    scale_known = anchors is not None or calibration is not None
     if any(target.fmt == "ply" for target in options.saves()):
-        require_metric(backend.kind, scale_known=anchors is not None)  # before any frame is read
-    unit = "m" if anchors is not None else output_unit(backend.kind)
+        require_metric(backend.kind, scale_known=scale_known)  # before any frame is read
+    unit = "m" if scale_known else output_unit(backend.kind)
     warnings = input_size_warnings(backend, options) + intrinsics_warnings(options)
     for message in warnings:
         console.warn(message)
@@ -235,6 +284,7 @@ def plan_run(backend: Backend, source: Source, options: RunOptions) -> RunPlan:
         stabilizer=Stabilizer(backend.kind) if options.stabilize else None,
         warnings=warnings,
         anchors=anchors,
+        calibration=calibration,
     )
 
 
@@ -242,6 +292,18 @@ def input_size_for(backend: Backend, requested: int | None) -> int:
     """The short side fed to a dynamic artifact: the user's --input-size, else the artifact's own
     (a static artifact ignores it; input_size_warnings says so)."""
     return requested or backend.default_input_size
+
+
+def announced_calibration(backend: Backend, anchored: bool) -> StoredCalibration | None:
+    """The stored calibration this run applies, said once; --anchors replace it (said too)."""
+    calibration = stored_calibration(backend)
+    if calibration is None:
+        return None
+    if anchored:
+        console.warn(f"--anchors replace the calibration stored in {calibration.artifact} for this run")
+        return None
+    console.info(calibration.describe())
+    return calibration
 
 
 def intrinsics_warnings(options: RunOptions) -> list[str]:
@@ -281,7 +343,17 @@ def open_sinks(options: RunOptions, unit: str, source: Source) -> list[Sink]:
     try:
         for target in options.saves():
             sinks.append(
-                open_sink(target.path, target.fmt, options.cmap, unit, source.single, source.fps, options.intrinsics)
+                open_sink(
+                    target.path,
+                    target.fmt,
+                    options.cmap,
+                    unit,
+                    source.single,
+                    source.fps,
+                    options.intrinsics,
+                    ros=options.ros,
+                    live=source.live,
+                )
             )
         if options.show:
             sinks.append(WindowSink(options.fmt, options.cmap))

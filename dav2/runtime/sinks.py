@@ -18,6 +18,8 @@ image may be saved to a file, anything else to a folder), unprojected with the r
 intrinsics (dav2.geometry). They need metric depth; dav2.runtime.session refuses a relative
 model without --anchors before anything runs.
 
+ROS 2 bags (--format rosbag) are a folder written whole: dav2.ros2.bag.
+
 Which sinks a run opens is decided in one place, dav2.runtime.session, for dav2-run and the
 web app alike.
 """
@@ -27,7 +29,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
@@ -41,7 +43,11 @@ from dav2.media import is_video
 from dav2.optional import require
 from dav2.runtime.sources import Frame
 
-FORMATS = ("color", "gray", "png16", "npy", "side-by-side", "ply")
+if TYPE_CHECKING:
+    from dav2.ros2.bag import RosbagSink
+    from dav2.ros2.messages import RosSettings
+
+FORMATS = ("color", "gray", "png16", "npy", "side-by-side", "ply", "rosbag")
 EXTENSIONS = {"npy": ".npy", "ply": ".ply"}  # every other format writes .png
 VIDEO_FORMATS = ("color", "gray", "side-by-side")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
@@ -303,14 +309,22 @@ def open_sink(
     single: bool,
     fps: float | None,
     intrinsics: Intrinsics | None = None,
-) -> ImageSink | VideoSink:
-    """ImageSink (PlySink for point clouds), or VideoSink when --save names a video file."""
+    ros: "RosSettings | None" = None,
+    live: bool = False,
+) -> "ImageSink | VideoSink | RosbagSink":
+    """ImageSink (PlySink for point clouds), VideoSink when --save names a video file, or a
+    rosbag2 folder (dav2.ros2.bag, imported only then: it needs the rosbag extra)."""
     if fmt not in FORMATS:
         raise Dav2Error(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     target = Path(save)
     check_name_length(target)  # before any lookup: a name the file system cannot hold is one line
     if is_video(target):
         return VideoSink(target, fmt, cmap, fps)
+    if fmt == "rosbag":
+        from dav2.ros2.bag import RosbagSink
+        from dav2.ros2.messages import RosSettings
+
+        return RosbagSink(target, unit, ros or RosSettings(), intrinsics, cmap, fps, live)
     if target.exists() and not target.is_dir():
         check_output_file(target)  # a device, fifo or socket is never written to nor replaced
         if not single:

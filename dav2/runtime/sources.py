@@ -273,7 +273,8 @@ class CaptureSource(Source):
             if index == 0:
                 self.limits.check(image.shape[1], image.shape[0], f"{self.label}'s frames")
             # some cameras deliver grey or 16-bit frames; everything downstream expects BGR uint8
-            yield Frame(processing.to_bgr8(image), f"frame_{index:06d}", index)
+            captured = time.perf_counter() if self.live else None  # a live frame's time: when it arrived
+            yield Frame(processing.to_bgr8(image), f"frame_{index:06d}", index, captured)
             index += 1
         if not self._stopping.is_set():
             self._report_end(index)
