@@ -105,7 +105,7 @@ def test_the_node_source_keeps_only_the_newest_frame_under_the_real_pipeline(dyn
         summary = run(source, backend, plan.with_sinks(memory, Recorder()))
         feeder.join()
     assert 1 <= len(seen) < 40  # the newest frame kept, the rest dropped (in the source or the pipeline)
-    assert len(seen) + source.dropped + summary["dropped_frames"] == 40
+    assert len(seen) + source.dropped + summary.dropped_frames == 40
     assert [index for index, _ in seen] == sorted({index for index, _ in seen})
     assert all(header == (Time(index + 1, 250), "front_optical") for index, header in seen)
     assert seen[-1][0] == 39  # the last image published is always processed
