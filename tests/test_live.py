@@ -15,6 +15,7 @@ import json
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 import tracemalloc
@@ -241,6 +242,12 @@ def test_a_view_nobody_watches_holds_at_most_one_frame_and_closes_its_port():
     view.close()  # twice is harmless (the pipeline closes sinks once; a Ctrl-C path may again)
 
 
+def test_without_foxglove_sdk_the_view_names_its_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "foxglove", None)  # as on a machine where it was never installed
+    with pytest.raises(Dav2Error, match=r"needs foxglove-sdk: pip install 'dav2\[live\]'"):
+        LiveView(LiveSettings(port=0), "m")
+
+
 def test_a_port_in_use_is_one_error_line(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -307,15 +314,17 @@ def test_a_real_run_streams_every_topic_to_a_loopback_client(metric_dynamic):
     stderr = "".join(lines)
     check_one_error_line(stderr, process.returncode, 143)
     assert "live view closed:" in stderr
+    assert "neither --save nor --show" not in stderr  # --serve alone is a run that shows its depth
     assert port_is_closed(port)
 
     assert {channels[TOPICS[name]]["schemaName"] for name in ("image", "depth")} == {"foxglove.CompressedImage"}
     assert channels[TOPICS["points"]]["schemaName"] == "foxglove.PointCloud"
     assert channels[TOPICS["stats"]]["encoding"] == "json"
-    for topic in (TOPICS[name] for name in ("image", "depth", "points", "camera", "tf")):
-        log_time, message = received[topic]
+    for name in ("image", "depth", "points", "camera", "tf"):
+        log_time, message = received[TOPICS[name]]
         assert stamp_ns(message) == log_time  # each message carries its frame's capture time
-        assert message.frame_id in ("camera_optical_frame", "") or topic == TOPICS["tf"]
+        if name != "tf":
+            assert message.frame_id == "camera_optical_frame"
     picture(received[TOPICS["image"]][1], (height, width, 3))
     picture(received[TOPICS["depth"]][1], (height, width, 3))
 
@@ -343,3 +352,14 @@ def test_a_real_run_streams_every_topic_to_a_loopback_client(metric_dynamic):
     _, stats = received[TOPICS["stats"]]
     assert stats["frames"] >= 1 and "latency_p50_ms" in stats and "inference" in stats["stage_ms"]
     assert stats["live_view"]["written"] >= stats["live_view"]["sent"] >= 1
+
+
+def test_dav2_run_on_a_taken_port_is_one_error_line(metric_dynamic):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--model", str(metric_dynamic), "--source", "synthetic:30:64x48", "--input-size", SIZE]
+        result = CliRunner().invoke(run_main, [*args, "--serve", f"127.0.0.1:{port}", "--max-frames", "1"])
+    line = check_one_error_line(result.output, result.exit_code)
+    assert f"--serve 127.0.0.1:{port}" in line and "in use" in line

@@ -43,6 +43,7 @@ Closing the view (the pipeline closes its sinks at the end of a run, after an er
 or SIGTERM) stops the sender thread and the server, which closes the port.
 """
 
+import importlib
 import socket
 import threading
 import time
@@ -58,7 +59,6 @@ from dav2 import console, processing
 from dav2.errors import Dav2Error
 from dav2.geometry.intrinsics import Intrinsics, default_note, intrinsics_for_frame
 from dav2.geometry.pointcloud import PointCloud, unproject
-from dav2.optional import require
 from dav2.ros2.messages import DEFAULT_FRAME_ID, MAX_CLOUD_STRIDE
 from dav2.runtime.fps import LiveSnapshot
 from dav2.runtime.sources import Frame
@@ -272,7 +272,7 @@ class LiveView:
         cmap: str = "spectral",
         frame_id: str = DEFAULT_FRAME_ID,
     ):
-        foxglove = require("foxglove", "--serve (the live view)")
+        foxglove = import_foxglove()
         self.settings, self.metric, self.intrinsics, self.cmap = settings, unit == "m", intrinsics, cmap
         self.frame_id = frame_id
         self.mailbox = Mailbox()
@@ -401,6 +401,19 @@ class LiveView:
             console.warn(default_note(camera))
             self.warned = True
         return camera
+
+
+def import_foxglove() -> Any:
+    """foxglove-sdk, or one line naming the extra. Not dav2.optional.require: the import name
+    `foxglove` is another project's on the package index (a browser proxy tool), so the hint
+    names the distribution, and a module without a WebSocket server is refused too."""
+    try:
+        module = importlib.import_module("foxglove")
+    except ImportError:
+        module = None
+    if not hasattr(module, "start_server"):
+        raise Dav2Error("--serve (the live view) needs foxglove-sdk: pip install 'dav2[live]'")
+    return module
 
 
 def open_channels(foxglove: Any, context: Any, metric: bool) -> dict[str, Any]:
