@@ -78,7 +78,7 @@ def decoder_for(channel: dict):
 
 async def watch(port: int, wanted: set[str], on_subscribed=None) -> tuple[dict, dict, dict]:
     """Connect, subscribe to every advertised channel, and collect the first message of each
-    topic in `wanted`: (serverInfo, {topic: channel}, {topic: (log time ns, decoded message)})."""
+    topic in `wanted`: (serverInfo, {topic: channel}, {topic: (log time ns, decoded message, bytes)})."""
     async with websockets.connect(f"ws://127.0.0.1:{port}", subprotocols=[SUBPROTOCOL]) as connection:
         assert connection.subprotocol == SUBPROTOCOL
         info = json.loads(await connection.recv())
@@ -94,7 +94,7 @@ async def watch(port: int, wanted: set[str], on_subscribed=None) -> tuple[dict, 
         if on_subscribed is not None:
             on_subscribed()
         decoders = {number: decoder_for(channel) for number, channel in by_subscription.items()}
-        received: dict[str, tuple[int, object]] = {}
+        received: dict[str, tuple[int, object, int]] = {}
         while not wanted <= set(received):
             data = await connection.recv()
             if isinstance(data, str):
@@ -102,7 +102,8 @@ async def watch(port: int, wanted: set[str], on_subscribed=None) -> tuple[dict, 
             opcode, subscription, log_time = struct.unpack_from("<BIQ", data)
             assert opcode == 0x01, opcode  # messageData
             topic = by_subscription[subscription]["topic"]
-            received.setdefault(topic, (log_time, decoders[subscription](data[13:])))
+            payload = data[13:]
+            received.setdefault(topic, (log_time, decoders[subscription](payload), len(payload)))
         return info, channels, received
 
 
@@ -281,11 +282,12 @@ def test_relative_depth_is_served_without_a_point_cloud():
         view.close()
     assert set(channels) == set(TOPICS.values()) - {TOPICS["points"]}
     assert channels[TOPICS["image"]]["schemaName"] == "foxglove.CompressedImage"
-    (_, frame), (_, coloured) = received[TOPICS["image"]], received[TOPICS["depth"]]
+    (_, frame, _), (_, coloured, _) = received[TOPICS["image"]], received[TOPICS["depth"]]
     assert np.abs(picture(frame, (48, 64, 3)).astype(int) - 200).max() <= 2  # the frame, through JPEG
     picture(coloured, (48, 64, 3))
-    _, camera = received[TOPICS["camera"]]
+    _, camera, _ = received[TOPICS["camera"]]
     assert (camera.width, camera.height) == (64, 48) and camera.K[0] > 0  # upstream's default camera
+    assert view.counts()["bytes_sent"] == sum(size for _, _, size in received.values())  # what went out
     assert port_is_closed(view.port)
 
 
@@ -321,18 +323,18 @@ def test_a_real_run_streams_every_topic_to_a_loopback_client(metric_dynamic):
     assert channels[TOPICS["points"]]["schemaName"] == "foxglove.PointCloud"
     assert channels[TOPICS["stats"]]["encoding"] == "json"
     for name in ("image", "depth", "points", "camera", "tf"):
-        log_time, message = received[TOPICS[name]]
+        log_time, message, _ = received[TOPICS[name]]
         assert stamp_ns(message) == log_time  # each message carries its frame's capture time
         if name != "tf":
             assert message.frame_id == "camera_optical_frame"
     picture(received[TOPICS["image"]][1], (height, width, 3))
     picture(received[TOPICS["depth"]][1], (height, width, 3))
 
-    _, camera = received[TOPICS["camera"]]
+    _, camera, _ = received[TOPICS["camera"]]
     assert (camera.width, camera.height) == FRAME_WH
     assert list(camera.K) == [200, 0, 80, 0, 200, 60, 0, 0, 1] and list(camera.P)[:3] == [200, 0, 80]
 
-    _, cloud = received[TOPICS["points"]]
+    _, cloud, _ = received[TOPICS["points"]]
     layout = {field.name: field.offset for field in cloud.fields}
     assert layout == {"x": 0, "y": 4, "z": 8, "red": 12, "green": 13, "blue": 14, "alpha": 15}
     assert cloud.point_stride == 16 and len(cloud.data) % 16 == 0
@@ -342,14 +344,14 @@ def test_a_real_run_streams_every_topic_to_a_loopback_client(metric_dynamic):
     assert np.isfinite(points["xyz"]).all() and (points["xyz"][:, 2] > 0).all()
     assert (points["rgba"][:, 3] == 255).all()
 
-    _, transform = received[TOPICS["tf"]]
+    _, transform, _ = received[TOPICS["tf"]]
     assert (transform.parent_frame_id, transform.child_frame_id) == ("world", "camera_optical_frame")
     rotation = (transform.rotation.x, transform.rotation.y, transform.rotation.z, transform.rotation.w)
     assert rotation == OPTICAL_IN_WORLD
     assert np.allclose(rotate(rotation, [0, 0, 1]), [1, 0, 0])  # the camera looks along world x
     assert np.allclose(rotate(rotation, [0, 1, 0]), [0, 0, -1])  # image down is world down
 
-    _, stats = received[TOPICS["stats"]]
+    _, stats, _ = received[TOPICS["stats"]]
     assert stats["frames"] >= 1 and "latency_p50_ms" in stats and "inference" in stats["stage_ms"]
     assert stats["live_view"]["written"] >= stats["live_view"]["sent"] >= 1
 

@@ -21,7 +21,8 @@ Topics (one `foxglove.Context` per view, so two views in one process stay apart)
   /dav2/tf       foxglove.FrameTransform: `world` (x forward, y left, z up) to the camera's optical
                  frame (x right, y down, z forward), so the 3D panel shows the cloud upright
   /dav2/stats    JSON: the pipeline's live numbers (FPS, latency p50/p90, per-stage times, frames
-                 dropped) once a second, and the view's own counts (sent, replaced)
+                 dropped) once a second, and the view's own counts (frames written, sent,
+                 replaced unsent by a newer one, bytes sent)
 
 Bounded in memory and bandwidth, whatever the network does:
 
@@ -107,6 +108,7 @@ STATS_SCHEMA = {  # a JSON schema, so Foxglove's plot panel offers the fields by
                 "written": {"type": "integer"},
                 "sent": {"type": "integer"},
                 "replaced": {"type": "integer"},
+                "bytes_sent": {"type": "integer"},
             },
         },
     },
@@ -277,7 +279,7 @@ class LiveView:
         self.frame_id = frame_id
         self.mailbox = Mailbox()
         self.subscriptions = Subscriptions()
-        self.written = self.sent = 0
+        self.written = self.sent = self.bytes_sent = 0  # bytes_sent: encoded messages, once per frame
         self.error: BaseException | None = None
         self.warned = self.closed = False
         self._stopping = threading.Event()
@@ -327,7 +329,14 @@ class LiveView:
         self.channels["stats"].log(record, log_time=time.time_ns())
 
     def counts(self) -> dict[str, int]:
-        return {"written": self.written, "sent": self.sent, "replaced": self.mailbox.replaced}
+        """Frames written by the pipeline, sent, replaced unsent by a newer one; bytes encoded and
+        sent (each client subscribed gets them once: the bandwidth per client)."""
+        return {
+            "written": self.written,
+            "sent": self.sent,
+            "replaced": self.mailbox.replaced,
+            "bytes_sent": self.bytes_sent,
+        }
 
     def close(self, success: bool = True) -> None:
         """Stop the sender (a frame in the mailbox is dropped) and the server; idempotent."""
@@ -342,7 +351,8 @@ class LiveView:
             console.warn(f"live view: port {self.port} was still open {JOIN_S:g} s after the server stopped")
         counts = self.counts()
         console.info(
-            f"live view closed: {counts['sent']} of {counts['written']} frame(s) sent, "
+            f"live view closed: {counts['sent']} of {counts['written']} frame(s) sent "
+            f"({counts['bytes_sent'] / 1e6:.1f} MB per watching client), "
             f"{counts['replaced']} replaced by newer ones"
         )
 
@@ -372,7 +382,9 @@ class LiveView:
         for name, build in self.builders(item, camera, stamp).items():
             channel = self.channels.get(name)
             if channel is not None and channel.has_sinks():
-                channel.log(build(), log_time=log_time)
+                payload = build().encode()
+                channel.log(payload, log_time=log_time)
+                self.bytes_sent += len(payload)
 
     def builders(self, item: Pending, camera: Intrinsics, stamp: Any) -> dict[str, Callable[[], Any]]:
         from foxglove.messages import CompressedImage
@@ -417,23 +429,18 @@ def import_foxglove() -> Any:
 
 
 def open_channels(foxglove: Any, context: Any, metric: bool) -> dict[str, Any]:
-    """The typed channels of TOPICS in `context` (no point cloud channel for relative depth)."""
-    from foxglove.channels import (
-        CameraCalibrationChannel,
-        CompressedImageChannel,
-        FrameTransformChannel,
-        PointCloudChannel,
-    )
+    """The channels of TOPICS in `context` (no point cloud channel for relative depth): Foxglove's
+    own protobuf schemas, logged as bytes the view encodes itself, so it counts what it sends."""
+    from foxglove.messages import CameraCalibration, CompressedImage, FrameTransform, PointCloud
 
-    channels = {
-        "image": CompressedImageChannel(TOPICS["image"], context=context),
-        "depth": CompressedImageChannel(TOPICS["depth"], context=context),
-        "camera": CameraCalibrationChannel(TOPICS["camera"], context=context),
-        "tf": FrameTransformChannel(TOPICS["tf"], context=context),
-        "stats": foxglove.Channel(TOPICS["stats"], schema=STATS_SCHEMA, context=context),
-    }
+    schemas = {"image": CompressedImage, "depth": CompressedImage, "camera": CameraCalibration, "tf": FrameTransform}
     if metric:
-        channels["points"] = PointCloudChannel(TOPICS["points"], context=context)
+        schemas["points"] = PointCloud
+    channels = {
+        name: foxglove.Channel(TOPICS[name], schema=kind.get_schema(), message_encoding="protobuf", context=context)
+        for name, kind in schemas.items()
+    }
+    channels["stats"] = foxglove.Channel(TOPICS["stats"], schema=STATS_SCHEMA, context=context)
     return channels
 
 
