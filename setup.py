@@ -67,6 +67,10 @@ ROSBAG = ["rosbags>=0.10"]
 # the tests read the bags back with a second, independent implementation: MCAP's own reader and its
 # ROS 2 decoder (mcap-ros2-support), and metadata.yaml with PyYAML
 ROSBAG_CHECK = ["mcap>=1.2", "mcap-ros2-support>=0.5", "pyyaml>=6"]
+# dav2-run --serve: Foxglove's WebSocket server (one native wheel, abi3, no dependencies; aarch64 too)
+LIVE = ["foxglove-sdk>=0.30"]
+# the tests watch it with a second implementation: a websockets client, protobuf decoding the advertised schemas
+LIVE_CHECK = ["websockets>=12", "protobuf>=4.21"]
 APP = ["gradio>=5.0"]
 BATCH = ["ray[data]>=2.40", "pyarrow>=14"]  # dav2-batch: a corpus on Ray Data, one laptop to a cluster
 PLOT = ["matplotlib>=3.7"]
@@ -89,13 +93,28 @@ EXTRAS = {
     "viewer": VIEWER,  # the Rerun 3D view, live or recorded to .rrd
     "app": APP,
     "rosbag": ROSBAG,
+    "live": LIVE,  # dav2-run --serve: a live view in Foxglove from another machine
     # dav2-ros2: rclpy and the message packages come from the ROS 2 install (Humble or newer), not PyPI
     "ros2": [],
     "batch": BATCH,
     "plot": PLOT,
     "oracle": ORACLE,
     # README command 2: everything the tests exercise (TensorRT and a GPU aside: those tests skip)
-    "test": [*TEST_TOOLS, *EXPORT, *MODELOPT, *OPENVINO, *VIEWER, *APP, *BATCH, *PLOT, *ORACLE, *ROSBAG, *ROSBAG_CHECK],
+    "test": [
+        *TEST_TOOLS,
+        *EXPORT,
+        *MODELOPT,
+        *OPENVINO,
+        *VIEWER,
+        *APP,
+        *BATCH,
+        *PLOT,
+        *ORACLE,
+        *ROSBAG,
+        *ROSBAG_CHECK,
+        *LIVE,
+        *LIVE_CHECK,
+    ],
 }
 
 if __name__ == "__main__":  # setuptools runs this file as __main__; scripts/check_resolution.py reads EXTRAS

@@ -30,9 +30,19 @@ from dav2.cli.ros2 import ROS_OPTIONS
 from dav2.errors import Dav2Error
 from dav2.media import ImageLimits
 from dav2.processing import COLORMAPS
+from dav2.ros2.messages import MAX_CLOUD_STRIDE
 from dav2.runtime.backends import BACKENDS, open_backend
 from dav2.runtime.backends.base import Backend
 from dav2.runtime.fps import LiveSnapshot, RunSummary, format_summary
+from dav2.runtime.live import (
+    DEFAULT_MAX_HZ,
+    DEFAULT_PORT,
+    DEFAULT_QUALITY,
+    DEFAULT_STRIDE,
+    MAX_HZ,
+    MIN_HZ,
+    LiveSettings,
+)
 from dav2.runtime.session import PREPROCESS_CHOICES, RunOptions, RunPlan
 from dav2.runtime.sinks import FORMATS
 from dav2.runtime.sources import Source, open_source
@@ -101,8 +111,10 @@ def parse_run_options(
     from dav2.geometry import parse_intrinsics, read_anchors
 
     ros = ROS_OPTIONS.parse(choices)
+    serve = SERVE_OPTIONS.parse(choices)
     return RunOptions(
         ros=ros,
+        serve=serve,
         color_range=parse_pair(color_range, ",", float, "--range"),
         limits=limits.images,
         max_tokens=limits.max_tokens,
@@ -227,7 +239,65 @@ VIEW_3D_OPTIONS = OptionGroup(
         help="Record the 3D view to this .rrd file (no display needed; open it later with `rerun FILE`).",
     ),
 )
-RUN_OPTIONS = OptionGroup(OUTPUT_OPTIONS, PROCESSING_OPTIONS, VIEW_3D_OPTIONS, ROS_OPTIONS, parser=parse_run_options)
+
+
+def parse_live_settings(
+    serve: str | None, serve_hz: float, serve_quality: int, serve_stride: int
+) -> LiveSettings | None:
+    """--serve [HOST:]PORT and its limits as one checked LiveSettings; None without --serve (the
+    other --serve-* options then change nothing, and a changed one says so)."""
+    if serve is None:
+        given = [
+            name
+            for name, value, default in (
+                ("--serve-hz", serve_hz, DEFAULT_MAX_HZ),
+                ("--serve-quality", serve_quality, DEFAULT_QUALITY),
+                ("--serve-stride", serve_stride, DEFAULT_STRIDE),
+            )
+            if value != default
+        ]
+        if given:
+            console.warn(f"{', '.join(given)} without --serve: ignored")
+        return None
+    return LiveSettings.parse(serve, serve_hz, serve_quality, serve_stride)
+
+
+SERVE_OPTIONS = OptionGroup(
+    click.option(
+        "--serve",
+        is_flag=False,
+        flag_value=str(DEFAULT_PORT),
+        default=None,
+        metavar="[HOST:]PORT",
+        help="Live view for a headless machine: a Foxglove WebSocket server (pip install 'dav2[live]') streaming "
+        "the frame, the coloured depth, the point cloud (metric depth), the camera and the FPS/latency numbers; "
+        "open Foxglove on another machine and connect to ws://HOST:PORT (docs/live.md). Alone: "
+        f"127.0.0.1:{DEFAULT_PORT} (reach it through an SSH tunnel); 0.0.0.0:PORT listens on every network "
+        "(no authentication); port 0 picks a free one. Needs no --save.",
+    ),
+    click.option(
+        "--serve-hz",
+        type=click.FloatRange(MIN_HZ, MAX_HZ),
+        default=DEFAULT_MAX_HZ,
+        help="--serve: at most this many frames a second are sent (the newest; the others are skipped).",
+    ),
+    click.option(
+        "--serve-quality",
+        type=click.IntRange(1, 100),
+        default=DEFAULT_QUALITY,
+        help="--serve: JPEG quality of the frame and the coloured depth.",
+    ),
+    click.option(
+        "--serve-stride",
+        type=click.IntRange(1, MAX_CLOUD_STRIDE),
+        default=DEFAULT_STRIDE,
+        help="--serve: one point every N pixels in each direction (N² fewer points, N² less bandwidth).",
+    ),
+    parser=parse_live_settings,
+)
+RUN_OPTIONS = OptionGroup(
+    OUTPUT_OPTIONS, PROCESSING_OPTIONS, VIEW_3D_OPTIONS, ROS_OPTIONS, SERVE_OPTIONS, parser=parse_run_options
+)
 MAX_FRAMES_OPTION = click.option(
     "--max-frames",
     type=int,
@@ -267,9 +337,10 @@ class RunRequest:
 
     @property
     def keeps_nothing(self) -> bool:
-        """No file, window, JSON or 3D view: the depth is computed and timed only."""
+        """No file, window, JSON, 3D view or live view: the depth is computed and timed only."""
         options = self.options
-        return options.save is None and not (options.show or self.as_json or options.viewer or options.viewer_save)
+        views = options.viewer or options.viewer_save or options.serve is not None
+        return options.save is None and not (options.show or self.as_json or views)
 
 
 @dataclass(frozen=True)
@@ -323,6 +394,7 @@ def run_main(**values):
       dav2-run --model metric.onnx --source 0 --intrinsics camera.yaml --viewer
       dav2-run --model relative.onnx --source street.jpg --anchors tape.csv --format npy --save d.npy
       dav2-run --model metric.onnx --source clip.mp4 --intrinsics camera.yaml --format rosbag --save run_bag/
+      dav2-run --model metric.engine --source 0 --intrinsics camera.yaml --serve
 
     Capture, inference and output run in parallel. Cameras and streams keep only the newest
     frame (stale ones are dropped, so latency does not grow); files drop nothing.

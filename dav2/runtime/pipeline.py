@@ -249,8 +249,9 @@ def run(
     opener closes it). q/Esc in the window or `max_frames` end the run with the frames done
     so far kept; Ctrl-C and SIGTERM discard unfinished outputs and propagate (module docstring).
     `max_frames` counts processed frames (module docstring). `on_tick` gets a live snapshot
-    every TICK_S seconds (dav2-run --json); `on_frame` the count of frames written so far
-    (dav2-run's progress lines).
+    every TICK_S seconds (dav2-run --json), as does every sink with a `tick` method (the live
+    view, --serve, streams it); `on_frame` the count of frames written so far (dav2-run's
+    progress lines).
     """
     sinks, color_range, transforms = plan.sinks, plan.color_range, plan.depth_transforms()
     stabilizer, max_tokens = plan.stabilizer, plan.max_tokens
@@ -258,6 +259,7 @@ def run(
     tick_s = TICK_S
     meter = FpsMeter(live=source.live)
     windows = [sink for sink in sinks if isinstance(sink, WindowSink)]
+    tickers = live_listeners(sinks) + ([on_tick] if on_tick is not None else [])
     stop = threading.Event()
     to_inference, to_output = new_channel(source.live), new_channel(source.live)
     feed = Feeder(backend, input_size, plan.preprocessing)
@@ -293,8 +295,10 @@ def run(
             meter.add(job.times, latency_ms=(t5 - job.captured) * 1000, cpu_ms=job.cpu)
             if on_frame is not None:
                 on_frame(meter.frames)
-            if on_tick is not None and t5 >= next_tick:
-                on_tick(meter.snapshot(dropped=dropped_frames(to_inference, to_output)))
+            if tickers and t5 >= next_tick:
+                snapshot = meter.snapshot(dropped=dropped_frames(to_inference, to_output))
+                for tick in tickers:
+                    tick(snapshot)
                 next_tick = t5 + tick_s
             if any(window.quit for window in windows):
                 break
@@ -310,6 +314,12 @@ def run(
     if errors:
         raise errors[0]
     return meter.summary(dropped_frames=dropped_frames(to_inference, to_output))
+
+
+def live_listeners(sinks: list[Sink]) -> list[Callable[[LiveSnapshot], None]]:
+    """The `tick` of each sink that shows the live numbers (dav2.runtime.live.LiveView): the
+    same snapshot --json prints, so the browser and the terminal agree."""
+    return [sink.tick for sink in sinks if callable(getattr(sink, "tick", None))]
 
 
 def stop_stages(stages: list[Stage], stop: threading.Event, source: Source) -> list[BaseException]:

@@ -20,7 +20,10 @@ the choices that are not the user's to repeat live here rather than in each fron
 - the sinks: the --save target (an image file, a folder or a video), any further files, and
   the window; no output may replace one of the source's own files (--save equal to --source,
   a folder saved into itself with outputs named like its inputs), checked before the run;
-  the Rerun 3D view (--viewer, --viewer-save) is one more sink.
+  the Rerun 3D view (--viewer, --viewer-save) is one more sink, and so is the live view of a
+  headless run (--serve: a Foxglove WebSocket server, dav2.runtime.live), which gets the
+  run's metric decision (points only for metres) and intrinsics like the ROS 2 bag; a run
+  with --serve and no --save is valid (it keeps nothing).
 
 `plan_run(backend, source, options)` returns a `RunPlan` with the sinks opened; pass it whole
 to `dav2.runtime.pipeline.run(source, backend, plan)`, which closes them. Stretching frames
@@ -51,6 +54,7 @@ from dav2.media import DEFAULT_LIMITS, ImageLimits
 from dav2.metadata import MetricCalibration
 from dav2.ros2.messages import RosSettings
 from dav2.runtime.backends.base import Backend
+from dav2.runtime.live import LiveSettings, LiveView
 from dav2.runtime.sinks import FORMATS, Sink, WindowSink, open_sink
 from dav2.runtime.sources import Source
 from dav2.runtime.stabilize import Stabilizer
@@ -93,6 +97,7 @@ class RunOptions:
     viewer: bool = False  # --viewer: a live Rerun 3D view (needs a display)
     viewer_save: str | Path | None = None  # --viewer-save: record the 3D view to an .rrd file
     ros: RosSettings = RosSettings()  # --format rosbag: frame id, topic prefix, cloud stride, colour
+    serve: LiveSettings | None = None  # --serve: the live view's address, rate, JPEG quality, cloud stride
 
     def __post_init__(self) -> None:
         if self.preprocess not in PREPROCESS_CHOICES:
@@ -116,8 +121,10 @@ class RunOptions:
 
     @property
     def wants_3d(self) -> bool:
-        """A point cloud file, a ROS 2 bag (CameraInfo) or the 3D view: what --intrinsics is for."""
-        return self.viewer or self.viewer_save is not None or any(t.fmt in ("ply", "rosbag") for t in self.saves())
+        """A point cloud file, a ROS 2 bag (CameraInfo), the 3D view or the live view (its cloud and
+        calibration): what --intrinsics is for."""
+        views = self.viewer or self.viewer_save is not None or self.serve is not None
+        return views or any(t.fmt in ("ply", "rosbag") for t in self.saves())
 
 
 def check_input_size(input_size: int, max_tokens: int) -> None:
@@ -309,7 +316,10 @@ def announced_calibration(backend: Backend, anchored: bool) -> StoredCalibration
 def intrinsics_warnings(options: RunOptions) -> list[str]:
     if options.intrinsics is None or options.wants_3d:
         return []
-    return ["--intrinsics is used by --format ply and the 3D view (--viewer, --viewer-save) only; ignored"]
+    return [
+        "--intrinsics is used by --format ply and rosbag, the 3D view (--viewer, --viewer-save) and the live "
+        "view (--serve) only; ignored"
+    ]
 
 
 def preprocessing(options: RunOptions, source: Source) -> str:
@@ -359,6 +369,8 @@ def open_sinks(options: RunOptions, unit: str, source: Source) -> list[Sink]:
             sinks.append(WindowSink(options.fmt, options.cmap))
         if options.viewer or options.viewer_save is not None:
             sinks.append(open_viewer(options, unit))
+        if options.serve is not None:
+            sinks.append(LiveView(options.serve, unit, options.intrinsics, options.cmap))
         check_inputs_kept(sinks, source)
     except BaseException:
         for sink in sinks:
