@@ -51,7 +51,7 @@ X86_312 = Target("cp312 linux-x86-64", "3.12", "x86_64-manylinux_2_28")
 DESKTOP = ("", "export", "workstation", "trt-cu12", "trt-cu13", "openvino", "test",
            "workstation,trt-cu12", "workstation,trt-cu13")  # fmt: skip
 MATRIX = {
-    JETSON: ("", "jetson", "3d", "app", "batch", "plot", "rosbag"),
+    JETSON: ("", "jetson", "3d", "app", "batch", "plot", "rosbag", "live"),
     X86_310: DESKTOP,
     X86_312: DESKTOP,
 }

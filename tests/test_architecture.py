@@ -28,6 +28,7 @@ RUNTIME_MODULES = [
     "dav2.export.target",
     "dav2.export.tensorrt",  # `dav2-export --trt --from` on a Jetson without PyTorch
     "dav2.runtime.pipeline",
+    "dav2.runtime.live",
     "dav2.runtime.session",
     "dav2.runtime.sources",
     "dav2.runtime.sinks",
@@ -55,7 +56,9 @@ def imported_after(modules: list[str]) -> set[str]:
 def test_runtime_modules_do_not_import_torch():
     loaded = imported_after(RUNTIME_MODULES)
     assert "torch" not in loaded
-    imported_where_used = {"openvino", "tensorrt", "gradio", "ray", "modelopt", "rerun", "plyfile", "rosbags", "rclpy"}
+    imported_where_used = {
+        *("openvino", "tensorrt", "gradio", "ray", "modelopt", "rerun", "plyfile", "rosbags", "rclpy", "foxglove")
+    }
     assert not imported_where_used & loaded
 
 
@@ -125,9 +128,7 @@ def names_module(package: str, module: str) -> bool:
 
 def row_for(module: str, rows):
     """The row naming the module most specifically."""
-    matches = [
-        (len(package), row) for row in rows for package in row[0] if names_module(package, module)
-    ]
+    matches = [(len(package), row) for row in rows for package in row[0] if names_module(package, module)]
     return max(matches, key=lambda match: match[0])[1] if matches else None
 
 
