@@ -81,10 +81,9 @@ def measure(path: Path, model, tensors: list[np.ndarray], args) -> dict:
     return {**timing, "abs_rel": summary["abs_rel"], "delta1": summary["delta1"], "parity": parity}
 
 
-def run_size(model, size: int, args, folder: Path) -> list[dict]:
+def run_size(model, size: int, args, folder: Path, rows: list[dict], save: Callable[[], None]) -> None:
     calibration = CalibrationSet(args.calib_dir, (size, size), args.calib_count, args.holdout)
     tensors = [processing.preprocess(image, fixed_hw=(size, size)) for _, image in calibration.holdout_images()]
-    rows = []
     for name in args.cases:
         backend, precision, convert = CASES[name]
         start = time.perf_counter()
@@ -95,7 +94,7 @@ def run_size(model, size: int, args, folder: Path) -> list[dict]:
         row["file_mb"] = round(path.stat().st_size / 1e6, 1)
         print(json.dumps(row), flush=True)
         rows.append(row)
-    return rows
+        save()  # after every row: a long run interrupted keeps what it measured
 
 
 def main() -> int:
@@ -114,11 +113,20 @@ def main() -> int:
     args.cases = args.cases.split(",")
     torch.set_num_threads(args.threads)
     model, _ = load_model("vits", "relative", None, args.checkpoint)
-    rows = []
+    rows: list[dict] = []
+
+    def save() -> None:
+        if args.save:
+            args.save.write_text(json.dumps(document(args, rows), indent=2) + "\n")
+
     with tempfile.TemporaryDirectory() as folder:
         for size in map(int, args.sizes.split(",")):
-            rows += run_size(model, size, args, Path(folder))
-    document = {
+            run_size(model, size, args, Path(folder), rows, save)
+    return 0
+
+
+def document(args, rows: list[dict]) -> dict:
+    return {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads used (AMD EPYC, 2 cores)",
         "command": shlex.join(["python", *sys.argv]),
         "tools": {
@@ -129,9 +137,6 @@ def main() -> int:
         "PyTorch FP32 on the held-out pictures; ARM CPUs not measured",
         "rows": rows,
     }
-    if args.save:
-        args.save.write_text(json.dumps(document, indent=2) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

@@ -31,17 +31,30 @@ def is_patch_kernel_ohwi(shape) -> bool:
     return len(shape) == 4 and list(shape[1:]) == [PATCH_SIZE, PATCH_SIZE, 3]
 
 
-def tensor_facts(detail: dict, name: str) -> TensorFacts:
+def tensor_facts(detail: dict, signature_name: str | None) -> TensorFacts:
     """One input/output as dav2 sees it: float32 even where the model is int8 (the backend
-    converts), named with dav2's name (the signature's own name is `args_0`/`output_0`)."""
+    converts), named by the model's signature (`image`, `depth`) and by its tensor name."""
     dtype = "float32" if detail["dtype"] in QUANTIZED else np.dtype(detail["dtype"]).name
-    return TensorFacts((name, detail["name"]), dtype, tuple(int(d) for d in detail["shape"]))
+    names = (signature_name, detail["name"]) if signature_name else (detail["name"],)
+    return TensorFacts(names, dtype, tuple(int(d) for d in detail["shape"]))
+
+
+def signature_names(interpreter) -> tuple[list[str], list[str]]:
+    """(input names, output names) of the model's one signature; empty without one."""
+    signatures = list(interpreter.get_signature_list().values())
+    if len(signatures) != 1:
+        return [], []
+    return list(signatures[0]["inputs"]), list(signatures[0]["outputs"])
 
 
 def graph_facts(interpreter) -> GraphFacts:
     """Inputs, outputs and patch-embedding widths of a loaded interpreter, without running it."""
-    inputs = tuple(tensor_facts(d, INPUT_NAME) for d in interpreter.get_input_details())
-    outputs = tuple(tensor_facts(d, OUTPUT_NAME) for d in interpreter.get_output_details())
+    input_names, output_names = signature_names(interpreter)
+    input_details, output_details = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(input_names) != len(input_details) or len(output_names) != len(output_details):
+        input_names, output_names = [None] * len(input_details), [None] * len(output_details)
+    inputs = tuple(tensor_facts(d, n) for d, n in zip(input_details, input_names))
+    outputs = tuple(tensor_facts(d, n) for d, n in zip(output_details, output_names))
     widths = frozenset(int(d["shape"][0]) for d in interpreter.get_tensor_details() if is_patch_kernel_ohwi(d["shape"]))
     return GraphFacts(inputs, outputs, widths)
 
@@ -57,6 +70,8 @@ def metadata_from_model(path: Path, facts: GraphFacts) -> ArtifactMetadata:
         precision=None,
         dynamic=False,
         input_shape=list(shape) if shape and len(shape) == 4 else None,
+        input_name=facts.inputs[0].names[0] if facts.inputs else INPUT_NAME,
+        output_name=facts.outputs[0].names[0] if facts.outputs else OUTPUT_NAME,
         from_sidecar=False,
     )
 
