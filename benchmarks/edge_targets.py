@@ -15,6 +15,7 @@ alignment) and the FP32 artifacts' parity (max |a - PyTorch| / max(1, max |PyTor
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import sys
@@ -92,6 +93,7 @@ def run_size(model, size: int, args, folder: Path, rows: list[dict], save: Calla
         row = {"case": name, "backend": backend, "precision": precision, "size": size, "convert_s": round(seconds, 1)}
         row.update(measure(path, model, tensors, args))
         row["file_mb"] = round(path.stat().st_size / 1e6, 1)
+        row["load_average_1min"] = round(os.getloadavg()[0], 2)  # other processes inflate the latency
         print(json.dumps(row), flush=True)
         rows.append(row)
         save()  # after every row: a long run interrupted keeps what it measured
