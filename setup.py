@@ -58,6 +58,14 @@ TRT_CU13 = [f"tensorrt-cu13>=10.3,<12; {X86_64}", "cuda-bindings>=13,<14"]
 JETSON = ["cuda-bindings>=12.8,<13"]  # JetPack 6.1/6.2: CUDA 12.6, TensorRT 10.3 from the system
 
 OPENVINO = ["openvino>=2024.4", "nncf>=2.14"]  # NNCF 3.x pins openvino < 2026.6 and numpy < 2.5
+# Edge targets (docs/litert.md, docs/executorch.md, docs/coreml.md). `litert` is the LiteRT
+# interpreter alone, what a Raspberry Pi or a phone-side Python installs to run .tflite files;
+# `litert-export` converts (litert-torch supports torch < 2.15). ExecuTorch's export and its
+# Python runtime are one package. coremltools converts on Linux; Core ML runs on Apple devices.
+LITERT = ["ai-edge-litert>=2.3"]
+LITERT_EXPORT = [*EXPORT, "litert-torch>=0.10", "ai-edge-litert>=2.3"]
+EXECUTORCH = [*EXPORT, "executorch>=1.5"]
+COREML = [*EXPORT, "coremltools>=9.0"]
 PLY = ["plyfile>=1.0"]
 # rerun-sdk 0.41 has wheels for Python >= 3.11 only: on 3.10 `viewer` adds plyfile alone and
 # --viewer says what is missing
@@ -89,6 +97,10 @@ EXTRAS = {
     "tensorrt": TRT_CU13,
     "jetson": JETSON,
     "openvino": OPENVINO,
+    "litert": LITERT,
+    "litert-export": LITERT_EXPORT,
+    "executorch": EXECUTORCH,
+    "coreml": COREML,
     "3d": PLY,  # --format ply (point clouds)
     "viewer": VIEWER,  # the Rerun 3D view, live or recorded to .rrd
     "app": APP,

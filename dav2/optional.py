@@ -50,6 +50,12 @@ EXTRAS = {
     "rerun": "pip install 'dav2[viewer]' (Python >= 3.11)",
     "safetensors": "pip install 'dav2[export]'",
     "transformers": "pip install 'dav2[oracle]' (tests only)",
+    "ai_edge_litert": "pip install 'dav2[litert]'",
+    "ai-edge-litert": "pip install 'dav2[litert]'",  # the distribution's name, as dav2-bench asks
+    "litert_torch": "pip install 'dav2[litert-export]' (x86-64 Linux or Apple-silicon macOS; PyTorch < 2.15)",
+    "ai_edge_quantizer": "pip install 'dav2[litert-export]'",
+    "executorch": "pip install 'dav2[executorch]'",
+    "coremltools": "pip install 'dav2[coreml]' (converts on Linux; Core ML runs on Apple devices only)",
 }
 
 

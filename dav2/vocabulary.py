@@ -43,6 +43,9 @@ class ArtifactFormat(Choice):
     OPENVINO = "openvino"
     TENSORRT = "tensorrt"
     PYTORCH = "pytorch"
+    LITERT = "litert"  # .tflite (LiteRT, formerly TensorFlow Lite)
+    EXECUTORCH = "executorch"  # .pte with the XNNPACK delegate
+    COREML = "coreml"  # .mlpackage (ML Program); runs on Apple devices only
 
 
 class BackendName(Choice):
@@ -50,6 +53,8 @@ class BackendName(Choice):
     OPENVINO = "openvino"
     TENSORRT = "tensorrt"
     TORCH = "torch"
+    LITERT = "litert"
+    EXECUTORCH = "executorch"
 
 
 # what runs each format, and the file endings each format uses
@@ -58,6 +63,8 @@ FORMAT_BACKEND = {
     ArtifactFormat.OPENVINO: BackendName.OPENVINO,
     ArtifactFormat.TENSORRT: BackendName.TENSORRT,
     ArtifactFormat.PYTORCH: BackendName.TORCH,
+    ArtifactFormat.LITERT: BackendName.LITERT,
+    ArtifactFormat.EXECUTORCH: BackendName.EXECUTORCH,
 }
 SUFFIX_FORMAT = {
     ".onnx": ArtifactFormat.ONNX,
@@ -66,6 +73,9 @@ SUFFIX_FORMAT = {
     ".plan": ArtifactFormat.TENSORRT,
     ".pth": ArtifactFormat.PYTORCH,
     ".pt": ArtifactFormat.PYTORCH,
+    ".tflite": ArtifactFormat.LITERT,
+    ".pte": ArtifactFormat.EXECUTORCH,
+    ".mlpackage": ArtifactFormat.COREML,
 }
 
 # the graph's tensors, in every format

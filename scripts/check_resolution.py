@@ -49,9 +49,13 @@ X86_312 = Target("cp312 linux-x86-64", "3.12", "x86_64-manylinux_2_28")
 # every extra the tests use (3d, viewer, app, batch, plot, oracle, ...); `tensorrt` is trt-cu13
 # under its old name.
 DESKTOP = ("", "export", "workstation", "trt-cu12", "trt-cu13", "openvino", "test",
-           "workstation,trt-cu12", "workstation,trt-cu13")  # fmt: skip
+           "workstation,trt-cu12", "workstation,trt-cu13",
+           "litert", "litert-export", "executorch", "coreml", "test,litert-export,executorch,coreml")  # fmt: skip
+# the edge targets on a Jetson or a 64-bit Pi: the LiteRT interpreter and ExecuTorch install; their
+# converters mostly do not (litert-converter has x86-64 and macOS wheels only, coremltools no Linux
+# ARM wheels), so LiteRT and Core ML artifacts are exported on an x86-64 machine
 MATRIX = {
-    JETSON: ("", "jetson", "3d", "app", "batch", "plot", "rosbag", "live"),
+    JETSON: ("", "jetson", "3d", "app", "batch", "plot", "rosbag", "live", "litert", "executorch"),
     X86_310: DESKTOP,
     X86_312: DESKTOP,
 }

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from dav2.optional import install_hint
 from dav2.vocabulary import BackendName, Precision
 
-BACKENDS = BackendName.TORCH, BackendName.ONNXRUNTIME, BackendName.OPENVINO, BackendName.TENSORRT  # table order
+BACKENDS = (  # table order
+    BackendName.TORCH, BackendName.ONNXRUNTIME, BackendName.OPENVINO, BackendName.TENSORRT,
+    BackendName.LITERT, BackendName.EXECUTORCH,
+)  # fmt: skip
 PRECISIONS = Precision.values()
 FP32, FP16, INT8 = Precision.FP32, Precision.FP16, Precision.INT8
 # what each backend can run at all
@@ -20,8 +23,13 @@ SUPPORTED = {
     BackendName.ONNXRUNTIME: (FP32, FP16, INT8),
     BackendName.OPENVINO: (FP32, FP16, INT8),
     BackendName.TENSORRT: (FP16, INT8, FP32),
+    BackendName.LITERT: (FP32, FP16, INT8),
+    BackendName.EXECUTORCH: (FP32, INT8),
 }
-PACKAGES = {name: name.value for name in BackendName}  # the backend's Python package
+# the backend's Python package (distribution name)
+PACKAGES = {**{name: name.value for name in BackendName}, BackendName.LITERT: "ai-edge-litert"}
+# backends whose artifacts dav2-bench cannot make yet (their export is not wired into dav2-export)
+NOT_BUILT = (BackendName.LITERT, BackendName.EXECUTORCH)
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,8 @@ def skip_reason(machine: Machine, backend: str, precision: str, have_images: boo
     """Why this backend/precision cannot be measured here, or None when it can."""
     if precision not in SUPPORTED[backend]:
         return f"{backend} has no {precision} path in dav2"
+    if backend in NOT_BUILT:
+        return f"dav2-bench does not make {backend} artifacts yet (benchmarks/edge_targets.py measures them)"
     if not machine.has(backend):
         return f"{PACKAGES[backend]} is not installed ({install_hint(PACKAGES[backend])})"
     if backend == "tensorrt" and not machine.gpus:

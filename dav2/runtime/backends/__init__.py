@@ -15,14 +15,20 @@ from dav2.vocabulary import FORMAT_BACKEND, SUFFIX_FORMAT, BackendName
 BACKENDS = ("auto", *BackendName.values())
 
 
+COREML_ONLY_ON_APPLE = (
+    "{name} is a Core ML package: it runs on Apple devices (macOS, iOS) through Core ML, not in dav2's "
+    "runtime; docs/coreml.md shows how to run it on a Mac"
+)
+
+
 def backend_for(path: Path, metadata: ArtifactMetadata | None) -> BackendName:
     """The backend that runs `path`: its recorded format, else its file ending."""
-    if metadata is not None:
-        return FORMAT_BACKEND[metadata.format]
-    fmt = SUFFIX_FORMAT.get(path.suffix.lower())
+    fmt = metadata.format if metadata is not None else SUFFIX_FORMAT.get(path.suffix.lower())
     if fmt is None:
         endings = ", ".join(SUFFIX_FORMAT)
         raise Dav2Error(f"cannot tell which backend runs {path.name}; expected one of {endings}")
+    if fmt not in FORMAT_BACKEND:  # Core ML: converted and checked here, run on Apple devices
+        raise Dav2Error(COREML_ONLY_ON_APPLE.format(name=path.name))
     return FORMAT_BACKEND[fmt]
 
 
@@ -44,6 +50,8 @@ def open_backend(
     as a context manager or call close().
     """
     path = Path(model)
+    if path.suffix.lower() == ".mlpackage" and path.is_dir():
+        raise Dav2Error(COREML_ONLY_ON_APPLE.format(name=path.name))
     if not path.is_file():
         raise Dav2Error(f"model file not found: {path}")
     metadata = ArtifactMetadata.read(path)
@@ -61,6 +69,14 @@ def open_backend(
         from dav2.runtime.backends.tensorrt import TensorRTBackend
 
         return TensorRTBackend(path, metadata)
+    if name == BackendName.LITERT:
+        from dav2.runtime.backends.litert import LiteRtBackend
+
+        return LiteRtBackend(path, metadata, threads=threads)
+    if name == BackendName.EXECUTORCH:
+        from dav2.runtime.backends.executorch import ExecuTorchBackend
+
+        return ExecuTorchBackend(path, metadata, threads=threads)
     from dav2.runtime.backends.torch import TorchBackend
 
     return TorchBackend(path, kind=kind, max_depth=max_depth, device=device, threads=threads)
