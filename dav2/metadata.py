@@ -1,4 +1,4 @@
-"""The metadata sidecar every artifact carries (DESIGN rule 2), as one typed record.
+"""The metadata sidecar every artifact carries, as one typed record.
 
 `ArtifactMetadata` is the only way a sidecar is written or read. It holds what a backend needs
 to run the artifact with no other flags (encoder, relative/metric, max_depth, input shape,

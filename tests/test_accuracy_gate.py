@@ -57,7 +57,7 @@ def test_default_gate_refuses_prints_the_report_and_keeps_the_earlier_artifact(v
     monkeypatch.setitem(gate.DEFAULT_MAX_ABS_REL, Precision.INT8, 1e-9)
     result = run_export(vits_checkpoint, tmp_path)
     assert result.exit_code == 1
-    assert "accuracy vs PyTorch FP32 on" in result.output  # the report, printed before the refusal
+    assert "accuracy vs PyTorch FP32 (CPU) on" in result.output  # the report, printed before the refusal
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "exceeds the default INT8 budget 1e-09; nothing written" in errors[0]
     assert "Traceback" not in result.output

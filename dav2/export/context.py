@@ -159,7 +159,7 @@ class ExportContext:
         return self.model.kind
 
     def describe(self, artifact: Path, fmt: ArtifactFormat, precision: Precision) -> ArtifactMetadata:
-        """The sidecar fields every artifact of this export shares (DESIGN rule 2)."""
+        """The sidecar fields every artifact of this export shares (dav2.metadata)."""
         options = self.options
         return ArtifactMetadata(
             artifact=artifact.name,

@@ -2,8 +2,8 @@
 
 The IR is converted from the checked FP32 ONNX graph, not from the torch module: that graph
 has already been compared with PyTorch at one or two sizes, its dynamic dimensions carry
-over as they are, and one graph stays behind every artifact. Converting the torch module was
-measured too: also exact (1.3e-6 at 518 and 364) but 8.5 s instead of 1.1 s.
+over as they are, and one graph stays behind every artifact (converting the torch module is
+as exact, and slower).
 
 Precision on the CPU: OpenVINO runs an FP32 IR in BF16 on CPUs that have it (this project's
 CI machine does) unless told otherwise, so the FP32 artifact records the inference precision

@@ -11,7 +11,7 @@ How, without hand-made graph surgery:
   Resize, Gather [2,1,0] for BGR->RGB, Mul/Add with the folded normalisation), joined to the
   exported network with `onnx.compose.merge_models`. The Resize is ONNX's cubic with
   cubic_coeff_a=-0.75, half_pixel coordinates and exclude_outside=0, OpenCV INTER_CUBIC's
-  kernel (they differ only at the borders: ≤ 0.021 on 0..255, see MEASURED.md). The graph's
+  kernel (they differ only at the borders, which CAMERA_TOLERANCE bounds). The graph's
   input is named `frame`.
 - OpenVINO: its `PrePostProcessor` (u8 NHWC BGR tensor, convert to f32, BGR->RGB, mean and
   scale, RESIZE_CUBIC for a camera size); the input keeps its name `image`.
@@ -36,7 +36,7 @@ from dav2.metadata import UINT8_INPUT, ArtifactMetadata, ParityReport
 from dav2.vocabulary import MEAN, STD, ArtifactFormat
 
 UINT8_TOLERANCE = 1e-3  # same pixels, normalisation in the graph: float32 rounding only
-CAMERA_TOLERANCE = 1e-2  # the in-graph cubic resize vs OpenCV's on the host (measured, stated)
+CAMERA_TOLERANCE = 1e-2  # the in-graph cubic resize vs OpenCV's on the host (they differ at the borders)
 FRAME_NAME = "frame"
 MAX_CAMERA_SIDE = 7680  # 8K; --camera-size beyond this is refused
 
