@@ -17,6 +17,7 @@ import numpy as np
 from dav2 import accuracy, console, processing
 from dav2.errors import Dav2Error
 from dav2.metadata import AccuracyReport
+from dav2.runtime.backends import open_backend
 from dav2.vocabulary import ModelKind
 
 PYTORCH = "PyTorch FP32 (CPU)"
@@ -37,8 +38,6 @@ def measure(
 def accuracy_report(artifact: Path, model, images: list[tuple[str, np.ndarray]]) -> AccuracyReport:
     """Compare `artifact` (with its metadata sidecar beside it) with the PyTorch `model` on `images`."""
     import torch
-
-    from dav2.runtime.backends import open_backend
 
     def pairs(backend):
         for _name, image in images:

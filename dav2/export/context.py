@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from dav2 import console, processing
 from dav2.calibration.dataset import DEFAULT_COUNT, DEFAULT_HOLDOUT, DEFAULT_SEED, DEFAULT_VALIDATION, CalibrationSet
+from dav2.calibration.nncf import check_float_groups
 from dav2.errors import Dav2Error
 from dav2.export.gate import AccuracyGate
 from dav2.metadata import DEFAULT_WORKSPACE_GB, ArtifactMetadata, CalibrationRecord, ParityReport
@@ -138,8 +140,6 @@ class ExportContext:
     def float_groups(self) -> list[str]:
         """INT8: the groups left in float (--int8-float), checked against this model's depth
         (vits has block0 ... block11)."""
-        from dav2.calibration.nncf import check_float_groups
-
         return check_float_groups(list(self.request.int8_float), ENCODER_SPECS[self.model.encoder].depth)
 
     @property
@@ -202,8 +202,6 @@ def graph_options(request: ExportRequest) -> GraphOptions:
 
 def checked_size(name: str, size: int | None) -> int | None:
     """A user's size rounded to a multiple of 14, saying so when it changed (None stays None)."""
-    from dav2 import console, processing
-
     if size is None:
         return None
     if size < DYNAMIC_MIN_SIDE // 2 or size > DYNAMIC_MAX_SIDE:

@@ -24,10 +24,12 @@ import numpy as np
 from dav2 import console, media
 from dav2.calibration.dataset import CalibrationSet
 from dav2.errors import Dav2Error, quote
-from dav2.export import formats
+from dav2.export import accuracy, formats
 from dav2.export.context import Built, ExportContext, ExportRequest, GraphOptions, Provenance, graph_options
+from dav2.export.graph import tool_versions
 from dav2.export.preprocess import make_uint8_variant, parse_camera_size
 from dav2.export.target import ExportTarget
+from dav2.export.tensorrt import build_from_onnx
 from dav2.files import OutputError, check_output_folder, describe_os_error, move_into_place
 from dav2.metadata import sidecar_path
 from dav2.models.registry import checkpoint_info
@@ -72,7 +74,6 @@ def load_check_image(path: str | None) -> np.ndarray:
 
 def export_artifacts(request: ExportRequest) -> list[Path]:
     """Run the whole export; return the artifacts written, in target order."""
-    from dav2.export.graph import tool_versions
     from dav2.export.onnx import export_fp32_onnx  # PyTorch: not needed by --from
 
     options = graph_options(request)
@@ -125,8 +126,6 @@ def load_checkpoint(request: ExportRequest):
 def export_from_onnx(request: ExportRequest, source: Path) -> list[Path]:
     """`--trt P --from model_P.onnx`: an engine from a precision-explicit ONNX and its sidecar,
     on the machine with TensorRT and the GPU; needs neither the checkpoint nor PyTorch."""
-    from dav2.export.tensorrt import build_from_onnx
-
     if request.onnx or request.openvino:
         raise Dav2Error("--from builds TensorRT engines only; give --trt with it")
     check_output_folder(request.output, "--output")
@@ -199,8 +198,6 @@ def uint8_variant(built: Built, context: ExportContext) -> Built:
 def finish(built: Built, context: ExportContext) -> Built:
     """Write the sidecar; measure reduced-precision artifacts and hold them to the accuracy
     gate (the report is printed first, so a refused artifact still shows why)."""
-    from dav2.export import accuracy  # PyTorch: not needed by --from
-
     built.metadata.write(built.path)
     precision = built.metadata.precision
     if precision != Precision.FP32:

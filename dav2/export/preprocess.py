@@ -33,6 +33,7 @@ from dav2.export.context import Built
 from dav2.export.graph import external_data_path, save_onnx
 from dav2.export.parity import checked, relative_difference
 from dav2.metadata import UINT8_INPUT, ArtifactMetadata, ParityReport
+from dav2.runtime.backends import open_backend
 from dav2.vocabulary import MEAN, STD, ArtifactFormat
 
 UINT8_TOLERANCE = 1e-3  # same pixels, normalisation in the graph: float32 rounding only
@@ -184,8 +185,6 @@ def check_frame(image: np.ndarray, metadata: ArtifactMetadata, camera_hw: tuple[
 
 def compare_with_float(float_path: Path, uint8_path: Path, frame: np.ndarray, float_metadata) -> float:
     """max |uint8 artifact - float artifact| / max(1, max |float|) on one frame."""
-    from dav2.runtime.backends import open_backend
-
     with open_backend(float_path) as reference:
         tensor = processing.preprocess(frame, reference.default_input_size, network_or_none(float_metadata, frame))
         expected = reference.infer(tensor)

@@ -35,6 +35,7 @@ from dav2 import console, processing
 from dav2.errors import Dav2Error
 from dav2.export.accuracy import measure, print_report
 from dav2.export.context import DYNAMIC_RANGE, Built, ExportContext, ExportRequest, GraphOptions, graph_options
+from dav2.export.graph import onnx_built
 from dav2.export.preprocess import parse_camera_size
 from dav2.export.reference import Reference, ReferenceCase, reference_path
 from dav2.export.target import ExportTarget
@@ -424,7 +425,6 @@ class TensorRTTarget(ExportTarget):
         (with its FP32 reference beside it too)."""
         if self.precision == Precision.FP32:
             from dav2.export.explicit import write_reference
-            from dav2.export.graph import onnx_built
 
             metadata = context.describe(context.fp32_onnx, ArtifactFormat.ONNX, Precision.FP32)
             metadata.parity = context.parity
