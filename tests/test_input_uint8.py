@@ -86,7 +86,7 @@ def test_metadata_refuses_unknown_input_formats_and_camera_sizes_on_float_inputs
         (["--camera-size", "1280x720"], "add --input uint8"),
         (["--input", "uint8", "--camera-size", "1280"], "WIDTHxHEIGHT"),
         (["--input", "uint8", "--camera-size", "99999x720"], "between 16 and"),
-        (["--input", "uint8", "--trt", "fp16"], "ONNX and OpenVINO"),
+        (["--input", "uint8", "--trt", "fp16"], "is built for --onnx or --openvino artifacts, not --trt fp16"),
     ],
 )
 def test_export_input_options_are_checked_before_any_work(args, message, tmp_path):

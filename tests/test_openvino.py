@@ -161,7 +161,7 @@ def test_int8_without_calibration_images_stops_before_any_work(vits_checkpoint, 
         (["--openvino", "int8", "--accuracy-control"], "--accuracy-control needs a budget: add --max-abs-rel"),
         (["--openvino", "fp16", "--accuracy-control", "--max-abs-rel", "0.01"], "add --openvino int8"),
         (["--onnx", "--accuracy-control", "--max-abs-rel", "0.01"], "add --openvino int8"),
-        (["--openvino", "fp16", "--int8-float", "head"], "add --openvino int8 or --trt int8"),
+        (["--openvino", "fp16", "--int8-float", "head"], "add --int8 or --openvino int8 or --trt int8"),
         (["--openvino", "int8", "--int8-float", "head,mlp"], "unknown --int8-float group(s) mlp; choose from head,"),
     ],
 )

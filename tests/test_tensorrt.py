@@ -158,7 +158,7 @@ def test_timing_cache_is_named_by_tensorrt_version_and_gpu(tmp_path):
 # -- the precision-explicit graphs, on this CPU ----------------------------------------------
 
 
-def held_out_tensors(size: int = 196) -> list[np.ndarray]:
+def holdout_tensors(size: int = 196) -> list[np.ndarray]:
     """Three photos the INT8 calibration below never sees (it draws from the others)."""
     photos = scan_folder(IMAGES).files[-3:]
     return [processing.preprocess(read_image(p), size) for p in photos]
@@ -215,7 +215,7 @@ def test_fp16_graph_is_fp16_with_fp32_islands_and_fp32_io(fp16_graph):
 
 
 def test_fp16_graph_accuracy_in_onnxruntime_and_openvino(fp16_graph, fp32_reference):
-    tensors = held_out_tensors()
+    tensors = holdout_tensors()
     with open_backend(fp16_graph) as ort_fp16:
         assert abs_rel(ort_fp16.infer, fp32_reference, tensors) <= 1e-3  # measured 0.0006 at 518
     with OpenVinoBackend(fp16_graph, None, inference_precision="f32") as ov_fp16:
@@ -247,7 +247,7 @@ def test_int8_graph_has_explicit_qdq_outside_attention_and_head(int8_graph):
 
 
 def test_int8_graph_accuracy_in_onnxruntime_and_openvino(int8_graph, fp32_reference):
-    tensors = held_out_tensors()
+    tensors = holdout_tensors()
     with open_backend(int8_graph) as ort_int8:
         assert abs_rel(ort_int8.infer, fp32_reference, tensors) <= 0.04  # measured 0.005 (518)
     with OpenVinoBackend(int8_graph, None) as ov_int8:

@@ -163,7 +163,8 @@ def check_options(request: ExportRequest) -> None:
             refusing = ", ".join(row.spelling(p) for (row, p), ok in zip(pairs, taken) if not ok)
             raise Dav2Error(f"{OPTION_FLAGS[option]} is built for {takers(option)} artifacts, not {refusing}")
         if not any(taken):
-            raise Dav2Error(f"{OPTION_FLAGS[option]} applies to {takers(option)}: add one of them")
+            asked = ", ".join(row.spelling(p) for row, p in pairs)
+            raise Dav2Error(f"{OPTION_FLAGS[option]} does not apply to {asked}: add {takers(option)}")
 
 
 def parse_format_flags(values: dict) -> dict[str, str | None]:
