@@ -1,4 +1,4 @@
-"""The metadata sidecar every artifact carries (DESIGN rule 2), as one typed record.
+"""The metadata sidecar every artifact carries, as one typed record.
 
 `ArtifactMetadata` is the only way a sidecar is written or read. It holds what a backend needs
 to run the artifact with no other flags (encoder, relative/metric, max_depth, input shape,
@@ -48,7 +48,9 @@ from dav2.vocabulary import (
 )
 
 MAX_SIDECAR_BYTES = 1 << 20  # a sidecar is a few KB; a larger one is not dav2's (read before measuring nothing)
-SCHEMA_VERSION = 2  # 1: `<stem>.json` loose dicts (before sidecars were named per artifact)
+SCHEMA_VERSION = 3  # 1: `<stem>.json` loose dicts (before sidecars were named per artifact; refused)
+# 2: parity/accuracy/calibration/quantization as loose dicts (read: `_upgrade_v2` types them)
+READABLE_SCHEMAS = (2, SCHEMA_VERSION)
 # what the graph's input takes: the normalised network tensor, or the camera's own bytes
 FLOAT_INPUT = "float32-nchw"  # (B, 3, H, W) ImageNet-normalised RGB (processing.preprocess)
 UINT8_INPUT = "uint8-bgr-nhwc"  # (B, H, W, 3) BGR uint8 as OpenCV decodes it; the graph normalises
@@ -61,6 +63,116 @@ def sidecar_path(artifact: str | Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
+class ParityError(Dav2Error):
+    """An artifact that promises parity (FP32, the FP16 graph, a uint8-input wrapper) differs
+    from what it was checked against by more than its tolerance; nothing is written."""
+
+
+class AccuracyError(Dav2Error):
+    """A reduced-precision artifact's AbsRel is over its budget; nothing is written."""
+
+
+@dataclass
+class ParityReport:
+    """One parity check: max |artifact - reference| / max(1, max |reference|) at each checked
+    input size, and the tolerance it was held to. Every target checks parity through this."""
+
+    max_abs_diff_relative: dict[str, float]  # "HxW" -> difference
+    tolerance: float
+    against: str  # what the artifact was compared with: "PyTorch FP32 (CPU)", a float artifact's name
+
+    @property
+    def worst(self) -> float:
+        return max(self.max_abs_diff_relative.values())
+
+    def validate(self, what: str) -> "ParityReport":
+        """Itself when every difference is within the tolerance; else one ParityError (NaN fails too)."""
+        if not self.worst <= self.tolerance:
+            raise ParityError(
+                f"{what} differs from {self.against} by {self.worst:.2e} (tolerance {self.tolerance:.0e}); "
+                "nothing written"
+            )
+        return self
+
+
+@dataclass
+class GateRecord:
+    """The accuracy budget an artifact was held to (dav2.export.gate), and where it came from."""
+
+    max_abs_rel: float | None  # None: not gated
+    source: str  # "default", "--max-abs-rel", "off", or the engine's rule
+
+
+@dataclass
+class AccuracyReport:
+    """A reduced-precision artifact measured against FP32: one shape for every target."""
+
+    abs_rel: float
+    delta1: float
+    max_abs_diff: float
+    images: int  # inputs compared
+    against: str  # "PyTorch FP32 (CPU)", "FP32 reference outputs (...)"
+    alignment: str = "none"  # "scale-and-shift" for relative models measured against PyTorch
+    inputs: list[str] = field(default_factory=list)  # the held-out images, or the engine's input shapes
+    graph_abs_rel: float | None = None  # engines: the AbsRel their ONNX graph had on the same inputs
+    gate: GateRecord | None = None
+
+    def validate(self, gate: GateRecord, remedy: str, where: str | None = None) -> "AccuracyReport":
+        """Itself, with `gate` recorded, when AbsRel is within its budget (NaN is not); else one
+        AccuracyError naming the budget (`where`, default its source) and what to try."""
+        self.gate = gate
+        if gate.max_abs_rel is not None and not self.abs_rel <= gate.max_abs_rel:
+            raise AccuracyError(
+                f"AbsRel {self.abs_rel:.4f} exceeds {where or gate.source} {gate.max_abs_rel:g}; nothing written "
+                f"({remedy})"
+            )
+        return self
+
+
+@dataclass
+class AccuracyControl:
+    """What NNCF's accuracy control measured while it chose the layers to keep in float."""
+
+    max_abs_rel: float
+    validation_images: int
+    validation_abs_rel: float  # of the returned model, float parts in f32
+    int8_ops: int  # compute operations with INT8 inputs
+    float_ops: list[str] = field(default_factory=list)  # compute operations it returned to float
+    seconds: float = 0.0
+
+
+@dataclass
+class QuantizationRecipe:
+    """How a reduced-precision graph was made: one shape for every tool."""
+
+    tool: str  # "onnxruntime.quantization", "nncf quantize", "nvidia-modelopt AutoCast", ...
+    mode: str  # "dynamic"/"static" (ONNX Runtime), "int8"/"int8-mixed" (NNCF), "autocast-fp16", "qdq-int8"
+    op_types: list[str] = field(default_factory=list)  # what was quantized, or kept in FP32 (AutoCast)
+    float_groups: list[str] = field(default_factory=list)  # named parts left in higher precision
+    float_nodes: list[str] = field(default_factory=list)  # node names or patterns left in higher precision
+    high_precision: str | None = None  # the precision of what is not quantized (Model Optimizer)
+    preset: str | None = None  # NNCF's model type preset
+    control: AccuracyControl | None = None  # NNCF's accuracy control, when it chose the float layers
+
+
+@dataclass
+class CalibrationRecord:
+    """The calibration set an INT8 artifact was quantized on (dav2.calibration.dataset)."""
+
+    source: str
+    kind: str  # "folder" or "video"
+    count: int
+    seed: int
+    input_hw: list[int]
+    sha256: str  # of the calibration images' names and contents
+    files: list[str] = field(default_factory=list)
+    holdout: list[str] = field(default_factory=list)  # kept out for the accuracy report
+    validation: list[str] = field(default_factory=list)  # accuracy control's images
+
+
+DEFAULT_WORKSPACE_GB = 4.0  # TensorRT's builder workspace limit, GiB (dav2-export --workspace)
+
+
 @dataclass
 class TensorRTRecord:
     """Where an engine can run (engines load only in the TensorRT version and GPU that built them)."""
@@ -70,7 +182,7 @@ class TensorRTRecord:
     compute_capability: str
     profile: dict[str, list[int]]  # min/opt/max (B, 3, H, W)
     cuda_driver: str | None = None
-    workspace_gb: float = 4.0
+    workspace_gb: float = DEFAULT_WORKSPACE_GB
     strongly_typed: bool = True  # precision from the source ONNX graph, not builder flags
     trtexec: str | None = None  # the trtexec command that builds the same engine
 
@@ -137,10 +249,11 @@ class ArtifactMetadata:
     licence: str | None = None
     check_image: str | None = None
     tools: dict[str, str] = field(default_factory=dict)
-    parity: dict[str, Any] | None = None  # FP32/FP16: max abs difference to PyTorch
-    accuracy: dict[str, Any] | None = None  # reduced precision: AbsRel/δ1 on held-out images
-    calibration: dict[str, Any] | None = None  # INT8: the calibration set's identity
-    quantization: dict[str, Any] | None = None  # the recipe of a reduced-precision graph
+    parity: ParityReport | None = None  # FP32/FP16: against PyTorch
+    input_parity: ParityReport | None = None  # uint8-input artifacts: against the float artifact they wrap
+    accuracy: AccuracyReport | None = None  # reduced precision: AbsRel/δ1 on held-out images
+    calibration: CalibrationRecord | None = None  # INT8: the calibration set's identity
+    quantization: QuantizationRecipe | None = None  # the recipe of a reduced-precision graph
     source_onnx: str | None = None  # engines: the precision-explicit ONNX they were built from
     tensorrt: TensorRTRecord | None = None
     openvino: OpenVinoRecord | None = None
@@ -231,8 +344,10 @@ def _from_dict(data: Any) -> ArtifactMetadata:
     if not isinstance(data, dict):
         raise TypeError(f"expected a JSON object, found {type(data).__name__}")
     schema = data.get("schema")
-    if schema != SCHEMA_VERSION:
-        raise ValueError(f"schema version {schema!r}, this dav2 reads {SCHEMA_VERSION}")
+    if schema not in READABLE_SCHEMAS or isinstance(schema, bool):
+        raise ValueError(f"schema version {schema!r}, this dav2 reads {' and '.join(map(str, READABLE_SCHEMAS))}")
+    if schema == 2:
+        data = {**_upgrade_v2(data), "schema": SCHEMA_VERSION}  # the record is this schema's from now on
     known = {f.name for f in dataclasses.fields(ArtifactMetadata)} - {"from_sidecar"}
     values = {name: data[name] for name in known if name in data}
     for name in ("artifact", "format", "encoder", "kind", "precision", "dynamic", "input_shape"):
@@ -261,13 +376,11 @@ def _from_dict(data: Any) -> ArtifactMetadata:
         values["camera_hw"] = _sides(data["camera_hw"], "camera_hw", 2)
         if values["input_format"] != UINT8_INPUT:
             raise ValueError(f"'camera_hw' needs 'input_format' {UINT8_INPUT!r} (the graph resizes camera frames)")
-    if data.get("tensorrt") is not None:
-        values["tensorrt"] = _record(TensorRTRecord, data["tensorrt"], "tensorrt")
+    for name, kind in RECORDS.items():
+        if data.get(name) is not None:
+            values[name] = _record(kind, data[name], name)
+    if values.get("tensorrt") is not None:
         _sides(values["tensorrt"].profile.get("max"), "tensorrt.profile.max", 4)
-    if data.get("openvino") is not None:
-        values["openvino"] = _record(OpenVinoRecord, data["openvino"], "openvino")
-    if data.get("metric_calibration") is not None:
-        values["metric_calibration"] = _record(MetricCalibration, data["metric_calibration"], "metric_calibration")
     if data.get("weights_file") is not None:
         _plain_name(data["weights_file"], "weights_file")
     return ArtifactMetadata(**values)
@@ -281,13 +394,64 @@ def _plain_name(value: str, name: str) -> None:
 
 
 def _record(kind: type, data: dict, name: str):
-    """A nested record (tensorrt, openvino): required fields present, every field's type checked."""
+    """A nested record (tensorrt, parity, ...): required fields present, every field's type
+    checked, its own records (accuracy.gate, quantization.control) made the same way."""
     for item in dataclasses.fields(kind):
         required = item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
         if required and item.name not in data:
             raise KeyError(f"{name}.{item.name}")
     _check_types(data, kind, prefix=f"{name}.")
-    return kind(**{item.name: data[item.name] for item in dataclasses.fields(kind) if item.name in data})
+    values = {item.name: data[item.name] for item in dataclasses.fields(kind) if item.name in data}
+    for item_name, hint in typing.get_type_hints(kind).items():
+        nested = _record_type(hint)
+        if nested is not None and values.get(item_name) is not None:
+            values[item_name] = _record(nested, values[item_name], f"{name}.{item_name}")
+    return kind(**values)
+
+
+def _record_type(hint: Any) -> type | None:
+    """The dataclass an annotation names (`X` or `X | None`), or None."""
+    candidates = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return next((c for c in candidates if dataclasses.is_dataclass(c)), None)
+
+
+# the sidecar's nested records, each made and checked by `_record`
+RECORDS: dict[str, type] = {
+    name: _record_type(hint)
+    for name, hint in typing.get_type_hints(ArtifactMetadata).items()
+    if _record_type(hint) is not None
+}
+
+# v2 keys that the typed records name differently: {record: {old key: new key}}
+V2_RENAMED = {
+    "calibration": {"held_out": "holdout"},
+    "accuracy": {"held_out": "inputs", "sizes": "inputs"},
+    "quantization": {"ops": "op_types", "kept_fp32": "float_groups", "excluded_nodes": "float_nodes"},
+}
+V2_CONTROL = ("max_abs_rel", "validation_images", "validation_abs_rel", "int8_ops", "float_ops", "seconds")
+
+
+def _upgrade_v2(data: dict) -> dict:
+    """A schema-2 sidecar's loose records in the typed shapes (the rest of it is unchanged):
+    keys renamed, NNCF's accuracy-control fields nested, the uint8 check moved to `input_parity`.
+    A value of the wrong type is left as it is, for the type check to name."""
+    data = dict(data)
+    for name, renamed in V2_RENAMED.items():
+        if isinstance(data.get(name), dict):
+            data[name] = {renamed.get(key, key): value for key, value in data[name].items()}
+    recipe = data.get("quantization")
+    if isinstance(recipe, dict):
+        recipe.setdefault("mode", "int8")  # NNCF's plain recipe named no mode
+        if recipe.get("mode") == "int8-mixed":
+            recipe["control"] = {key: recipe.pop(key) for key in V2_CONTROL if key in recipe}
+    parity = data.get("parity")
+    if isinstance(parity, dict) and isinstance(parity.get("uint8_input"), dict):
+        parity = dict(parity)
+        check = dict(parity.pop("uint8_input"))
+        if isinstance(check.get("max_abs_diff_relative"), int | float):
+            check["max_abs_diff_relative"] = {"frame": check["max_abs_diff_relative"]}
+        data["input_parity"], data["parity"] = check, parity or None
+    return data
 
 
 def _check_types(data: dict, kind: type, prefix: str = "", skip: frozenset[str] = frozenset()) -> None:

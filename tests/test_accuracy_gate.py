@@ -6,13 +6,15 @@ budget for every precision, --max-abs-rel off only reports.
 The default is forced down with monkeypatch (the CLI runs in-process), so the refusal goes
 through exactly the path an untouched default takes: no flag given."""
 
+import dataclasses
+
 import pytest
 from click.testing import CliRunner
 
 from dav2.cli import export_main
 from dav2.export import gate
 from dav2.export.gate import DEFAULT_MAX_ABS_REL, AccuracyGate
-from dav2.metadata import ArtifactMetadata, sidecar_path
+from dav2.metadata import ArtifactMetadata, GateRecord, sidecar_path
 from dav2.vocabulary import Precision
 
 # ONNX Runtime dynamic INT8 at 56x56: the quickest reduced-precision artifact (no calibration)
@@ -55,7 +57,7 @@ def test_default_gate_refuses_prints_the_report_and_keeps_the_earlier_artifact(v
     monkeypatch.setitem(gate.DEFAULT_MAX_ABS_REL, Precision.INT8, 1e-9)
     result = run_export(vits_checkpoint, tmp_path)
     assert result.exit_code == 1
-    assert "accuracy vs PyTorch FP32 on" in result.output  # the report, printed before the refusal
+    assert "accuracy vs PyTorch FP32 (CPU) on" in result.output  # the report, printed before the refusal
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "exceeds the default INT8 budget 1e-09; nothing written" in errors[0]
     assert "Traceback" not in result.output
@@ -81,7 +83,7 @@ def test_override_and_off_publish_what_the_default_refuses(vits_checkpoint, tmp_
     artifact = tmp_path / "depth_anything_v2_vits_56x56_int8.onnx"
     assert artifact.is_file() and sidecar_path(artifact).is_file()
     accuracy = ArtifactMetadata.read(artifact).accuracy
-    assert accuracy["gate"] == record and accuracy["abs_rel"] > 1e-9
+    assert dataclasses.asdict(accuracy.gate) == record and accuracy.abs_rel > 1e-9
 
 
 def test_the_library_gates_by_default_and_records_the_budget(vits_checkpoint, tmp_path):
@@ -92,8 +94,8 @@ def test_the_library_gates_by_default_and_records_the_budget(vits_checkpoint, tm
     request = ExportRequest(checkpoint=str(vits_checkpoint), output=tmp_path, onnx="int8", height=56, width=56)
     assert request.accuracy_gate is True and request.max_abs_rel is None
     artifact = export_artifacts(request)[0]
-    gate_record = ArtifactMetadata.read(artifact).accuracy["gate"]
-    assert gate_record == {"max_abs_rel": DEFAULT_MAX_ABS_REL[Precision.INT8], "source": "default"}
+    gate_record = ArtifactMetadata.read(artifact).accuracy.gate
+    assert gate_record == GateRecord(DEFAULT_MAX_ABS_REL[Precision.INT8], "default")
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,7 @@ def test_identity_records_the_set():
     identity = calib.identity()
     assert identity["count"] == 5 and identity["seed"] == 3 and identity["kind"] == "folder"
     assert identity["files"] == [p.name for p in calib.pictures]
-    assert identity["held_out"] == [p.name for p in calib.holdout]
+    assert identity["holdout"] == [p.name for p in calib.holdout]
     assert identity["input_hw"] == [70, 98]
     assert len(identity["sha256"]) == 64
 

@@ -37,7 +37,7 @@ def camera_artifacts(vits_checkpoint, tmp_path_factory):
 def test_uint8_onnx_matches_the_float_artifact_on_the_same_pixels(uint8_onnx, dynamic_onnx):
     metadata = ArtifactMetadata.read(uint8_onnx)
     assert metadata.input_format == UINT8_INPUT and metadata.input_name == "frame" and metadata.camera_hw is None
-    assert metadata.parity["uint8_input"]["max_abs_diff_relative"] <= 1e-3
+    assert metadata.input_parity.worst <= 1e-3
     image = cv2.resize(read_image(IMAGES / "demo08.jpg"), (350, 266), interpolation=cv2.INTER_AREA)  # network size
     with open_backend(uint8_onnx) as u8, open_backend(dynamic_onnx) as f32:
         expected = f32.predict(image, 266)
@@ -50,7 +50,7 @@ def test_camera_size_artifacts_resize_in_the_graph_and_run_on_video(camera_artif
     for artifact in camera_artifacts:
         metadata = ArtifactMetadata.read(artifact)
         assert metadata.camera_hw == [180, 320] and metadata.fixed_hw == (182, 322)
-        assert metadata.parity["uint8_input"]["max_abs_diff_relative"] <= 1e-2
+        assert metadata.input_parity.worst <= 1e-2
         result = CliRunner().invoke(
             run_main, ["--model", str(artifact), "--source", str(VIDEO), "--max-frames", "3", "--json"]
         )
@@ -86,7 +86,7 @@ def test_metadata_refuses_unknown_input_formats_and_camera_sizes_on_float_inputs
         (["--camera-size", "1280x720"], "add --input uint8"),
         (["--input", "uint8", "--camera-size", "1280"], "WIDTHxHEIGHT"),
         (["--input", "uint8", "--camera-size", "99999x720"], "between 16 and"),
-        (["--input", "uint8", "--trt", "fp16"], "ONNX and OpenVINO"),
+        (["--input", "uint8", "--trt", "fp16"], "is built for --onnx or --openvino artifacts, not --trt fp16"),
     ],
 )
 def test_export_input_options_are_checked_before_any_work(args, message, tmp_path):

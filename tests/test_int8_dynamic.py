@@ -124,7 +124,7 @@ def test_nncf_leaves_the_resize_and_the_bias_free_convolutions_in_float(vits_che
     pytest.importorskip("nncf")
     args = (*PATHS["openvino-nncf"], *CALIBRATION, "--dynamic", "--height", "56", "--width", "56")
     xml = export(vits_checkpoint, tmp_path, *args)
-    kept = ArtifactMetadata.read(xml).quantization["float_nodes"]
+    kept = ArtifactMetadata.read(xml).quantization.float_nodes
     assert len(kept) == 6  # the two resize MatMuls and layer1_rn ... layer4_rn
     ops = {op.get_friendly_name(): op for op in ov.Core().read_model(str(xml)).get_ordered_ops()}
 

@@ -64,7 +64,7 @@ def test_fp16_ir_reports_its_accuracy(ov_fp16):
     meta = ArtifactMetadata.read(ov_fp16).to_dict()
     assert meta["precision"] == "fp16" and meta["openvino"]["inference_precision"] is None
     report = meta["accuracy"]
-    assert report["held_out"] == ["built-in sample scene"]
+    assert report["inputs"] == ["built-in sample scene"]
     assert report["abs_rel"] <= 0.03 and report["delta1"] >= 0.98
     # the .bin holds FP16 weights: about half the FP32 size (24.8M parameters)
     assert ov_fp16.with_suffix(".bin").stat().st_size < 60e6
@@ -79,8 +79,8 @@ def test_int8_ir_is_calibrated_and_measured_on_other_images(ov_int8, tmp_path):
     assert calib["count"] == 8 and calib["seed"] == 0 and len(calib["sha256"]) == 64
     report = meta["accuracy"]
     assert report["images"] == 3
-    assert set(report["held_out"]) == set(calib["held_out"])
-    assert not set(report["held_out"]) & set(calib["files"])
+    assert set(report["inputs"]) == set(calib["holdout"])
+    assert not set(report["inputs"]) & set(calib["files"])
     assert report["abs_rel"] <= 0.08 and report["delta1"] >= 0.95
     out = tmp_path / "depth.npy"
     result = CliRunner().invoke(
@@ -161,7 +161,7 @@ def test_int8_without_calibration_images_stops_before_any_work(vits_checkpoint, 
         (["--openvino", "int8", "--accuracy-control"], "--accuracy-control needs a budget: add --max-abs-rel"),
         (["--openvino", "fp16", "--accuracy-control", "--max-abs-rel", "0.01"], "add --openvino int8"),
         (["--onnx", "--accuracy-control", "--max-abs-rel", "0.01"], "add --openvino int8"),
-        (["--openvino", "fp16", "--int8-float", "head"], "add --openvino int8 or --trt int8"),
+        (["--openvino", "fp16", "--int8-float", "head"], "add --int8 or --openvino int8 or --trt int8"),
         (["--openvino", "int8", "--int8-float", "head,mlp"], "unknown --int8-float group(s) mlp; choose from head,"),
     ],
 )
@@ -204,7 +204,7 @@ def test_int8_float_groups_stay_in_float_and_the_rest_is_int8(vits_checkpoint, t
     assert len(fc2) == 12 and not any(fc2.values())
     assert all(q for name, q in layers.items() if "/attn/qkv/" in name or "/mlp/fc1/" in name)
     metadata = ArtifactMetadata.read(xml)
-    assert metadata.quantization["float_groups"] == ["head", "fc2"] and metadata.openvino.keep_head is True
+    assert metadata.quantization.float_groups == ["head", "fc2"] and metadata.openvino.keep_head is True
 
 
 def test_accuracy_control_runs_nncf_and_records_what_stayed_in_float(vits_checkpoint, tmp_path):
@@ -215,14 +215,14 @@ def test_accuracy_control_runs_nncf_and_records_what_stayed_in_float(vits_checkp
     args += ("--validation-count", "2", "--int8-float", others, "--accuracy-control", "--max-abs-rel", "0.05")
     xml = export(vits_checkpoint, tmp_path, *args, "--height", "28", "--width", "28")
     metadata = ArtifactMetadata.read(xml)
-    recipe = metadata.quantization
-    assert recipe["tool"] == "nncf quantize_with_accuracy_control" and recipe["max_abs_rel"] == 0.05
-    assert recipe["validation_images"] == 2 and 0 <= recipe["validation_abs_rel"] <= 0.05
+    recipe, control = metadata.quantization, metadata.quantization.control
+    assert recipe.tool == "nncf quantize_with_accuracy_control" and control.max_abs_rel == 0.05
+    assert control.validation_images == 2 and 0 <= control.validation_abs_rel <= 0.05
     layers = quantized_layers(xml, attention=False)
-    assert recipe["int8_ops"] == sum(layers.values()) and 0 < recipe["int8_ops"] <= 4  # block 0's linears at most
+    assert control.int8_ops == sum(layers.values()) and 0 < control.int8_ops <= 4  # block 0's linears at most
     assert all(not quantized for name, quantized in layers.items() if "/blocks.0/" not in name)
-    assert set(recipe["float_ops"]) == {name for name, quantized in layers.items() if not quantized}
+    assert set(control.float_ops) == {name for name, quantized in layers.items() if not quantized}
     calibration = metadata.calibration
-    assert len(calibration["validation"]) == 2
-    assert not set(calibration["validation"]) & (set(calibration["held_out"]) | set(calibration["files"]))
-    assert metadata.accuracy["abs_rel"] <= 0.05  # the held-out report, enforced by --max-abs-rel
+    assert len(calibration.validation) == 2
+    assert not set(calibration.validation) & (set(calibration.holdout) | set(calibration.files))
+    assert metadata.accuracy.abs_rel <= 0.05  # the held-out report, enforced by --max-abs-rel

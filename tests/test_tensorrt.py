@@ -28,7 +28,7 @@ from dav2.export.tensorrt import (
     timing_cache_path,
 )
 from dav2.media import read_image, scan_folder
-from dav2.metadata import ArtifactMetadata, sidecar_path
+from dav2.metadata import ArtifactMetadata, QuantizationRecipe, sidecar_path
 from dav2.runtime.backends import open_backend
 from dav2.runtime.backends.openvino import OpenVinoBackend
 from dav2.runtime.backends.tensorrt import (
@@ -109,7 +109,7 @@ def source_metadata(precision: str = "fp16") -> ArtifactMetadata:
         precision=precision,
         dynamic=True,
         input_shape=None,
-        quantization={"mode": "autocast-fp16"},
+        quantization=QuantizationRecipe("nvidia-modelopt AutoCast", "autocast-fp16"),
     )
 
 
@@ -118,7 +118,7 @@ def test_engine_metadata_records_where_it_runs_and_what_it_came_from(tmp_path):
     record = engine_record(profile, "10.3.0", GPU, 4.0)
     meta = engine_metadata(source_metadata(), tmp_path / "m_fp16.engine", record)
     assert (meta.artifact, meta.format, meta.precision) == ("m_fp16.engine", "tensorrt", "fp16")
-    assert meta.source_onnx == "m_fp16.onnx" and meta.quantization == {"mode": "autocast-fp16"}
+    assert meta.source_onnx == "m_fp16.onnx" and meta.quantization.mode == "autocast-fp16"
     assert meta.tensorrt.version == "10.3.0" and meta.tensorrt.compute_capability == "8.9"
     assert meta.tensorrt.profile["opt"] == [1, 3, 518, 686] and meta.tensorrt.strongly_typed
     meta.write(tmp_path / "m_fp16.engine")
@@ -158,7 +158,7 @@ def test_timing_cache_is_named_by_tensorrt_version_and_gpu(tmp_path):
 # -- the precision-explicit graphs, on this CPU ----------------------------------------------
 
 
-def held_out_tensors(size: int = 196) -> list[np.ndarray]:
+def holdout_tensors(size: int = 196) -> list[np.ndarray]:
     """Three photos the INT8 calibration below never sees (it draws from the others)."""
     photos = scan_folder(IMAGES).files[-3:]
     return [processing.preprocess(read_image(p), size) for p in photos]
@@ -210,12 +210,12 @@ def test_fp16_graph_is_fp16_with_fp32_islands_and_fp32_io(fp16_graph):
     head = [n for n in model.graph.node if n.name.startswith("/depth_head/output_conv") and n.op_type == "Conv"]
     assert head and all(weights[n.input[1]] == float32 for n in head)  # --keep-fp32 head
     meta = ArtifactMetadata.read(fp16_graph)
-    assert meta.precision == "fp16" and meta.quantization["mode"] == "autocast-fp16"
-    assert meta.quantization["kept_fp32"] == ["layernorm", "softmax", "attention", "head"]
+    assert meta.precision == "fp16" and meta.quantization.mode == "autocast-fp16"
+    assert meta.quantization.float_groups == ["layernorm", "softmax", "attention", "head"]
 
 
 def test_fp16_graph_accuracy_in_onnxruntime_and_openvino(fp16_graph, fp32_reference):
-    tensors = held_out_tensors()
+    tensors = holdout_tensors()
     with open_backend(fp16_graph) as ort_fp16:
         assert abs_rel(ort_fp16.infer, fp32_reference, tensors) <= 1e-3  # measured 0.0006 at 518
     with OpenVinoBackend(fp16_graph, None, inference_precision="f32") as ov_fp16:
@@ -242,12 +242,12 @@ def test_int8_graph_has_explicit_qdq_outside_attention_and_head(int8_graph):
     assert not [n.name for n in quantized if "/patch_embed/" in n.name]  # --int8-float patch_embed
     assert any("/attn/proj/" in n.name for n in quantized)
     meta = ArtifactMetadata.read(int8_graph)
-    assert meta.precision == "int8" and meta.quantization["mode"] == "qdq-int8"
-    assert meta.calibration["count"] == 6
+    assert meta.precision == "int8" and meta.quantization.mode == "qdq-int8"
+    assert meta.calibration.count == 6
 
 
 def test_int8_graph_accuracy_in_onnxruntime_and_openvino(int8_graph, fp32_reference):
-    tensors = held_out_tensors()
+    tensors = holdout_tensors()
     with open_backend(int8_graph) as ort_int8:
         assert abs_rel(ort_int8.infer, fp32_reference, tensors) <= 0.04  # measured 0.005 (518)
     with OpenVinoBackend(int8_graph, None) as ov_int8:
@@ -293,7 +293,7 @@ def test_running_an_engine_without_tensorrt_is_one_error(tmp_path):
 def test_fp16_engine_builds_from_the_fp16_graph_and_matches_it(vits_checkpoint, tmp_path):
     engine = export(vits_checkpoint, tmp_path, "--trt", "fp16", "--height", "266", "--width", "364")
     meta = ArtifactMetadata.read(engine)
-    assert meta.format == "tensorrt" and meta.tensorrt.strongly_typed and meta.accuracy["delta1"] >= 0.98
+    assert meta.format == "tensorrt" and meta.tensorrt.strongly_typed and meta.accuracy.delta1 >= 0.98
     tensor = np.random.default_rng(0).standard_normal((1, 3, 266, 364)).astype(np.float32)
     with open_backend(engine) as backend, open_backend(engine.with_suffix(".onnx")) as source:
         depth = backend.infer(tensor)

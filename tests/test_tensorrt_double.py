@@ -82,8 +82,8 @@ def test_from_builds_checks_and_publishes_the_engine(fake_gpu, fp16_graph, tmp_p
         "--optShapes=image:1x3x196x266 --maxShapes=image:1x3x924x924 --memPoolSize=workspace:4096M "
         "--timingCacheFile=tensorrt-10.3.0-orin-test-double.timing-cache --saveEngine=" + engine.name
     )
-    assert meta.accuracy["abs_rel"] < 0.01 and meta.accuracy["graph_abs_rel"] is not None
-    assert "FP32 reference outputs" in meta.accuracy["against"]
+    assert meta.accuracy.abs_rel < 0.01 and meta.accuracy.graph_abs_rel is not None
+    assert "FP32 reference outputs" in meta.accuracy.against
     assert (tmp_path / "tensorrt-10.3.0-orin-test-double.timing-cache").is_file()
     assert fake_gpu.retained == 0 and not fake_gpu.memory  # every context and buffer released
 
@@ -94,7 +94,7 @@ def test_batch_and_camera_profiles_check_at_a_size_inside_them(fake_gpu, fp16_gr
     result = run_export("--trt", "fp16", "--from", fp16_graph, "--profile", "batch", "--output", tmp_path)
     assert result.exit_code == 0, result.output
     meta = ArtifactMetadata.read(tmp_path / "depth_anything_v2_vits_dynamic_fp16.engine")
-    assert meta.tensorrt.profile["max"] == [8, 3, 196, 196] and meta.accuracy["sizes"] == ["1x3x196x196"]
+    assert meta.tensorrt.profile["max"] == [8, 3, 196, 196] and meta.accuracy.inputs == ["1x3x196x196"]
     with open_backend(tmp_path / "depth_anything_v2_vits_dynamic_fp16.engine") as engine:
         assert engine.fixed_hw == (196, 196)  # one size: photos are stretched to it, as for static graphs
         depth = engine.predict(np.zeros((480, 640, 3), np.uint8))
@@ -232,6 +232,6 @@ def test_fp32_engine_in_one_export_is_checked_and_tf32_is_off(fake_gpu, vits_che
     engine = export(vits_checkpoint, tmp_path, "--trt", "fp32", *SMALL)
     assert engine.suffix == ".engine" and fake_gpu.tf32_cleared
     meta = ArtifactMetadata.read(engine)
-    assert meta.accuracy["abs_rel"] < 1e-4 and meta.precision == "fp32"
+    assert meta.accuracy.abs_rel < 1e-4 and meta.precision == "fp32"
     assert "--noTF32" in meta.tensorrt.trtexec
     assert reference_path(engine.with_suffix(".onnx")).is_file()

@@ -16,7 +16,9 @@ from dav2.media import DEFAULT_LIMITS, ImageLimits
 FORMATS = ("png16", "npy", "color", "gray", "parquet")
 MAX_ACTORS = 1024  # inference actors in one job (a large cluster: 128 nodes x 8 GPUs)
 MAX_BATCH_SIZE = 256  # images per batch handed to one stage call
-MAX_THREADS = 256  # as dav2-run's --threads
+# inference threads per backend (dav2-run's --threads, dav2-batch's --threads-per-actor): far past any CPU
+# dav2 targets, short of the counts that slow a run to a crawl or crash it
+MAX_THREADS = 256
 MAX_GPUS_PER_ACTOR = 8.0
 MAX_FRAME_STRIDE = 1_000_000
 MANIFEST_NAME = "manifest.parquet"

@@ -55,11 +55,6 @@ class Remote:
         key = f"{self.key}/{name}" if self.key else name
         return Remote(self.root, key.strip("/"), self.filesystem)
 
-    def sibling(self, name: str) -> "Remote":
-        """The object `name` beside this one (the manifest's parts folder)."""
-        parent = self.key.rpartition("/")[0]
-        return Remote(self.root, f"{parent}/{name}" if parent else name, self.filesystem)
-
     def open(self):
         """(pyarrow FileSystem, path on it) for this object, the filesystem built once per process."""
         fs, base = filesystem(self.filesystem)

@@ -191,7 +191,7 @@ class CalibrationSet:
             "seed": self.seed,
             "input_hw": list(self.input_hw),
             "files": [picture.name for picture in self.pictures],
-            "held_out": [picture.name for picture in self.holdout],
+            "holdout": [picture.name for picture in self.holdout],
             "validation": [picture.name for picture in self.validation],
             "sha256": digest.hexdigest(),
         }

@@ -62,7 +62,7 @@ RANKING_SUBSET = 3  # validation images NNCF ranks the operations on (each rank 
 
 @dataclass
 class ControlledQuantization:
-    """What accuracy control did: recorded in the artifact's sidecar (`quantization`)."""
+    """What accuracy control did (the export records it as `metadata.AccuracyControl`)."""
 
     max_abs_rel: float
     validation_images: int
@@ -70,19 +70,6 @@ class ControlledQuantization:
     int8_ops: list[str] = field(default_factory=list)  # compute operations with INT8 inputs
     float_ops: list[str] = field(default_factory=list)  # compute operations left in float
     seconds: float = 0.0
-
-    def as_dict(self) -> dict:
-        return {
-            "tool": "nncf quantize_with_accuracy_control",
-            "mode": "int8-mixed",
-            "max_abs_rel": self.max_abs_rel,
-            "validation_images": self.validation_images,
-            "validation_abs_rel": self.validation_abs_rel,
-            "int8_ops": len(self.int8_ops),
-            "float_ops": self.float_ops,
-            "why_float": "NNCF accuracy control: these cost the most AbsRel on the validation images",
-            "seconds": round(self.seconds, 1),
-        }
 
 
 @contextlib.contextmanager

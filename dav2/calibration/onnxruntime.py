@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 
 from dav2.calibration.dataset import CalibrationSet
-from dav2.calibration.graph import shape_only_nodes
 from dav2.errors import Dav2Error
 
 MODES = ("dynamic", "static")
@@ -51,6 +50,8 @@ def quantize_onnx(source: Path, target: Path, mode: str, calibration: Calibratio
     """Write an INT8 copy of the FP32 graph `source` to `target`."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from dav2.calibration.graph import shape_only_nodes  # onnx: seconds to import; dav2-export --help reads MODES
 
     if mode not in MODES:
         raise Dav2Error(f"ONNX Runtime INT8 mode must be one of {', '.join(MODES)}, not {mode!r}")

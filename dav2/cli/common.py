@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from dav2 import optional
+from dav2.batch.options import MAX_THREADS
 from dav2.calibration.dataset import DEFAULT_COUNT, DEFAULT_HOLDOUT, DEFAULT_SEED, DEFAULT_VALIDATION
 from dav2.cli.startup import end_quiet_start
 from dav2.errors import Dav2Error, one_line
@@ -173,7 +174,6 @@ INPUT_SIZE_OPTION = click.option(
     help="Short side fed to dynamic models, as upstream's input_size. "
     f"[default: the artifact's own, else {DEFAULT_INPUT_SIZE}]",
 )
-MAX_THREADS = 256  # far past any CPU dav2 targets; 2000 threads made a run 170x slower, 100000 crashed
 THREADS_OPTION = click.option(
     "--threads", type=int, default=0, help=f"Inference threads, 0 to {MAX_THREADS} (0: the library's default)."
 )

@@ -1,83 +1,243 @@
-"""dav2-export: a checkpoint -> ONNX, OpenVINO IR or TensorRT engine, checked against PyTorch."""
+"""dav2-export: a checkpoint -> ONNX, OpenVINO IR or TensorRT engine, checked against PyTorch.
+
+The options come in groups (common.OptionGroup), each parsed into its part of one
+`ExportRequest`: the model, the formats (made from `dav2.export.formats.FORMATS`, as are the
+checks of which option applies to which format), the INT8/FP16 recipe, TensorRT's engine, the
+calibration set and accuracy gate, the graph's shape and input, the check image and output.
+Defaults and choices are the library's constants.
+"""
 
 from pathlib import Path
 
 import click
 
+from dav2.calibration.nncf import check_float_groups
 from dav2.cli.common import (
     CALIBRATION,
     CHECKPOINT_OPTION,
     CONTEXT,
     MAX_ABS_REL_OPTION,
+    OptionGroup,
     check_number,
+    default_of,
     encoder_option,
     kind_option,
     require_export_tools,
     user_errors,
 )
 from dav2.errors import Dav2Error
-from dav2.vocabulary import ModelKind, Precision
+from dav2.export import formats
+from dav2.export.context import EXPORTERS, ExportRequest, checked_size
+from dav2.export.explicit import DEFAULT_FP32_GROUPS
+from dav2.export.gate import OFF
+from dav2.export.onnx_int8 import ORT_MODES
+from dav2.export.tensorrt import DEFAULT_PRESET, PROFILE_PRESETS
+from dav2.metadata import DEFAULT_WORKSPACE_GB
+from dav2.vocabulary import ModelKind
+
+MAX_WORKSPACE_GB = 1024
 
 
-@click.command(context_settings=CONTEXT)
-@encoder_option(None, " [default: the checkpoint's own (its weights or config.json), else vits]")
-@CHECKPOINT_OPTION
-@kind_option(None, " [default: a transformers model's config.json, else relative]")
-@click.option(
-    "--max-depth",
-    type=click.FloatRange(0, 1e4, min_open=True),
-    default=None,
-    help="Metric models only: 20 (Hypersim, indoor) or 80 (Virtual KITTI 2, outdoor). "
-    "[default: a transformers model's config.json, else 20]",
+def applies_to(option: str) -> str:
+    """' [for --fp16 or --trt fp16]': which formats take an option, from the table."""
+    return f" [for {formats.takers(option)}]"
+
+
+def csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def parse_model(encoder, checkpoint, kind, max_depth) -> dict:
+    if kind == ModelKind.RELATIVE and max_depth is not None:  # kind None: the checkpoint decides
+        raise Dav2Error("--max-depth applies to --kind metric only")
+    return {"encoder": encoder, "checkpoint": checkpoint, "kind": kind, "max_depth": max_depth}
+
+
+MODEL_OPTIONS = OptionGroup(
+    encoder_option(None, " [default: the checkpoint's own (its weights or config.json), else vits]"),
+    CHECKPOINT_OPTION,
+    kind_option(None, " [default: a transformers model's config.json, else relative]"),
+    click.option(
+        "--max-depth",
+        type=click.FloatRange(0, 1e4, min_open=True),
+        default=None,
+        help="Metric models only: 20 (Hypersim, indoor) or 80 (Virtual KITTI 2, outdoor). "
+        "[default: a transformers model's config.json, else 20]",
+    ),
+    parser=parse_model,
 )
-@click.option("--onnx", "to_onnx", is_flag=True, help="Export ONNX (the default target when none is named).")
-@click.option("--fp16", is_flag=True, help="ONNX in FP16 (input and output stay FP32).")
-@click.option("--int8", is_flag=True, help="ONNX in INT8 for ONNX Runtime on CPUs (see --ort-int8).")
-@click.option(
-    "--ort-int8",
-    type=click.Choice(["dynamic", "static", "qdq"]),
-    default="dynamic",
-    help="dynamic: INT8 MatMul weights, activations quantized per call (fastest on ONNX Runtime's CPU); "
-    "static: ONNX Runtime QDQ calibrated on --calib-dir; qdq: Model Optimizer's explicit Q/DQ graph on --calib-dir "
-    "(what --trt int8 builds from; OpenVINO runs it with INT8 kernels).",
+
+
+def format_options() -> list:
+    """Each row of the format table as its flag(s): a precision choice, or a plain flag with
+    precision flags beside it (--onnx, --fp16, --int8)."""
+    options = []
+    for row in formats.FORMATS:
+        choices = click.Choice([p.value for p in row.precisions])
+        if row.precision_flags:
+            options.append(click.option(row.flag, row.key, is_flag=True, help=row.help))
+            for flag in row.precision_flags:
+                options.append(click.option(flag, is_flag=True, help=formats.PRECISION_FLAG_HELP[flag]))
+        elif row.bare is not None:
+            bare = row.bare.value
+            options.append(click.option(row.flag, type=choices, is_flag=False, flag_value=bare, help=row.help))
+        else:
+            options.append(click.option(row.flag, type=choices, default=None, help=row.help))
+    return options
+
+
+FORMAT_OPTIONS = OptionGroup(*format_options(), parser=lambda **values: formats.parse_format_flags(values))
+
+
+def parse_recipe(ort_int8, keep_head, int8_float, accuracy_control, keep_fp32) -> dict:
+    """--keep-head is --int8-float head, spelled as before."""
+    groups = csv(int8_float) + (["head"] if keep_head else [])
+    return {
+        "ort_int8": ort_int8,
+        "int8_float": check_float_groups(list(dict.fromkeys(groups))),
+        "accuracy_control": accuracy_control,
+        "keep_fp32": csv(keep_fp32),
+    }
+
+
+RECIPE_OPTIONS = OptionGroup(
+    click.option(
+        "--ort-int8",
+        type=click.Choice(ORT_MODES),
+        default=default_of(ExportRequest, "ort_int8"),
+        help="dynamic: INT8 MatMul weights, activations quantized per call (fastest on ONNX Runtime's CPU); "
+        "static: ONNX Runtime QDQ calibrated on --calib-dir; qdq: Model Optimizer's explicit Q/DQ graph on "
+        "--calib-dir (what --trt int8 builds from; OpenVINO runs it with INT8 kernels)." + applies_to("ort_int8"),
+    ),
+    click.option("--keep-head", is_flag=True, help="The same as --int8-float head (an alias kept for old scripts)."),
+    click.option(
+        "--int8-float",
+        default="",
+        help="INT8 made with calibration: comma-separated parts left in float (mixed precision): head, "
+        "attention (q·kᵀ), qkv, proj, fc1, fc2, patch_embed, block0 ... block39. docs/int8.md has the table of "
+        "INT8 error sources." + applies_to("int8_float"),
+    ),
+    click.option(
+        "--accuracy-control",
+        is_flag=True,
+        help="INT8 within --max-abs-rel: NNCF's accuracy control ranks the quantized layers by the AbsRel they cost "
+        "on validation images and keeps the worst in float until the budget is met (mixed precision)."
+        + applies_to("accuracy_control"),
+    ),
+    click.option(
+        "--keep-fp32",
+        default="",
+        show_default=False,
+        help="FP16 graphs: comma-separated groups AutoCast keeps in FP32: layernorm, softmax, attention (the score "
+        f"path q·kᵀ, softmax, ·v), head (the head's last convolutions). [default: {','.join(DEFAULT_FP32_GROUPS)}]"
+        + applies_to("keep_fp32"),
+    ),
+    parser=parse_recipe,
 )
-@click.option(
-    "--openvino",
-    type=click.Choice(Precision.values()),
-    default=None,
-    help="OpenVINO IR (.xml/.bin). INT8 is NNCF post-training quantization and needs --calib-dir.",
+
+TENSORRT_OPTIONS = OptionGroup(
+    click.option(
+        "--workspace",
+        "workspace_gb",
+        type=click.FloatRange(0, MAX_WORKSPACE_GB, min_open=True),
+        default=DEFAULT_WORKSPACE_GB,
+        help="TensorRT workspace limit, GiB.",
+    ),
+    click.option(
+        "--profile",
+        type=click.Choice(PROFILE_PRESETS),
+        default=None,
+        help="TensorRT shape profile for dynamic engines: range (1x196x196..1x924x924, tuned for the check image's "
+        "size), camera (exactly the --camera-size frames at 518 [default 1280x720]), batch (1-8 x 518x518). "
+        f"[default: {DEFAULT_PRESET}]",
+    ),
+    click.option("--min-shape", default=None, help="TensorRT dynamic: smallest BATCHxHEIGHTxWIDTH, e.g. 1x308x308."),
+    click.option("--opt-shape", default=None, help="TensorRT dynamic: shape to tune for, e.g. 1x518x518."),
+    click.option("--max-shape", default=None, help="TensorRT dynamic: largest BATCHxHEIGHTxWIDTH, e.g. 1x728x1288."),
+    parser=lambda **values: values,
 )
-@click.option(
-    "--keep-head", is_flag=True, help="OpenVINO INT8: leave the DPT head unquantized (more accurate, slower)."
+
+
+def parse_budget(max_abs_rel, **calibration) -> dict:
+    """--max-abs-rel -> (max_abs_rel, accuracy_gate): a number for every precision, None for the
+    per-precision defaults, 'off' for no gate; the calibration options as they are."""
+    if max_abs_rel == OFF:
+        return {**calibration, "max_abs_rel": None, "accuracy_gate": False}
+    budget = check_number(max_abs_rel, "--max-abs-rel", 0, 1e6, low_open=True)
+    return {**calibration, "max_abs_rel": budget, "accuracy_gate": True}
+
+
+CHECK_OPTIONS = OptionGroup(CALIBRATION, MAX_ABS_REL_OPTION, parser=parse_budget)
+
+
+def parse_graph(height, width, **rest) -> dict:
+    return {"height": checked_size("height", height), "width": checked_size("width", width), **rest}
+
+
+def size_option(name: str) -> click.Option:
+    return click.option(
+        f"--{name}",
+        type=int,
+        default=None,
+        help=f"Fixed input {name} (a multiple of 14; makes a static graph). [default: dynamic, traced at 518]",
+    )
+
+
+GRAPH_OPTIONS = OptionGroup(
+    size_option("height"),
+    size_option("width"),
+    click.option(
+        "--dynamic",
+        is_flag=True,
+        help="Dynamic batch, height and width (the default); with --height/--width they set the traced size.",
+    ),
+    click.option("--static", is_flag=True, help="A fixed input of --height x --width (518x518 when not given)."),
+    click.option(
+        "--external-data",
+        is_flag=True,
+        help="ONNX weights in one '<artifact>.data' file beside the graph (always so above ONNX's 2 GB limit).",
+    ),
+    click.option(
+        "--exporter",
+        type=click.Choice(EXPORTERS),
+        default=default_of(ExportRequest, "exporter"),
+        help="torch.onnx exporter; both are checked for parity, torchscript measured as fast and exports faster.",
+    ),
+    click.option(
+        "--input",
+        type=click.Choice(formats.INPUTS),
+        default=default_of(ExportRequest, "input"),
+        help="uint8: the artifact takes the camera's uint8 BGR frame (1, H, W, 3) and does the colour swap, "
+        "scaling and ImageNet normalisation itself; the host only copies bytes." + applies_to("input"),
+    ),
+    click.option(
+        "--camera-size",
+        default=None,
+        help="With --input uint8: WIDTHxHEIGHT of the camera's frames (e.g. 1280x720); the graph then also does "
+        "the bicubic resize to the network size, so frames go in as they are captured. With --trt --profile "
+        "camera: the frames the engine's profile is built for.",
+    ),
+    parser=parse_graph,
 )
-@click.option(
-    "--int8-float",
-    default="",
-    help="INT8 (OpenVINO, and the Q/DQ graph of --trt int8): comma-separated parts left in float (mixed "
-    "precision): head, attention (q·kᵀ), qkv, proj, fc1, fc2, patch_embed, block0 ... block39. "
-    "docs/int8.md has the table of INT8 error sources.",
+
+OUTPUT_OPTIONS = OptionGroup(
+    click.option(
+        "--check-image",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Image for the parity check (and the accuracy report without --calib-dir). "
+        "[default: the built-in sample scene]",
+    ),
+    click.option(
+        "--output",
+        type=click.Path(file_okay=False),
+        default=str(default_of(ExportRequest, "output")),
+        help="Folder for the artifacts, their <artifact>.json metadata and TensorRT caches.",
+    ),
+    parser=lambda check_image, output: {"check_image": check_image, "output": Path(output)},
 )
-@click.option(
-    "--accuracy-control",
-    is_flag=True,
-    help="OpenVINO INT8 within --max-abs-rel: NNCF's accuracy control ranks the quantized layers by the AbsRel "
-    "they cost on validation images and keeps the worst in float until the budget is met (mixed precision).",
-)
-@click.option(
-    "--trt",
-    type=click.Choice(Precision.values()),
-    default=None,
-    is_flag=False,
-    flag_value=Precision.FP16.value,
-    help="TensorRT engine (needs TensorRT and an NVIDIA GPU); --trt alone means fp16. INT8 needs --calib-dir.",
-)
-@click.option(
-    "--keep-fp32",
-    default="layernorm,softmax,attention,head",
-    help="FP16 graphs (--fp16, --trt fp16): comma-separated groups AutoCast keeps in FP32: layernorm, softmax, "
-    "attention (the score path q·kᵀ, softmax, ·v), head (the head's last convolutions).",
-)
-@click.option(
+
+FROM_OPTION = click.option(
     "--from",
     "from_onnx",
     type=click.Path(exists=True, dir_okay=False),
@@ -85,83 +245,28 @@ from dav2.vocabulary import ModelKind, Precision
     help="TensorRT: build the engine from this precision-explicit ONNX artifact (and its sidecar) instead of a "
     "checkpoint; no PyTorch needed (the second step on a Jetson).",
 )
-@click.option(
-    "--workspace", type=click.FloatRange(0, 1024, min_open=True), default=4.0, help="TensorRT workspace limit, GiB."
-)
-@click.option(
-    "--profile",
-    type=click.Choice(["range", "camera", "batch"]),
-    default=None,
-    help="TensorRT shape profile for dynamic engines: range (1x196x196..1x924x924, tuned for the check image's "
-    "size), camera (exactly the --camera-size frames at 518 [default 1280x720]), batch (1-8 x 518x518). "
-    "[default: range]",
-)
-@click.option("--min-shape", default=None, help="TensorRT dynamic: smallest BATCHxHEIGHTxWIDTH, e.g. 1x308x308.")
-@click.option("--opt-shape", default=None, help="TensorRT dynamic: shape to tune for, e.g. 1x518x518.")
-@click.option("--max-shape", default=None, help="TensorRT dynamic: largest BATCHxHEIGHTxWIDTH, e.g. 1x728x1288.")
-@CALIBRATION
-@MAX_ABS_REL_OPTION
-@click.option(
-    "--height",
-    type=int,
-    default=None,
-    help="Fixed input height (a multiple of 14; makes a static graph). [default: dynamic, traced at 518]",
-)
-@click.option(
-    "--width",
-    type=int,
-    default=None,
-    help="Fixed input width (a multiple of 14; makes a static graph). [default: dynamic, traced at 518]",
-)
-@click.option(
-    "--dynamic",
-    is_flag=True,
-    help="Dynamic batch, height and width (the default); with --height/--width they set the traced size.",
-)
-@click.option("--static", is_flag=True, help="A fixed input of --height x --width (518x518 when not given).")
-@click.option(
-    "--external-data",
-    is_flag=True,
-    help="ONNX weights in one '<artifact>.data' file beside the graph (always so above ONNX's 2 GB limit).",
-)
-@click.option(
-    "--exporter",
-    type=click.Choice(["torchscript", "dynamo"]),
-    default="torchscript",
-    help="torch.onnx exporter; both are checked for parity, torchscript measured as fast and exports faster.",
-)
-@click.option(
-    "--check-image",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Image for the parity check (and the accuracy report without --calib-dir). "
-    "[default: the built-in sample scene]",
-)
-@click.option(
-    "--input",
-    "input_",
-    type=click.Choice(["float32", "uint8"]),
-    default="float32",
-    help="uint8: the artifact takes the camera's uint8 BGR frame (1, H, W, 3) and does the colour swap, "
-    "scaling and ImageNet normalisation itself (ONNX and OpenVINO); the host only copies bytes.",
-)
-@click.option(
-    "--camera-size",
-    default=None,
-    help="With --input uint8: WIDTHxHEIGHT of the camera's frames (e.g. 1280x720); the graph then also does "
-    "the bicubic resize to the network size, so frames go in as they are captured. With --trt --profile camera: "
-    "the frames the engine's profile is built for.",
-)
-@click.option(
-    "--output",
-    type=click.Path(file_okay=False),
-    default="models",
-    help="Folder for the artifacts, their <artifact>.json metadata and TensorRT caches.",
-)
+GROUPS = (MODEL_OPTIONS, FORMAT_OPTIONS, RECIPE_OPTIONS, TENSORRT_OPTIONS, CHECK_OPTIONS, GRAPH_OPTIONS, OUTPUT_OPTIONS)
+
+
+def parse_request(values: dict) -> ExportRequest:
+    """Every group's part of the request (the values are taken out of `values`)."""
+    parts: dict = {}
+    for group in GROUPS:
+        parts.update(group.parse(values))
+    return ExportRequest(**parts)
+
+
+@click.command(context_settings=CONTEXT)
+@MODEL_OPTIONS
+@FORMAT_OPTIONS
+@RECIPE_OPTIONS
+@FROM_OPTION
+@TENSORRT_OPTIONS
+@CHECK_OPTIONS
+@GRAPH_OPTIONS
+@OUTPUT_OPTIONS
 @user_errors
-def export_main(
-    kind, max_depth, to_onnx, fp16, int8, keep_fp32, workspace, output, height, width, from_onnx, input_, **rest
-):
+def export_main(from_onnx, **values):
     """Export a Depth Anything V2 checkpoint to ONNX, OpenVINO IR or a TensorRT engine, checked against PyTorch.
 
     Artifacts are dynamic by default: any photo keeps its aspect ratio, exactly as upstream's
@@ -197,47 +302,14 @@ def export_main(
     relative unless --kind says otherwise. Offline, pass the checkpoint with --checkpoint or
     DAV2_CHECKPOINT=PATH.
     """
-    if kind == ModelKind.RELATIVE and max_depth is not None:  # kind None: the checkpoint decides
-        raise Dav2Error("--max-depth applies to --kind metric only")
-    if fp16 and int8:
-        raise Dav2Error("--fp16 and --int8 are two ONNX precisions; choose one")
-    rest["max_abs_rel"], rest["accuracy_gate"] = accuracy_budget(rest["max_abs_rel"])
+    request = parse_request(values)
     if from_onnx is None:
         require_export_tools("dav2-export")
-    from dav2.export.context import checked_size
-    from dav2.export.pipeline import ExportRequest, PendingWork, export_artifacts, export_from_onnx
+    from dav2.export.pipeline import PendingWork, export_artifacts, export_from_onnx
 
-    onnx = Precision.FP16 if fp16 else Precision.INT8 if int8 else Precision.FP32 if to_onnx else None
-    from dav2.calibration.nncf import check_float_groups
-
-    rest["int8_float"] = check_float_groups([g.strip() for g in rest["int8_float"].split(",") if g.strip()])
-    request = ExportRequest(
-        kind=kind,
-        max_depth=max_depth,
-        onnx=onnx,
-        keep_fp32=[g.strip() for g in keep_fp32.split(",") if g.strip()],
-        workspace_gb=workspace,
-        output=Path(output),
-        height=checked_size("height", height),
-        width=checked_size("width", width),
-        input=input_,
-        **rest,
-    )
     try:
-        written = export_from_onnx(request, from_onnx) if from_onnx else export_artifacts(request)
+        written = export_from_onnx(request, Path(from_onnx)) if from_onnx else export_artifacts(request)
     except PendingWork as exc:
-        for artifact in exc.written:  # what was written here, for the next step elsewhere
-            click.echo(str(artifact))
+        click.echo("\n".join(map(str, exc.written)))  # what was written here, for the next step elsewhere
         raise
-    for artifact in written:
-        click.echo(str(artifact))
-
-
-def accuracy_budget(value: float | str | None) -> tuple[float | None, bool]:
-    """--max-abs-rel -> (ExportRequest.max_abs_rel, ExportRequest.accuracy_gate): a number
-    for every precision, None for the per-precision defaults, 'off' for no gate."""
-    from dav2.export.gate import OFF
-
-    if value == OFF:
-        return None, False
-    return check_number(value, "--max-abs-rel", 0, 1e6, low_open=True), True
+    click.echo("\n".join(map(str, written)))

@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from dav2 import console, processing
 from dav2.calibration.dataset import DEFAULT_COUNT, DEFAULT_HOLDOUT, DEFAULT_SEED, DEFAULT_VALIDATION, CalibrationSet
+from dav2.calibration.nncf import check_float_groups
 from dav2.errors import Dav2Error
 from dav2.export.gate import AccuracyGate
-from dav2.metadata import ArtifactMetadata
+from dav2.metadata import DEFAULT_WORKSPACE_GB, ArtifactMetadata, CalibrationRecord, ParityReport
 from dav2.vocabulary import (
     DEFAULT_INPUT_SIZE,
     DYNAMIC_MAX_SIDE,
@@ -71,15 +73,14 @@ class ExportRequest:
     output: Path = Path("models")
     check_image: str | None = None
     onnx: str | None = None  # fp32 / fp16 / int8
-    ort_int8: str = "dynamic"  # dynamic / static
+    ort_int8: str = "dynamic"  # ONNX INT8: dynamic / static / qdq (dav2.export.onnx_int8.MODES)
     openvino: str | None = None  # fp32 / fp16 / int8
-    keep_head: bool = False
-    int8_float: list[str] = field(default_factory=list)  # OpenVINO INT8: groups left in float (calibration.nncf)
+    int8_float: list[str] = field(default_factory=list)  # INT8: groups left in float (calibration.nncf)
     accuracy_control: bool = False  # OpenVINO INT8: NNCF accuracy control to max_abs_rel
     validation: int = DEFAULT_VALIDATION  # images accuracy control measures on
     trt: str | None = None  # fp16 / int8 / fp32
     keep_fp32: list[str] = field(default_factory=list)
-    workspace_gb: float = 4.0
+    workspace_gb: float = DEFAULT_WORKSPACE_GB
     profile: str | None = None
     min_shape: str | None = None
     opt_shape: str | None = None
@@ -120,12 +121,12 @@ class ExportContext:
     options: GraphOptions
     model: Any  # dav2.models.dpt.DepthAnythingV2 (typed loosely: this module stays torch-free)
     image: np.ndarray  # the parity-check image (BGR)
-    held_out: list[tuple[str, np.ndarray]]  # images for the accuracy report, never calibrated on
+    holdout: list[tuple[str, np.ndarray]]  # images for the accuracy report, never calibrated on
     calibration: CalibrationSet | None
     provenance: Provenance
     work: Path  # scratch folder inside the output folder
     fp32_onnx: Path | None = None  # the checked FP32 graph, once exported
-    parity: dict[str, Any] | None = None  # its parity entry
+    parity: ParityReport | None = None  # its parity report
     tools: dict[str, str] = field(default_factory=dict)
     explicit: dict[Precision, Built] = field(default_factory=dict)  # precision-explicit graphs, built once
 
@@ -137,13 +138,16 @@ class ExportContext:
 
     @property
     def float_groups(self) -> list[str]:
-        """INT8: the groups left in float (--int8-float, and --keep-head's "head"), checked
-        against this model's depth (vits has block0 ... block11)."""
-        from dav2.calibration.nncf import check_float_groups
+        """INT8: the groups left in float (--int8-float), checked against this model's depth
+        (vits has block0 ... block11)."""
+        return check_float_groups(list(self.request.int8_float), ENCODER_SPECS[self.model.encoder].depth)
 
-        groups = list(self.request.int8_float)
-        groups += ["head"] if self.request.keep_head and "head" not in groups else []
-        return check_float_groups(groups, ENCODER_SPECS[self.model.encoder].depth)
+    @property
+    def calibration_record(self) -> CalibrationRecord | None:
+        """The calibration set's identity, as INT8 sidecars record it."""
+        if self.calibration is None:
+            return None
+        return CalibrationRecord(**self.calibration.identity())
 
     @property
     def gate(self) -> AccuracyGate:
@@ -152,10 +156,10 @@ class ExportContext:
 
     @property
     def kind(self) -> ModelKind:
-        return ModelKind.METRIC if self.model.metric else ModelKind.RELATIVE
+        return self.model.kind
 
     def describe(self, artifact: Path, fmt: ArtifactFormat, precision: Precision) -> ArtifactMetadata:
-        """The sidecar fields every artifact of this export shares (DESIGN rule 2)."""
+        """The sidecar fields every artifact of this export shares (dav2.metadata)."""
         options = self.options
         return ArtifactMetadata(
             artifact=artifact.name,
@@ -165,7 +169,7 @@ class ExportContext:
             precision=precision,
             dynamic=options.dynamic,
             input_shape=None if options.dynamic else [1, 3, options.height, options.width],
-            max_depth=self.model.max_depth if self.model.metric else None,
+            max_depth=self.model.metric_max_depth,
             traced_hw=[options.height, options.width],
             dynamic_range=dict(DYNAMIC_RANGE) if options.dynamic else None,
             exporter=options.exporter,
@@ -198,8 +202,6 @@ def graph_options(request: ExportRequest) -> GraphOptions:
 
 def checked_size(name: str, size: int | None) -> int | None:
     """A user's size rounded to a multiple of 14, saying so when it changed (None stays None)."""
-    from dav2 import console, processing
-
     if size is None:
         return None
     if size < DYNAMIC_MIN_SIDE // 2 or size > DYNAMIC_MAX_SIDE:

@@ -31,24 +31,20 @@ import contextlib
 import logging
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dav2 import console, optional, processing
 from dav2.calibration.dataset import CalibrationSet
+from dav2.calibration.nncf import FLOAT_GROUPS
 from dav2.errors import Dav2Error
+from dav2.export import parity
 from dav2.export.context import Built, ExportContext
-from dav2.export.onnx import (
-    artifact_stem,
-    check_sizes,
-    onnx_built,
-    onnxruntime_runner,
-    parity_check,
-    require_parity,
-    save_onnx,
-)
+from dav2.export.graph import artifact_stem, check_sizes, onnx_built, onnxruntime_runner, save_onnx
+from dav2.export.preprocess import parse_camera_size
+from dav2.export.reference import make_reference, reference_path, trusted_onnxruntime
+from dav2.metadata import QuantizationRecipe
 from dav2.vocabulary import INPUT_NAME, ArtifactFormat, Precision
 
 # --keep-fp32 groups -> what AutoCast leaves in FP32
@@ -73,21 +69,6 @@ INT8_EXCLUDED = [
 ]
 
 
-@dataclass
-class ExplicitRecipe:
-    """What a precision-explicit graph was made with: recorded in its sidecar."""
-
-    tool: str
-    mode: str  # "autocast-fp16" or "qdq-int8"
-    kept_fp32: list[str]
-    op_types: list[str]
-    excluded_nodes: list[str]
-    high_precision: str
-
-    def as_dict(self) -> dict:
-        return dict(vars(self))
-
-
 def require_modelopt() -> None:
     """Model Optimizer's ONNX API, or one line naming the extra."""
     optional.require("modelopt.onnx", "precision-explicit ONNX (FP16 AutoCast, INT8 Q/DQ)")
@@ -101,7 +82,9 @@ def check_fp32_groups(groups: list[str]) -> list[str]:
     return list(groups)
 
 
-def autocast_fp16(source: Path, target: Path, groups: list[str], sample: np.ndarray, external: bool) -> ExplicitRecipe:
+def autocast_fp16(
+    source: Path, target: Path, groups: list[str], sample: np.ndarray, external: bool
+) -> QuantizationRecipe:
     """Write the FP16 graph with FP32 islands to `target`; `sample` is one real network input."""
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
@@ -120,26 +103,28 @@ def autocast_fp16(source: Path, target: Path, groups: list[str], sample: np.ndar
                 calibration_data=str(reference),
             )
     save_onnx(model, target, external)
-    return ExplicitRecipe("nvidia-modelopt AutoCast", "autocast-fp16", groups, op_types, nodes, "fp32")
+    return QuantizationRecipe(
+        "nvidia-modelopt AutoCast", "autocast-fp16", op_types, list(groups), nodes, high_precision="fp32"
+    )
 
 
 def excluded_nodes(float_groups: list[str]) -> list[str]:
     """INT8_EXCLUDED plus the node patterns of the --int8-float groups (the names of the FP32
     ONNX graph are the OpenVINO IR's: the IR is converted from it)."""
-    from dav2.calibration.nncf import FLOAT_GROUPS
-
     extra = [p for group in float_groups for p in FLOAT_GROUPS[group].get("patterns", []) if group != "head"]
     return INT8_EXCLUDED + [p for p in extra if p not in INT8_EXCLUDED]
 
 
 def quantize_int8(
     source: Path, target: Path, calibration: CalibrationSet, float_groups: list[str] | None = None
-) -> ExplicitRecipe:
+) -> QuantizationRecipe:
     """Write the explicit Q/DQ INT8 graph to `target`, calibrated (entropy) on `calibration`,
     with the --int8-float groups left in higher precision too."""
     from modelopt.onnx.quantization import quantize
 
-    from dav2.calibration.graph import shape_only_nodes
+    from dav2.calibration.graph import (
+        shape_only_nodes,  # onnx: seconds to import; dav2-export's --help reads this module
+    )
 
     # a dynamic graph's positional-embedding resize (Model Optimizer matches names with re.match)
     excluded = excluded_nodes(float_groups or []) + [re.escape(name) + "$" for name in shape_only_nodes(source)]
@@ -161,7 +146,8 @@ def quantize_int8(
         )
     if not target.is_file():
         raise Dav2Error("Model Optimizer did not write the INT8 graph (see its messages above)")
-    return ExplicitRecipe("nvidia-modelopt PTQ", "qdq-int8", INT8_FP32_OP_TYPES, INT8_OP_TYPES, excluded, "fp16")
+    groups = list(float_groups or [])
+    return QuantizationRecipe("nvidia-modelopt PTQ", "qdq-int8", INT8_OP_TYPES, groups, excluded, high_precision="fp16")
 
 
 # What Model Optimizer's ort_utils.configure_ort / ort_patching.patch_ort_modules change in ONNX
@@ -256,18 +242,19 @@ def explicit_onnx(context: ExportContext, precision: Precision) -> Built:
         with console.step(f"converting to FP16 with Model Optimizer's AutoCast (kept in FP32: {', '.join(groups)})"):
             recipe = autocast_fp16(context.fp32_onnx, path, groups, sample, options.external_data)
         with console.step("checking the FP16 graph against PyTorch in ONNX Runtime"):
-            diffs = parity_check(onnxruntime_runner(path), context.model, context.image, options)
-        parity = require_parity(diffs, precision, "FP16 graph")
+            report = parity.against_pytorch(
+                onnxruntime_runner(path), context.model, context.image, options, precision, "the FP16 graph"
+            )
     else:
         path = context.folder("explicit-int8") / f"{artifact_stem(context.model, options, precision)}_qdq.onnx"
         what = f"{len(context.calibration)} calibration images"
         with console.step(f"quantizing to explicit INT8 Q/DQ with Model Optimizer ({what}, entropy)"):
             recipe = quantize_int8(context.fp32_onnx, path, context.calibration, context.float_groups)
-        parity = None
+        report = None
     metadata = context.describe(path, ArtifactFormat.ONNX, precision)
-    metadata.parity = parity
-    metadata.quantization = recipe.as_dict()
-    metadata.calibration = context.calibration.identity() if precision == Precision.INT8 else None
+    metadata.parity = report
+    metadata.quantization = recipe
+    metadata.calibration = context.calibration_record if precision == Precision.INT8 else None
     metadata.tools["modelopt"] = optional.version("nvidia-modelopt")
     built = onnx_built(path, metadata)
     built.companions.append(write_reference(context, path))
@@ -279,18 +266,15 @@ def write_reference(context: ExportContext, graph: Path, explicit: bool = True) 
     """The FP32 reference outputs on the held-out images, beside `graph` (dav2.export.reference):
     what `--from` checks the engine against on the target. `explicit`: `graph` is a reduced-
     precision graph whose own AbsRel is recorded too (False: it is the FP32 graph itself)."""
-    from dav2.export.preprocess import parse_camera_size
-    from dav2.export.reference import make_reference, reference_path, trusted_onnxruntime
-
     options = context.options
     camera_hw = parse_camera_size(context.request.camera_size)
     traced = min(options.height, options.width)
     extra = (processing.network_size(camera_hw, traced),) if camera_hw and options.dynamic else ()
-    kind = "metric" if context.model.metric else "relative"
+    kind = context.kind
     with console.step(f"computing the FP32 reference outputs that travel with {graph.name}"):
         fixed_hw = None if options.dynamic else (options.height, options.width)
         measured = graph if explicit else None
-        reference = make_reference(context.fp32_onnx, measured, context.held_out, traced, kind, extra, fixed_hw)
+        reference = make_reference(context.fp32_onnx, measured, context.holdout, traced, kind, extra, fixed_hw)
     if not trusted_onnxruntime(reference.onnxruntime):
         console.warn(
             f"ONNX Runtime {reference.onnxruntime} computes FP16 QuantizeLinear wrongly: the graph's own AbsRel in "

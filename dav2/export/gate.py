@@ -23,7 +23,7 @@ benchmark runner is meant to, so that `pick` judges every candidate against its 
 
 from dataclasses import dataclass
 
-from dav2.errors import Dav2Error
+from dav2.metadata import AccuracyReport, GateRecord
 from dav2.vocabulary import Precision
 
 DEFAULT_MAX_ABS_REL: dict[Precision, float] = {
@@ -31,6 +31,10 @@ DEFAULT_MAX_ABS_REL: dict[Precision, float] = {
     Precision.INT8: 0.10,
 }
 OFF = "off"  # the --max-abs-rel spelling that turns the gate off
+REMEDY = (
+    "try FP16, --int8-float head for INT8, or more calibration images; --max-abs-rel X raises the budget, "
+    "--max-abs-rel off only reports"
+)
 
 
 def defaults_text() -> str:
@@ -57,20 +61,13 @@ class AccuracyGate:
             return self.max_abs_rel
         return DEFAULT_MAX_ABS_REL[precision]
 
-    def record(self, precision: Precision | str) -> dict:
-        """What the sidecar's accuracy report says about the gate it passed."""
+    def record(self, precision: Precision | str) -> GateRecord:
+        """The budget an artifact of `precision` is held to, and where it came from."""
         source = "off" if not self.enabled else "--max-abs-rel" if self.max_abs_rel is not None else "default"
-        return {"max_abs_rel": self.budget(precision), "source": source}
+        return GateRecord(self.budget(precision), source)
 
-    def enforce(self, report: dict, precision: Precision | str) -> None:
-        """One Dav2Error when the report's AbsRel is over the budget (or not a number)."""
-        budget = self.budget(precision)
-        if budget is None or report["abs_rel"] <= budget:
-            return
-        default = f"the default {Precision(precision).upper()} budget"
-        where = "--max-abs-rel" if self.max_abs_rel is not None else default
-        raise Dav2Error(
-            f"AbsRel {report['abs_rel']:.4f} exceeds {where} {budget:g}; nothing written (try FP16, "
-            "--int8-float head for INT8, or more calibration images; --max-abs-rel X raises the budget, "
-            "--max-abs-rel off only reports)"
-        )
+    def enforce(self, report: AccuracyReport, precision: Precision | str) -> AccuracyReport:
+        """The report with its gate recorded; one AccuracyError when its AbsRel is over the budget."""
+        gate = self.record(precision)
+        where = f"the default {Precision(precision).upper()} budget" if gate.source == "default" else gate.source
+        return report.validate(gate, REMEDY, where)

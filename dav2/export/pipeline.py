@@ -24,13 +24,17 @@ import numpy as np
 from dav2 import console, media
 from dav2.calibration.dataset import CalibrationSet
 from dav2.errors import Dav2Error, quote
+from dav2.export import accuracy, formats
 from dav2.export.context import Built, ExportContext, ExportRequest, GraphOptions, Provenance, graph_options
+from dav2.export.graph import tool_versions
+from dav2.export.preprocess import make_uint8_variant, parse_camera_size
 from dav2.export.target import ExportTarget
+from dav2.export.tensorrt import build_from_onnx
 from dav2.files import OutputError, check_output_folder, describe_os_error, move_into_place
 from dav2.metadata import sidecar_path
 from dav2.models.registry import checkpoint_info
 from dav2.sample import render_sample
-from dav2.vocabulary import ModelKind, Precision
+from dav2.vocabulary import Precision
 
 __all__ = ["ExportRequest", "PendingWork", "export_artifacts", "export_from_onnx", "requested_targets"]
 
@@ -44,29 +48,15 @@ class PendingWork(Dav2Error):
 
 
 def requested_targets(request: ExportRequest) -> list[ExportTarget]:
-    """The targets the request names, in a fixed order (ONNX FP32 when none is named)."""
-    from dav2.export.onnx import OnnxTarget
-    from dav2.export.onnx_int8 import OnnxInt8Target
-    from dav2.export.openvino import OpenVinoTarget
-    from dav2.export.tensorrt import TensorRTTarget
-
-    targets: list[ExportTarget] = []
-    if request.onnx == Precision.INT8:
-        targets.append(OnnxInt8Target(request.ort_int8))
-    elif request.onnx is not None:
-        targets.append(OnnxTarget(request.onnx))
-    if request.openvino is not None:
-        targets.append(OpenVinoTarget(request.openvino))
-    if request.trt is not None:
-        targets.append(TensorRTTarget(request.trt))
-    return targets or [OnnxTarget(Precision.FP32)]
+    """The targets the request names, in the order of `formats.FORMATS` (ONNX FP32 when none is named)."""
+    return [row.target(precision, request) for row, precision in formats.requested(request)]
 
 
 def preflight(request: ExportRequest, targets: list[ExportTarget]) -> None:
     """Fail before any work when a target cannot be built here, or its output cannot be written."""
     check_output_folder(request.output, "--output")  # a file, /dev/null, read-only, a name too long
-    check_input_options(request)
-    check_int8_options(request)
+    formats.check_options(request)  # an option for no requested format that takes it
+    check_dependent_options(request)
     if any(t.needs_calibration(request) for t in targets) and not request.calib_dir:
         raise Dav2Error("INT8 needs calibration images: add --calib-dir DIR (a folder of real photos or a video)")
     for target in targets:
@@ -84,7 +74,7 @@ def load_check_image(path: str | None) -> np.ndarray:
 
 def export_artifacts(request: ExportRequest) -> list[Path]:
     """Run the whole export; return the artifacts written, in target order."""
-    from dav2.export.onnx import export_fp32_onnx, tool_versions
+    from dav2.export.onnx import export_fp32_onnx  # PyTorch: not needed by --from
 
     options = graph_options(request)
     targets = requested_targets(request)
@@ -92,11 +82,11 @@ def export_artifacts(request: ExportRequest) -> list[Path]:
     image = load_check_image(request.check_image)
     calibration = calibration_set(request, options)
     model, provenance = load_checkpoint(request)
-    held_out = calibration.holdout_images() if calibration and calibration.holdout else []
-    held_out = held_out or [(provenance.check_image, image)]
+    holdout = calibration.holdout_images() if calibration and calibration.holdout else []
+    holdout = holdout or [(provenance.check_image, image)]
     output = Path(request.output)
     with scratch_folder(output) as tmp:
-        context = ExportContext(request, options, model, image, held_out, calibration, provenance, Path(tmp))
+        context = ExportContext(request, options, model, image, holdout, calibration, provenance, Path(tmp))
         context.tools = tool_versions()
         context.fp32_onnx, context.parity = export_fp32_onnx(model, context.folder("onnx-fp32"), options, image)
         built: dict[Path, Built] = {}  # one artifact may serve two targets (--onnx --fp16 --trt fp16)
@@ -122,8 +112,7 @@ def load_checkpoint(request: ExportRequest):
     what = "".join(f"{part} " for part in (request.encoder, request.kind) if part)
     with console.step(f"loading the {what}checkpoint"):
         model, source = load_model(request.encoder, request.kind, request.max_depth, request.checkpoint)
-    kind = ModelKind.METRIC if model.metric else ModelKind.RELATIVE
-    info = checkpoint_info(model.encoder, kind, model.max_depth if model.metric else None)
+    info = checkpoint_info(model.encoder, model.kind, model.metric_max_depth)
     if info.non_commercial:
         console.warn(
             f"{source.name}: the official {model.encoder} weights are licensed {info.licence} "
@@ -137,8 +126,6 @@ def load_checkpoint(request: ExportRequest):
 def export_from_onnx(request: ExportRequest, source: Path) -> list[Path]:
     """`--trt P --from model_P.onnx`: an engine from a precision-explicit ONNX and its sidecar,
     on the machine with TensorRT and the GPU; needs neither the checkpoint nor PyTorch."""
-    from dav2.export.tensorrt import build_from_onnx
-
     if request.onnx or request.openvino:
         raise Dav2Error("--from builds TensorRT engines only; give --trt with it")
     check_output_folder(request.output, "--output")
@@ -185,44 +172,24 @@ def calibration_set(request: ExportRequest, options: GraphOptions) -> Calibratio
     return calibration
 
 
-def check_int8_options(request: ExportRequest) -> None:
-    """--int8-float shapes OpenVINO INT8 and the Q/DQ graph (--trt int8, --ort-int8 qdq);
-    --accuracy-control is OpenVINO INT8 to a budget."""
-    qdq = request.trt == Precision.INT8 or (request.onnx == Precision.INT8 and request.ort_int8 == "qdq")
-    if request.int8_float and request.openvino != Precision.INT8 and not qdq:
-        raise Dav2Error("--int8-float is for INT8 made with calibration: add --openvino int8 or --trt int8")
-    if not request.accuracy_control:
-        return
-    if request.openvino != Precision.INT8:
-        raise Dav2Error("--accuracy-control is for OpenVINO INT8: add --openvino int8")
-    if request.max_abs_rel is None:
+def check_dependent_options(request: ExportRequest) -> None:
+    """What one option needs of another (which format takes which option is formats.check_options's):
+    --accuracy-control a budget, --camera-size uint8 input or the TensorRT camera profile."""
+    if request.accuracy_control and request.max_abs_rel is None:
         raise Dav2Error("--accuracy-control needs a budget: add --max-abs-rel (e.g. 0.01)")
-
-
-def check_input_options(request: ExportRequest) -> None:
-    """--input uint8 is built for ONNX and OpenVINO artifacts; --camera-size needs it."""
-    from dav2.export.preprocess import parse_camera_size
-
-    if request.input not in ("float32", "uint8"):
-        raise Dav2Error(f"--input must be float32 or uint8, not {request.input!r}")
+    if request.input not in formats.INPUTS:
+        raise Dav2Error(f"--input must be one of {', '.join(formats.INPUTS)}, not {request.input!r}")
     parse_camera_size(request.camera_size)
     if request.camera_size and request.input != "uint8" and not (request.trt and request.profile == "camera"):
         raise Dav2Error(
             "--camera-size makes the graph resize uint8 camera frames (add --input uint8) or sets the TensorRT "
             "camera profile (add --trt --profile camera)"
         )
-    if request.input == "uint8" and request.trt:
-        raise Dav2Error(
-            "--input uint8 is built for ONNX and OpenVINO artifacts; for TensorRT export the uint8 ONNX "
-            "and build its engine in a second step (not yet supported by --trt)"
-        )
 
 
 def uint8_variant(built: Built, context: ExportContext) -> Built:
     """The artifact that takes uint8 frames, made from `built` (measured, sidecar written) and
     checked against it; the float artifact is left in the scratch folder."""
-    from dav2.export.preprocess import make_uint8_variant, parse_camera_size
-
     camera_hw = parse_camera_size(context.request.camera_size)
     with console.step(f"adding uint8 preprocessing to {built.path.name}"):
         return make_uint8_variant(built, context.image, camera_hw)
@@ -231,17 +198,14 @@ def uint8_variant(built: Built, context: ExportContext) -> Built:
 def finish(built: Built, context: ExportContext) -> Built:
     """Write the sidecar; measure reduced-precision artifacts and hold them to the accuracy
     gate (the report is printed first, so a refused artifact still shows why)."""
-    from dav2.export import accuracy  # PyTorch: not needed by --from
-
     built.metadata.write(built.path)
     precision = built.metadata.precision
     if precision != Precision.FP32:
         with console.step(f"measuring {built.path.name} against PyTorch FP32"):
-            report = accuracy.accuracy_report(built.path, context.model, context.held_out)
-        accuracy.print_report(report, precision)
-        built.metadata.accuracy = {**report, "gate": context.gate.record(precision)}
+            report = accuracy.accuracy_report(built.path, context.model, context.holdout)
+        accuracy.print_report(report, precision.upper())
+        built.metadata.accuracy = context.gate.enforce(report, precision)
         built.metadata.write(built.path)
-        context.gate.enforce(report, precision)
     return built
 
 

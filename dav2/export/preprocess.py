@@ -11,7 +11,7 @@ How, without hand-made graph surgery:
   Resize, Gather [2,1,0] for BGR->RGB, Mul/Add with the folded normalisation), joined to the
   exported network with `onnx.compose.merge_models`. The Resize is ONNX's cubic with
   cubic_coeff_a=-0.75, half_pixel coordinates and exclude_outside=0, OpenCV INTER_CUBIC's
-  kernel (they differ only at the borders: ≤ 0.021 on 0..255, see MEASURED.md). The graph's
+  kernel (they differ only at the borders, which CAMERA_TOLERANCE bounds). The graph's
   input is named `frame`.
 - OpenVINO: its `PrePostProcessor` (u8 NHWC BGR tensor, convert to f32, BGR->RGB, mean and
   scale, RESIZE_CUBIC for a camera size); the input keeps its name `image`.
@@ -27,13 +27,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dav2 import console, processing
+from dav2 import processing
 from dav2.errors import Dav2Error
-from dav2.metadata import UINT8_INPUT, ArtifactMetadata
+from dav2.export.context import Built
+from dav2.export.graph import external_data_path, save_onnx
+from dav2.export.parity import checked, relative_difference
+from dav2.metadata import UINT8_INPUT, ArtifactMetadata, ParityReport
+from dav2.runtime.backends import open_backend
 from dav2.vocabulary import MEAN, STD, ArtifactFormat
 
 UINT8_TOLERANCE = 1e-3  # same pixels, normalisation in the graph: float32 rounding only
-CAMERA_TOLERANCE = 1e-2  # the in-graph cubic resize vs OpenCV's on the host (measured, stated)
+CAMERA_TOLERANCE = 1e-2  # the in-graph cubic resize vs OpenCV's on the host (they differ at the borders)
 FRAME_NAME = "frame"
 MAX_CAMERA_SIDE = 7680  # 8K; --camera-size beyond this is refused
 
@@ -110,8 +114,6 @@ def wrap_onnx(source: Path, target: Path, metadata: ArtifactMetadata, camera_hw:
     import onnx
     from onnx import compose
 
-    from dav2.export.onnx import save_onnx
-
     network = onnx.load(str(source))
     opset = next(o.version for o in network.opset_import if o.domain in ("", "ai.onnx"))
     if camera_hw is not None:
@@ -183,31 +185,26 @@ def check_frame(image: np.ndarray, metadata: ArtifactMetadata, camera_hw: tuple[
 
 def compare_with_float(float_path: Path, uint8_path: Path, frame: np.ndarray, float_metadata) -> float:
     """max |uint8 artifact - float artifact| / max(1, max |float|) on one frame."""
-    from dav2.runtime.backends import open_backend
-
     with open_backend(float_path) as reference:
         tensor = processing.preprocess(frame, reference.default_input_size, network_or_none(float_metadata, frame))
         expected = reference.infer(tensor)
     with open_backend(uint8_path) as candidate:
         actual = candidate.infer(np.ascontiguousarray(frame)[None])
-    if actual.shape != expected.shape:
-        raise Dav2Error(f"the uint8 artifact returned {actual.shape}, the float one {expected.shape}")
-    return float(np.abs(actual - expected).max()) / max(1.0, float(np.abs(expected).max()))
+    return relative_difference(actual, expected, uint8_path.name)
 
 
 def network_or_none(metadata: ArtifactMetadata, frame: np.ndarray) -> tuple[int, int] | None:
     return metadata.fixed_hw or processing.network_size(frame.shape[:2], metadata.default_input_size)
 
 
-def make_uint8_variant(built, image: np.ndarray, camera_hw: tuple[int, int] | None):
-    """A Built for the uint8 variant of `built` (whose sidecar is written), checked against it."""
-    from dav2.export.context import Built
-
+def make_uint8_variant(built: Built, image: np.ndarray, camera_hw: tuple[int, int] | None) -> Built:
+    """A Built for the uint8 variant of `built` (whose sidecar is written), checked against it
+    (`input_parity`; the float artifact's own parity, if any, is carried over)."""
     metadata = built.metadata
     path = built.path.with_name(uint8_name(built.path, camera_hw))
     if metadata.format == ArtifactFormat.ONNX:
         wrap_onnx(built.path, path, metadata, camera_hw)
-        companions = [path.with_name(path.name + ".data")] if metadata.weights_file else []
+        companions = [external_data_path(path)] if metadata.weights_file else []
     elif metadata.format == ArtifactFormat.OPENVINO:
         wrap_openvino(built.path, path, metadata, camera_hw)
         companions = [path.with_suffix(".bin")]
@@ -216,15 +213,10 @@ def make_uint8_variant(built, image: np.ndarray, camera_hw: tuple[int, int] | No
     record = uint8_metadata(metadata, path.name, camera_hw)
     record.weights_file = companions[0].name if companions else None
     record.write(path)
-    diff = compare_with_float(built.path, path, check_frame(image, metadata, camera_hw), metadata)
+    frame = check_frame(image, metadata, camera_hw)
+    diff = compare_with_float(built.path, path, frame, metadata)
     tolerance = CAMERA_TOLERANCE if camera_hw else UINT8_TOLERANCE
-    what = "with the in-graph cubic resize" if camera_hw else "same pixels"
-    console.info(f"  uint8 input vs float input ({what}): {diff:.2e} of the output's scale (tolerance {tolerance:.0e})")
-    if not diff <= tolerance:
-        raise Dav2Error(f"{path.name} differs from the float artifact by {diff:.2e} (tolerance {tolerance:.0e})")
-    record.parity = {
-        **(metadata.parity or {}),
-        "uint8_input": {"max_abs_diff_relative": diff, "tolerance": tolerance, "against": built.path.name},
-    }
+    size = f"{frame.shape[0]}x{frame.shape[1]}" + (" (in-graph cubic resize)" if camera_hw else "")
+    record.input_parity = checked(ParityReport({size: diff}, tolerance, built.path.name), "the uint8 input")
     record.write(path)
     return Built(path, record, companions)

@@ -27,7 +27,7 @@ from dav2.errors import Dav2Error
 
 SUFFIX = ".reference.npz"
 MAX_IMAGES = 2  # held-out images carried (each adds its PNG and one FP32 output per size)
-TRUSTED_ONNXRUNTIME = (1, 32)  # older versions truncate FP16 QuantizeLinear (MEASURED.md)
+TRUSTED_ONNXRUNTIME = (1, 32)  # older versions truncate FP16 QuantizeLinear (see the module docstring)
 
 
 def reference_path(artifact: Path) -> Path:

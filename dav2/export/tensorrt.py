@@ -31,18 +31,28 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from dav2 import accuracy, console, processing
+from dav2 import console, processing
 from dav2.errors import Dav2Error
+from dav2.export.accuracy import measure, print_report
 from dav2.export.context import DYNAMIC_RANGE, Built, ExportContext, ExportRequest, GraphOptions, graph_options
+from dav2.export.graph import onnx_built
+from dav2.export.preprocess import parse_camera_size
 from dav2.export.reference import Reference, ReferenceCase, reference_path
 from dav2.export.target import ExportTarget
 from dav2.files import atomic_write_bytes
-from dav2.metadata import UINT8_INPUT, ArtifactMetadata, TensorRTRecord, sidecar_path
+from dav2.metadata import (
+    UINT8_INPUT,
+    AccuracyReport,
+    ArtifactMetadata,
+    GateRecord,
+    TensorRTRecord,
+    sidecar_path,
+)
+from dav2.runtime.backends import open_backend
 from dav2.runtime.backends.tensorrt import _logger, create, in_profile, require_gpu, require_tensorrt, tensorrt_missing
 from dav2.runtime.cuda import Gpu, GpuInfo
 from dav2.vocabulary import INPUT_NAME, PATCH_SIZE, ArtifactFormat, Precision
 
-DEFAULT_WORKSPACE_GB = 4.0
 PROFILE_PRESETS = ("range", "camera", "batch")
 DEFAULT_PRESET = "range"
 # The default profile's largest side: 16:9 frames at the 518 input size, in either orientation
@@ -50,10 +60,11 @@ DEFAULT_PRESET = "range"
 # count, so the maximum decides the engine's memory on an 8 GB Orin Nano.
 DEFAULT_MAX_SIDE = 924
 RANGE_MIN_SIDE = 196  # the default profile's smallest side (dav2-run --input-size 196)
-DEFAULT_CAMERA = "1280x720"
+DEFAULT_CAMERA_HW = (720, 1280)  # the camera preset's frames when --camera-size is not given
 BATCH_SIZES = (1, 4, 8)  # the batch preset: min / opt / max batch at the traced square
 # an engine may lose this much more AbsRel (vs FP32) than its ONNX graph did before it is refused
 ENGINE_ABS_REL_MARGIN = 0.01
+ENGINE_REMEDY = "TensorRT computed the graph differently: see docs/tensorrt.md"
 
 
 @dataclass
@@ -97,7 +108,7 @@ def preset_shapes(preset: str, traced: int, check_hw: tuple[int, int], camera_hw
         low, high = RANGE_MIN_SIDE, DEFAULT_MAX_SIDE
         return (1, low, low), (1, *check_hw), (1, high, high)
     if preset == "camera":
-        hw = processing.network_size(camera_hw or (720, 1280), traced)
+        hw = processing.network_size(camera_hw or DEFAULT_CAMERA_HW, traced)
         return (1, *hw), (1, *hw), (1, *hw)
     low, mid, high = BATCH_SIZES
     return (low, traced, traced), (mid, traced, traced), (high, traced, traced)
@@ -288,33 +299,26 @@ def engine_metadata(source: ArtifactMetadata, engine: Path, record: TensorRTReco
     )
 
 
-def check_engine(engine: Path, cases: list[ReferenceCase], kind: str, source: str, max_abs_rel: float | None) -> dict:
+def check_engine(
+    engine: Path, cases: list[ReferenceCase], kind: str, source: str, max_abs_rel: float | None
+) -> AccuracyReport:
     """The engine (in dav2's own backend, as dav2-run runs it) against the FP32 reference outputs,
     next to the AbsRel its ONNX graph had there; too large a loss is refused (nothing written)."""
-    from dav2.runtime.backends import open_backend
-
-    per_case = []
     with open_backend(engine) as built:
-        for case in cases:
-            actual = built.infer(case.tensor())
-            per_case.append(accuracy.compare(actual[0], case.expected[0], kind))
-    report = accuracy.summarize(per_case)
+        pairs = [(built.infer(case.tensor())[0], case.expected[0]) for case in cases]
+    report = measure(pairs, kind, f"FP32 reference outputs ({source})", [dims(c.shape) for c in cases])
     graph = [c.graph_abs_rel for c in cases if c.graph_abs_rel is not None]
-    graph_abs_rel = sum(graph) / len(graph) if graph else None
-    report = {**report, "against": f"FP32 reference outputs ({source})", "graph_abs_rel": graph_abs_rel,
-              "sizes": [dims(c.shape) for c in cases]}  # fmt: skip
-    shown = f", its ONNX graph {graph_abs_rel:.4f}" if graph_abs_rel is not None else ""
-    console.info(
-        f"  engine vs FP32 on {len(cases)} input(s): AbsRel {report['abs_rel']:.4f}{shown}, δ1 {report['delta1']:.4f}"
-    )
-    limit = max_abs_rel if max_abs_rel is not None else (graph_abs_rel or 0.0) + ENGINE_ABS_REL_MARGIN
-    if not report["abs_rel"] <= limit:
-        flag = "--max-abs-rel" if max_abs_rel is not None else f"its ONNX graph's + {ENGINE_ABS_REL_MARGIN}"
-        raise Dav2Error(
-            f"the engine's AbsRel {report['abs_rel']:.4f} vs FP32 exceeds {limit:.4f} ({flag}); nothing written "
-            "(TensorRT computed the graph differently: see docs/tensorrt.md)"
-        )
-    return report
+    report.graph_abs_rel = sum(graph) / len(graph) if graph else None
+    print_report(report, "engine")
+    return report.validate(engine_gate(max_abs_rel, report.graph_abs_rel), ENGINE_REMEDY)
+
+
+def engine_gate(max_abs_rel: float | None, graph_abs_rel: float | None) -> GateRecord:
+    """--max-abs-rel when given; else the ONNX graph's own AbsRel plus ENGINE_ABS_REL_MARGIN."""
+    if max_abs_rel is not None:
+        return GateRecord(max_abs_rel, "--max-abs-rel")
+    margin = ENGINE_ABS_REL_MARGIN
+    return GateRecord((graph_abs_rel or 0.0) + margin, f"its ONNX graph's AbsRel + {margin}")
 
 
 def read_reference(onnx_path: Path) -> Reference:
@@ -330,8 +334,6 @@ def read_reference(onnx_path: Path) -> Reference:
 def build_from_onnx(onnx_path: Path, output: Path, request: ExportRequest, image=None) -> Built:
     """Engine from a precision-explicit ONNX artifact (`--from`), in a scratch folder of `output`,
     checked against the FP32 reference that travels with the graph."""
-    from dav2.export.preprocess import parse_camera_size
-
     source = ArtifactMetadata.read(onnx_path)
     if source is None or source.format != ArtifactFormat.ONNX:
         raise Dav2Error(
@@ -367,22 +369,14 @@ def build_from_onnx(onnx_path: Path, output: Path, request: ExportRequest, image
 class TensorRTTarget(ExportTarget):
     """The precision-explicit ONNX graph and, where TensorRT and a GPU are, its engine."""
 
-    name = "TensorRT engine"
-    suffix = ".engine"
-
-    def needs_calibration(self, request: ExportRequest) -> bool:
-        return self.precision == Precision.INT8
-
     def preflight(self, request: ExportRequest) -> None:
-        from dav2.export.preprocess import parse_camera_size
-
         self.camera_hw = parse_camera_size(request.camera_size)
         # the profile's flags are checked here, before any work; opt is set from the check image in build
         optimization_profile(
             graph_options(request), request.profile, request.min_shape, request.opt_shape, request.max_shape,
             camera_hw=self.camera_hw,
         )  # fmt: skip
-        if self.precision != Precision.FP32:
+        if self.precision != Precision.FP32:  # explicit.py needs onnx, which --from on a Jetson does not
             from dav2.export.explicit import check_fp32_groups, require_modelopt
 
             require_modelopt()
@@ -431,7 +425,6 @@ class TensorRTTarget(ExportTarget):
         (with its FP32 reference beside it too)."""
         if self.precision == Precision.FP32:
             from dav2.export.explicit import write_reference
-            from dav2.export.onnx import onnx_built
 
             metadata = context.describe(context.fp32_onnx, ArtifactFormat.ONNX, Precision.FP32)
             metadata.parity = context.parity

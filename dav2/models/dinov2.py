@@ -4,8 +4,9 @@ Module and parameter names follow upstream (facebookresearch/dinov2 as vendored 
 DepthAnything/Depth-Anything-V2) exactly, so official checkpoints load with strict=True.
 
 Two deliberate changes, both numerically equivalent (tests/test_conformance.py):
-- attention uses F.scaled_dot_product_attention (upstream: explicit softmax(q k^T) v), 30%
-  faster in eager PyTorch on a CPU; the exporters lower it to the same MatMul/Softmax ops;
+- attention uses F.scaled_dot_product_attention (upstream: explicit softmax(q k^T) v), faster
+  in eager PyTorch on a CPU (benchmarks/results/amd-epyc-2-cores-pytorch-modules.md); the
+  exporters lower it to the same MatMul/Softmax ops;
 - the positional embedding is resized to the patch grid differently. Upstream calls
   F.interpolate(scale_factor=(n + 0.1) / 37, mode="bicubic"); the ONNX exporters turn the
   Python float arithmetic around it into constants, so the exported graph only works at the

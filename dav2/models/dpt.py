@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dav2.models.dinov2 import DinoVisionTransformer
-from dav2.vocabulary import DEFAULT_INPUT_SIZE, DEFAULT_MAX_DEPTH, PATCH_SIZE, EncoderSpec, encoder_spec
+from dav2.vocabulary import DEFAULT_INPUT_SIZE, DEFAULT_MAX_DEPTH, PATCH_SIZE, EncoderSpec, ModelKind, encoder_spec
 
 
 class ResidualConvUnit(nn.Module):
@@ -115,6 +115,16 @@ class DepthAnythingV2(nn.Module):
         self.max_depth = max_depth
         self.pretrained = DinoVisionTransformer(spec)
         self.depth_head = DPTHead(spec.embed_dim, spec.features, list(spec.out_channels), metric)
+
+    @property
+    def kind(self) -> ModelKind:
+        """relative or metric: the one place the head's `metric` flag becomes a ModelKind."""
+        return ModelKind.METRIC if self.metric else ModelKind.RELATIVE
+
+    @property
+    def metric_max_depth(self) -> float | None:
+        """max_depth where it means something (metric models), else None: what sidecars record."""
+        return self.max_depth if self.metric else None
 
     def forward(self, x):
         patch_h, patch_w = x.shape[-2] // PATCH_SIZE, x.shape[-1] // PATCH_SIZE

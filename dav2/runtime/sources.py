@@ -218,7 +218,6 @@ class CaptureSource(Source):
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._busy = False  # a thread is inside a blocking capture call
-        self._released = False
         self.capture = self._open()
         if not self.capture.isOpened():
             self.capture.release()
@@ -326,7 +325,6 @@ class CaptureSource(Source):
             )
 
     def _release(self) -> None:
-        self._released = True
         self.capture.release()
 
     def close(self) -> None:
