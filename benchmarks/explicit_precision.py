@@ -77,7 +77,7 @@ def main() -> None:
     for _, args, suffix in VARIANTS:
         if not (options.reuse and Path(f"{stem}{suffix}").is_file()):
             export(options.checkpoint, options.images, work, args, options.calib_count)
-    held_names = ArtifactMetadata.read(Path(f"{stem}_int8_qdq.onnx")).accuracy["held_out"]
+    held_names = ArtifactMetadata.read(Path(f"{stem}_int8_qdq.onnx")).accuracy.inputs
     photos = {p.name: p for p in scan_folder(Path(options.images)).files}
     held_out = [processing.preprocess(read_image(photos[n]), 518) for n in held_names]
     frame = processing.preprocess(read_image(photos[held_names[0]]), fixed_hw=(518, 518))

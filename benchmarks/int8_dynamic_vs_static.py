@@ -100,9 +100,9 @@ def main() -> None:
                 row = {
                     "path": label,
                     "graph": shape,
-                    "abs_rel": round(report["abs_rel"], 4),
-                    "delta1": round(report["delta1"], 4),
-                    "held_out": report["held_out"],
+                    "abs_rel": round(report.abs_rel, 4),
+                    "delta1": round(report.delta1, 4),
+                    "held_out": report.inputs,
                     f"abs_rel_{size}x{size}": square["abs_rel"],
                     f"delta1_{size}x{size}": square["delta1"],
                     "export_seconds": round(time.perf_counter() - start, 1),

@@ -120,11 +120,11 @@ def test_without_max_abs_rel_each_precision_has_export_s_default_budget():
 
 
 def test_quick_mode_cuts_the_settings_and_says_what_it_left_out():
-    settings = runner.BenchSettings(sizes=[308, 518], seconds=3.0, eval_images=4, calib_count=16)
+    settings = runner.BenchSettings(sizes=[308, 518], seconds=3.0, holdout=4, calib_count=16)
     settings.int8_recipes, settings.controlled_int8 = (("head",), ("patch_embed", "head")), 0.01
     left_out = apply_quick(settings, has_gpu=False)
     assert settings.sizes == [308] and settings.int8_recipes == () and settings.controlled_int8 is None
-    assert (settings.seconds, settings.warmup, settings.eval_images, settings.calib_count) == (1.0, 1, 2, 8)
+    assert (settings.seconds, settings.warmup, settings.holdout, settings.calib_count) == (1.0, 1, 2, 8)
     assert settings.details is False
     assert settings.left_out == (("onnxruntime", "fp16", QUICK_ORT_FP16),)
     assert left_out == [
@@ -138,7 +138,7 @@ def test_quick_mode_cuts_the_settings_and_says_what_it_left_out():
         "calibration images 16 cut to 8",
         "the split and throughput columns",
     ]
-    small = runner.BenchSettings(sizes=[56], seconds=0.5, eval_images=1, calib_count=4, warmup=1)
+    small = runner.BenchSettings(sizes=[56], seconds=0.5, holdout=1, calib_count=4, warmup=1)
     assert apply_quick(small, has_gpu=True) == ["the split and throughput columns"]  # nothing raised to quick's
     assert small.left_out == ()
     # left-out cases are listed as skipped, with the reason; the PyTorch baseline always runs
@@ -168,7 +168,7 @@ def picked(vits_checkpoint, tmp_path_factory):
     arguments = ["pick", "--checkpoint", str(vits_checkpoint), "--max-abs-rel", "1e-4", "--sizes", "56"]
     arguments += ["--backends", "onnxruntime,openvino", "--precisions", "fp32,int8", "--images", str(IMAGES)]
     arguments += ["--int8-float", "head", "--calib-count", "4"]
-    arguments += ["--eval-images", "2", "--seconds", "0.5", "--json"]
+    arguments += ["--holdout", "2", "--seconds", "0.5", "--json"]
     arguments += ["--output", str(folder / "out"), "--cache-dir", str(folder / "cache")]
     result = CliRunner().invoke(bench_main, arguments)
     return result, folder / "out"
@@ -336,7 +336,7 @@ def test_plots_say_that_abs_rel_below_the_floor_is_drawn_at_the_floor():
         ("--max-abs-rel", "nan", "--max-abs-rel must be"),
         ("--max-ms", "-5", "--max-ms must be"),
         ("--seconds", "1e9", "--seconds must be"),
-        ("--eval-images", "0", "--eval-images must be"),
+        ("--eval-images", "0", "--holdout must be"),
         ("--int8-float", "block30", "unknown --int8-float group(s) block30; choose from head"),
     ],
 )

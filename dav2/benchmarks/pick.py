@@ -76,7 +76,7 @@ class QuickLimits:
 
     seconds: float = 1.0  # timed seconds per candidate (at least min_runs runs still)
     warmup: int = 1
-    eval_images: int = 2
+    holdout: int = 2
     calib_count: int = 8
 
 
@@ -104,7 +104,7 @@ def apply_quick(settings, has_gpu: bool, limits: QuickLimits = QUICK) -> list[st
         skipped.append("OpenVINO INT8 with accuracy control")
         settings.controlled_int8 = None
     for name, what in (("seconds", "timed seconds per candidate"), ("warmup", "warm-up runs"),
-                       ("eval_images", "held-out images"), ("calib_count", "calibration images")):  # fmt: skip
+                       ("holdout", "held-out images"), ("calib_count", "calibration images")):  # fmt: skip
         wanted, kept = getattr(settings, name), getattr(limits, name)
         if wanted > kept:
             skipped.append(f"{what} {wanted:g} cut to {kept:g}")

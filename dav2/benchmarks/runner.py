@@ -66,7 +66,7 @@ class BenchSettings:
     backends: list[str] = field(default_factory=lambda: [backend.value for backend in BACKENDS])
     precisions: list[str] = field(default_factory=lambda: list(Precision.values()))
     images: str | None = None
-    eval_images: int = DEFAULT_HOLDOUT  # held out of calibration: the accuracy columns' images
+    holdout: int = DEFAULT_HOLDOUT  # held out of calibration: the accuracy columns' images
     calib_count: int = DEFAULT_COUNT
     seconds: float = 5.0
     min_runs: int = 5
@@ -99,19 +99,19 @@ def prepare_inputs(settings: BenchSettings, work: Path) -> tuple[str, str | None
             settings.images,
             (settings.sizes[0], settings.sizes[0]),
             settings.calib_count,
-            settings.eval_images,
+            settings.holdout,
             validation=validation,
         )
         calibration_sha = calib.identity()["sha256"]
-        held_out = calib.holdout_images()
+        holdout_pairs = calib.holdout_images()
         timing_image_name = str(Path(settings.images) / calib.holdout[0].name) if calib.holdout else "sample"
     else:
         from dav2.sample import render_sample
 
-        held_out = [("sample", render_sample()[0])]
+        holdout_pairs = [("sample", render_sample()[0])]
         timing_image_name = "sample"
     for size in settings.sizes:
-        for index, (_name, image) in enumerate(held_out):
+        for index, (_name, image) in enumerate(holdout_pairs):
             np.save(work / f"input_{size}_{index}.npy", processing.preprocess(image, fixed_hw=(size, size)))
         np.save(work / f"timing_{size}.npy", np.load(work / f"input_{size}_0.npy"))
     return timing_image_name, calibration_sha
@@ -346,7 +346,7 @@ def measure(case: Case, settings, machine, checkpoint, digest, work, timing_imag
         else:
             artifact, build_s, reused = build_artifact(
                 case, checkpoint, digest, settings.encoder, machine, settings.cache_dir, settings.images,
-                settings.calib_count, settings.eval_images, calibration_sha,
+                settings.calib_count, settings.holdout, calibration_sha,
             )  # fmt: skip
         device = "cuda" if case.backend == "torch" and machine.gpus else "cpu"
         writes_reference = case.backend == BackendName.TORCH and case.precision == Precision.FP32

@@ -38,7 +38,7 @@ from dav2.vocabulary import DEFAULT_INPUT_SIZE, ENCODER_SPECS, BackendName, Prec
 MAX_SECONDS = 600.0
 MAX_RUNS = 100_000
 MAX_WARMUP = 10_000
-MAX_EVAL_IMAGES = 64
+MAX_HOLDOUT = 64
 MIN_PICK_SECONDS = 0.5  # a pick ranks candidates by their spread, which needs several runs
 DEFAULTS = BenchSettings()  # the options' defaults are the settings' own
 
@@ -70,12 +70,17 @@ LABEL_OPTION = click.option(
 )
 
 
-def image_options(images_help: str, eval_help: str) -> OptionGroup:
-    """--images and how many of them are held out (--eval-images) and calibrated on (--calib-count)."""
+def image_options(images_help: str, holdout_help: str) -> OptionGroup:
+    """--images and how many of them are held out (--holdout, as in dav2-export) and calibrated on (--calib-count)."""
     return OptionGroup(
         click.option("--images", type=click.Path(exists=True), default=None, help=images_help),
         click.option(
-            "--eval-images", type=int, default=DEFAULTS.eval_images, help=f"{eval_help} (1-{MAX_EVAL_IMAGES})."
+            "--holdout",
+            "--eval-images",
+            "holdout",
+            type=int,
+            default=DEFAULTS.holdout,
+            help=f"{holdout_help} (1-{MAX_HOLDOUT}; --eval-images is its old name).",
         ),
         click.option(
             "--calib-count",
@@ -162,8 +167,8 @@ def checked_sizes(sizes: list[int]) -> list[int]:
     return [checked_size("sizes", size) for size in sizes]
 
 
-def check_images(eval_images: int, calib_count: int) -> None:
-    check_number(eval_images, "--eval-images", 1, MAX_EVAL_IMAGES)
+def check_images(holdout: int, calib_count: int) -> None:
+    check_number(holdout, "--holdout", 1, MAX_HOLDOUT)
     check_number(calib_count, "--calib-count", 1, MAX_CALIB_COUNT)
 
 
@@ -193,7 +198,7 @@ def bench_settings(values: dict) -> BenchSettings:
     if not sizes:
         raise Dav2Error("--sizes needs at least one size")
     check_timing(**{name: values[name] for name in TIMING_OPTIONS.names})
-    check_images(values["eval_images"], values["calib_count"])
+    check_images(values["holdout"], values["calib_count"])
     check_pipeline_options(values["pipeline"], values["pipeline_frames"])
     if not values["model"]:
         require_export_tools("dav2-bench")
@@ -280,7 +285,7 @@ QUICK_OPTION = click.option(
     is_flag=True,
     help="A pick in minutes: the first of --sizes only, no INT8 mixed-precision or accuracy-control candidates, "
     f"no ONNX Runtime FP16 without a GPU, {QUICK.seconds:g} timed second, {QUICK.warmup} warm-up run, "
-    f"{QUICK.eval_images} held-out and {QUICK.calib_count} calibration images per candidate, no split/throughput "
+    f"{QUICK.holdout} held-out and {QUICK.calib_count} calibration images per candidate, no split/throughput "
     "columns. The report lists what was left out.",
 )
 PICK_OPTIONS = OptionGroup(
@@ -339,7 +344,7 @@ class PickRequest:
     def parse(cls, values: dict) -> "PickRequest":
         """From the command's keyword arguments (each number checked before any work)."""
         budget = parse_budget(**BUDGET_OPTIONS.take(values))
-        check_images(values["eval_images"], values["calib_count"])
+        check_images(values["holdout"], values["calib_count"])
         check_number(values["seconds"], "--seconds", MIN_PICK_SECONDS, MAX_SECONDS)
         output, as_json, quick = Path(values.pop("output")), values.pop("as_json"), values.pop("quick")
         int8_float, accuracy_control = (values.pop(name) for name in INT8_CANDIDATE_OPTIONS.names)
