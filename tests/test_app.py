@@ -12,9 +12,9 @@ to it. It skips with the reason where Gradio, Selenium or Chromium/chromedriver 
 
 import io
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -156,36 +156,35 @@ def test_video_runs_through_the_runtime(service, tmp_path):
 # --- the page, in headless Chromium -----------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+/) \(Ctrl-C stops\)")
+
+
+def start_app(models: Path, log_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """dav2-app on --port 0 (the server binds a free port itself) and the address it says it
+    serves on, once it serves; the address comes from the app's own line, not from a probe."""
+    command = [sys.executable, "-c", "from dav2.cli import app_main; app_main()"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([*command, "--models", str(models), "--port", "0"], stdout=log, stderr=log, env=env)
+    for _ in range(1200):  # a hang guard: the app reports its address or exits
+        found = SERVING.search(log_path.read_text())
+        if found:
+            return process, found.group(1)
+        if process.poll() is not None:
+            pytest.fail(f"dav2-app exited: {log_path.read_text()}")
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"dav2-app never said where it serves: {log_path.read_text()}")
 
 
 @pytest.fixture
 def app_url(static_onnx, tmp_path):
     pytest.importorskip("gradio", reason="Gradio is not installed (pip install 'dav2[app]')")
-    port = free_port()
-    log = open(tmp_path / "app.log", "w")
-    command = [sys.executable, "-c", "from dav2.cli import app_main; app_main()"]
-    process = subprocess.Popen(
-        [*command, "--models", str(static_onnx.parent), "--port", str(port)], stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}/"
+    process, url = start_app(static_onnx.parent, tmp_path / "app.log")
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                if process.poll() is not None:
-                    pytest.fail(f"dav2-app exited: {(tmp_path / 'app.log').read_text()}")
-                time.sleep(0.5)
         yield url
     finally:
         process.terminate()
         process.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture
@@ -275,37 +274,20 @@ def test_sigterm_leaves_no_temporary_folder_of_dav2_or_gradio(static_onnx, tmp_p
 
     temp = tmp_path / "tmp"  # the app's temporary folder (TMPDIR): nothing may stay in it
     temp.mkdir()
-    port = free_port()
     log_path = tmp_path / "app.log"
     environment = {**os.environ, "TMPDIR": str(temp)}
     environment.pop("GRADIO_TEMP_DIR", None)
-    command = [sys.executable, "-c", "from dav2.cli import app_main; app_main()"]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [*command, "--models", str(static_onnx.parent), "--port", str(port)],
-            stdout=log,
-            stderr=log,
-            env=environment,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}/"
-            for _ in range(240):
-                if process.poll() is not None:
-                    pytest.fail(f"dav2-app exited: {log_path.read_text()}")
-                try:
-                    urllib.request.urlopen(url, timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.5)
-            client = Client(url, verbose=False)
-            client.predict(handle_file(str(PHOTO)), str(static_onnx), api_name="/depth_image")
-            assert any(temp.iterdir()), "the upload and results should be in the app's temporary folder"
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=60) == 0, log_path.read_text()
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    process, url = start_app(static_onnx.parent, log_path, environment)
+    try:
+        client = Client(url, verbose=False)
+        client.predict(handle_file(str(PHOTO)), str(static_onnx), api_name="/depth_image")
+        assert any(temp.iterdir()), "the upload and results should be in the app's temporary folder"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     # ONNX Runtime (1.32, Linux) keeps its telemetry session id in $TMPDIR/.ses, shared by every
     # process that uses it and not a temporary file of the app's: the one name allowed to stay
     left = sorted(str(path.relative_to(temp)) for path in temp.rglob("*") if path.name != ".ses")
