@@ -31,6 +31,8 @@ from dav2.app import DepthService, serve
 from dav2.errors import Dav2Error
 from dav2.runtime.backends import open_backend
 
+pytestmark = pytest.mark.slow  # dav2-app servers in subprocesses, a headless browser
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 DRIVER = shutil.which("chromedriver")
 needs_browser = pytest.mark.skipif(
@@ -176,15 +178,22 @@ def start_app(models: Path, log_path: Path, env: dict | None = None) -> tuple[su
     pytest.fail(f"dav2-app never said where it serves: {log_path.read_text()}")
 
 
-@pytest.fixture
-def app_url(static_onnx, tmp_path):
+@pytest.fixture(scope="module")
+def app_server(static_onnx, tmp_path_factory) -> tuple[str, Path]:
+    """One dav2-app for the tests that only ask it for depth: its address and its log."""
     pytest.importorskip("gradio", reason="Gradio is not installed (pip install 'dav2[app]')")
-    process, url = start_app(static_onnx.parent, tmp_path / "app.log")
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    process, url = start_app(static_onnx.parent, log_path)
     try:
-        yield url
+        yield url, log_path
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.fixture
+def app_url(app_server) -> str:
+    return app_server[0]
 
 
 @pytest.fixture
@@ -208,12 +217,13 @@ def fetch(url: str) -> bytes:
         return response.read()
 
 
-def test_the_api_is_named_for_what_it_does_and_scriptable(app_url, static_onnx, tmp_path):
+def test_the_api_is_named_for_what_it_does_and_scriptable(app_server, static_onnx):
     """gradio_client users call the buttons by name; the console shows dav2's address line, not
     Gradio's "set share=True" hint."""
     pytest.importorskip("gradio_client", reason="gradio_client comes with Gradio (pip install 'dav2[app]')")
     from gradio_client import Client, handle_file
 
+    app_url, log_path = app_server
     client = Client(app_url, verbose=False)
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert sorted(endpoints) == sorted(f"/{name}" for name in app.API_NAMES.values())
@@ -223,7 +233,7 @@ def test_the_api_is_named_for_what_it_does_and_scriptable(app_url, static_onnx, 
     with open_backend(static_onnx) as backend:
         expected = backend.predict(cv2.imread(str(PHOTO)))
     np.testing.assert_allclose(np.load(by_name["demo05_depth.npy"]), expected, rtol=1e-5, atol=1e-5)
-    log = (tmp_path / "app.log").read_text()
+    log = log_path.read_text()
     assert f"serving on {app_url} (Ctrl-C stops)" in log
     assert "share=True" not in log and "public link" not in log
 

@@ -20,6 +20,8 @@ from conftest import IMAGES, VIDEO, export
 from dav2 import app
 from dav2.app import IMAGE_FILES, DepthService
 
+pytestmark = pytest.mark.slow  # an export, then the app against dav2-run
+
 PHOTO = IMAGES / "demo05.jpg"
 VIDEO_FRAMES = 5  # the app's MAX_VIDEO_FRAMES for the test; dav2-run --max-frames
 

@@ -125,9 +125,7 @@ def names_module(package: str, module: str) -> bool:
 
 def row_for(module: str, rows):
     """The row naming the module most specifically."""
-    matches = [
-        (len(package), row) for row in rows for package in row[0] if names_module(package, module)
-    ]
+    matches = [(len(package), row) for row in rows for package in row[0] if names_module(package, module)]
     return max(matches, key=lambda match: match[0])[1] if matches else None
 
 

@@ -16,6 +16,8 @@ from test_batch import CORRUPT, FAST, PHOTOS, batch, files_below, local_ray
 
 from conftest import IMAGES, VIDEO
 
+pytestmark = pytest.mark.slow  # dav2-batch on a local Ray against a local S3 server
+
 BUCKET = "corpus"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 

@@ -28,6 +28,8 @@ from dav2.models.checkpoint import load_model
 from dav2.runtime.backends import open_backend
 from dav2.vocabulary import ModelKind
 
+pytestmark = pytest.mark.slow  # INT8 exports and NNCF
+
 SIZE = 112
 CALIBRATION = ("--calib-dir", str(IMAGES), "--calib-count", "4", "--holdout", "2", "--max-abs-rel", "off")
 PATHS = {

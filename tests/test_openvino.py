@@ -19,8 +19,11 @@ from dav2.errors import Dav2Error
 from dav2.metadata import ArtifactMetadata, sidecar_path
 from dav2.runtime.backends import open_backend
 
+pytestmark = pytest.mark.slow  # OpenVINO exports and NNCF
+
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'dav2[openvino]')")
 SHAPE = ("--height", "266", "--width", "364")
+TINY = ("--height", "56", "--width", "56")  # where only the export's checks are tested, not its accuracy
 
 
 @pytest.fixture(scope="session")
@@ -134,7 +137,7 @@ def test_unavailable_device_is_one_error(ov_fp32):
 def test_max_abs_rel_fails_the_export_and_writes_nothing(vits_checkpoint, tmp_path):
     result = CliRunner().invoke(
         export_main,
-        ["--checkpoint", str(vits_checkpoint), "--output", str(tmp_path), "--openvino", "fp16", *SHAPE]
+        ["--checkpoint", str(vits_checkpoint), "--output", str(tmp_path), "--openvino", "fp16", *TINY]
         + ["--max-abs-rel", "1e-9"],
     )
     assert result.exit_code == 1
