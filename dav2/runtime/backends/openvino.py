@@ -136,7 +136,6 @@ class OpenVinoBackend(Backend):
         self._pool: list = []  # infer_many's requests, created on first use
         self.device = device
         self.hint = hint.upper()
-        self._ov = ov
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
