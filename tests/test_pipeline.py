@@ -106,6 +106,7 @@ def video_frames(path: Path, indices: list[int]) -> list[np.ndarray]:
     return frames
 
 
+@pytest.mark.slow
 def test_video_json_lines_and_fixed_range(dynamic_onnx, tmp_path, monkeypatch):
     checked = [0, 29]  # the first and the last frame written
     with open_backend(dynamic_onnx) as backend:
