@@ -147,6 +147,7 @@ def measured(document, backend, precision):
     return row
 
 
+@pytest.mark.slow  # real benchmark runs, a child process per case
 def test_tiny_run_measures_and_compares_with_torch(tiny_runs):
     first, _ = tiny_runs
     report.validate(first)
@@ -207,6 +208,7 @@ def test_saved_results_and_compare(tiny_runs, tmp_path):
     assert result.stdout.count("| vits | onnxruntime | int8 | 56 |") == 2
 
 
+@pytest.mark.slow  # real benchmark runs, a child process per case
 def test_ctrl_c_keeps_the_cases_already_measured(vits_checkpoint, tmp_path, monkeypatch):
     real_child = runner.run_child
     calls = []
