@@ -197,7 +197,9 @@ def reference_cases() -> list:
     names = {case["name"] for case in ours}
     for case in _shared_cases():
         if case["name"] not in names:
-            params.append(pytest.param(case, id=case["name"], marks=pytest.mark.shared("reference", "images")))
+            # vitb/vitl/vitg at full size: minutes on a 2-core CPU
+            marks = [pytest.mark.shared("reference", "images"), pytest.mark.slow]
+            params.append(pytest.param(case, id=case["name"], marks=marks))
     return params
 
 
