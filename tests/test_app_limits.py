@@ -6,6 +6,7 @@ Runtime's own session options are the point.
 """
 
 import os
+import signal
 import socket
 import struct
 import time
@@ -169,8 +170,12 @@ def test_uploads_and_results_are_removed_when_the_app_stops(service, monkeypatch
 
     monkeypatch.setattr(app, "build_app", lambda _: Page())
     monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
-    with pytest.raises(KeyboardInterrupt):
-        app.serve(service, port=0)
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            app.serve(service, port=0)
+    finally:  # serve() makes SIGTERM end the app's process; not pytest's, for the tests after this one
+        signal.signal(signal.SIGTERM, sigterm)
     assert not service.folder.exists()
 
 

@@ -186,6 +186,7 @@ def test_tiny_run_measures_and_compares_with_torch(tiny_runs):
     assert first["machine"]["libraries"]["onnxruntime"] and first["machine"]["cores"] >= 1
 
 
+@pytest.mark.slow  # the same two real benchmark runs (tiny_runs)
 def test_second_run_reuses_the_artifacts(tiny_runs):
     first, second = tiny_runs
     for precision in ("fp32", "int8"):
@@ -195,6 +196,7 @@ def test_second_run_reuses_the_artifacts(tiny_runs):
         assert reused["build_s"] == measured(first, "onnxruntime", precision)["build_s"]
 
 
+@pytest.mark.slow  # the same two real benchmark runs (tiny_runs)
 def test_saved_results_and_compare(tiny_runs, tmp_path):
     first, second = tiny_runs
     written = report.save(first, tmp_path / "a") + report.save(second, tmp_path / "b")
