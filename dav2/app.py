@@ -376,25 +376,33 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+ANY_PORT_FROM = 7860  # Gradio's own default port: dav2-app's default, and where --port 0 starts looking
 API_NAMES = {"image": "depth_image", "images": "depth_images", "video": "depth_video"}  # the endpoints, by tab
 
 
-def serve(service: DepthService, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Serve the app until Ctrl-C or SIGTERM; then close the model and remove every file."""
+def serve(service: DepthService, host: str = "127.0.0.1", port: int = ANY_PORT_FROM) -> None:
+    """Serve the app until Ctrl-C or SIGTERM; then close the model and remove every file.
+
+    `port` 0 takes the first free port from ANY_PORT_FROM on, bound by the server itself as it
+    starts (Gradio's own search: a port taken meanwhile is skipped), so a script or a test that
+    runs several apps asks for 0 and reads the port from the "serving on" line instead of
+    probing for a free port and racing others to it. (Gradio cannot listen on the OS's port 0:
+    it checks its own address, which would then say port 0.)"""
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (a service manager stopping the app) ends it like Ctrl-C: cleanly
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with service:
-        check_port(host, port)
+        if port:
+            check_port(host, port)
         # uploads and Gradio's copies of the results go to the app's own folder (removed at exit)
         os.environ["GRADIO_TEMP_DIR"] = str(service.gradio_cache)  # as set by the service, before any import
         service.start_sweeping()
         page = build_app(service)
         try:
-            page.launch(server_name=host, server_port=port, quiet=True, prevent_thread_lock=True)
+            page.launch(server_name=host, server_port=port or None, quiet=True, prevent_thread_lock=True)
         except OSError as exc:
-            raise Dav2Error(f"cannot serve on {host}:{port} ({public_message(exc)})") from None
-        console.info(f"serving on http://{host}:{port}/ (Ctrl-C stops)")
+            raise Dav2Error(f"cannot serve on {host}:{port or 'any port'} ({public_message(exc)})") from None
+        console.info(f"serving on http://{host}:{page.server_port}/ (Ctrl-C stops)")
         page.block_thread()  # until Ctrl-C (or SIGTERM, which exits)
 
 

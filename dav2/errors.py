@@ -1,4 +1,4 @@
-"""The one exception type for errors a user can cause (DESIGN.md rule 5), and the quoting rule
+"""The one exception type for errors a user can cause, and the quoting rule
 for names in its messages.
 
 Anything raised as Dav2Error is printed by the CLI as a single line and ends the command with

@@ -51,7 +51,7 @@ def main(checkpoint: str, images: str, work: str, result: str) -> None:
         references = [fp32.infer(t)[0] for t in tensors]
     rows = []
     for precision, graph in graphs.items():
-        hint = "f32" if precision == "fp16" else None  # FP16 graph: no BF16 on top (see MEASURED.md)
+        hint = "f32" if precision == "fp16" else None  # FP16 graph: no BF16 rounding on top of it
         runners = {
             "onnxruntime": lambda graph=graph: open_backend(graph),
             "openvino": lambda graph=graph, hint=hint: OpenVinoBackend(graph, None, inference_precision=hint),

@@ -139,6 +139,9 @@ def vits_metric_checkpoint(checkpoint_dir) -> Path:
 # -- exported models ---------------------------------------------------------------------------
 
 
+SIZE_56 = ("--height", "56", "--width", "56")  # 4x4 patches: quick, and the same graph as at any size
+
+
 def export(checkpoint: Path, output: Path, *args: str) -> Path:
     """Run dav2-export in-process as a user would; return the artifact path it printed."""
     from click.testing import CliRunner
@@ -153,6 +156,13 @@ def export(checkpoint: Path, output: Path, *args: str) -> Path:
 @pytest.fixture(scope="session")
 def dynamic_onnx(vits_checkpoint, tmp_path_factory) -> Path:
     return export(vits_checkpoint, tmp_path_factory.mktemp("dynamic"), "--onnx", "--dynamic")
+
+
+@pytest.fixture(scope="session")
+def dynamic_onnx_56(vits_checkpoint, tmp_path_factory) -> Path:
+    """Dynamic, traced at 56x56 (so its default input size is 56): the quickest export, for
+    tests of a graph's structure or of byte-for-byte equality, in a folder of its own."""
+    return export(vits_checkpoint, tmp_path_factory.mktemp("dynamic56"), "--onnx", "--dynamic", *SIZE_56)
 
 
 @pytest.fixture(scope="session")
@@ -187,7 +197,9 @@ def reference_cases() -> list:
     names = {case["name"] for case in ours}
     for case in _shared_cases():
         if case["name"] not in names:
-            params.append(pytest.param(case, id=case["name"], marks=pytest.mark.shared("reference", "images")))
+            # vitb/vitl/vitg at full size: minutes on a 2-core CPU
+            marks = [pytest.mark.shared("reference", "images"), pytest.mark.slow]
+            params.append(pytest.param(case, id=case["name"], marks=marks))
     return params
 
 

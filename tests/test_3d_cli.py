@@ -16,6 +16,8 @@ from conftest import IMAGES, VIDEO, export
 from dav2 import processing
 from dav2.cli import run_main
 
+pytestmark = pytest.mark.slow  # dav2-run in subprocesses
+
 PHOTO = IMAGES / "demo08.jpg"  # 640 x 425
 SIZE = "196"  # network short side: small, so each run is quick
 

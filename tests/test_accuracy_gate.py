@@ -17,6 +17,8 @@ from dav2.export.gate import DEFAULT_MAX_ABS_REL, AccuracyGate
 from dav2.metadata import ArtifactMetadata, GateRecord, sidecar_path
 from dav2.vocabulary import Precision
 
+pytestmark = pytest.mark.slow  # each case is an INT8 export
+
 # ONNX Runtime dynamic INT8 at 56x56: the quickest reduced-precision artifact (no calibration)
 INT8 = ("--onnx", "--int8", "--height", "56", "--width", "56")
 

@@ -24,6 +24,8 @@ import pytest
 
 from conftest import IMAGES, ROOT
 
+pytestmark = pytest.mark.slow  # dav2-run in subprocesses
+
 BIN = Path(sys.executable).parent
 
 # what `pip install -e` installs (setuptools' __editable___*_finder): dav2 from this repository,

@@ -12,9 +12,9 @@ to it. It skips with the reason where Gradio, Selenium or Chromium/chromedriver 
 
 import io
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +30,8 @@ from dav2 import app, processing
 from dav2.app import DepthService, serve
 from dav2.errors import Dav2Error
 from dav2.runtime.backends import open_backend
+
+pytestmark = pytest.mark.slow  # dav2-app servers in subprocesses, a headless browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 DRIVER = shutil.which("chromedriver")
@@ -156,36 +158,42 @@ def test_video_runs_through_the_runtime(service, tmp_path):
 # --- the page, in headless Chromium -----------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+/) \(Ctrl-C stops\)")
 
 
-@pytest.fixture
-def app_url(static_onnx, tmp_path):
-    pytest.importorskip("gradio", reason="Gradio is not installed (pip install 'dav2[app]')")
-    port = free_port()
-    log = open(tmp_path / "app.log", "w")
+def start_app(models: Path, log_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """dav2-app on --port 0 (the server binds a free port itself) and the address it says it
+    serves on, once it serves; the address comes from the app's own line, not from a probe."""
     command = [sys.executable, "-c", "from dav2.cli import app_main; app_main()"]
-    process = subprocess.Popen(
-        [*command, "--models", str(static_onnx.parent), "--port", str(port)], stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}/"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([*command, "--models", str(models), "--port", "0"], stdout=log, stderr=log, env=env)
+    for _ in range(1200):  # a hang guard: the app reports its address or exits
+        found = SERVING.search(log_path.read_text())
+        if found:
+            return process, found.group(1)
+        if process.poll() is not None:
+            pytest.fail(f"dav2-app exited: {log_path.read_text()}")
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"dav2-app never said where it serves: {log_path.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def app_server(static_onnx, tmp_path_factory) -> tuple[str, Path]:
+    """One dav2-app for the tests that only ask it for depth: its address and its log."""
+    pytest.importorskip("gradio", reason="Gradio is not installed (pip install 'dav2[app]')")
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    process, url = start_app(static_onnx.parent, log_path)
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                if process.poll() is not None:
-                    pytest.fail(f"dav2-app exited: {(tmp_path / 'app.log').read_text()}")
-                time.sleep(0.5)
-        yield url
+        yield url, log_path
     finally:
         process.terminate()
         process.wait(timeout=20)
-        log.close()
+
+
+@pytest.fixture
+def app_url(app_server) -> str:
+    return app_server[0]
 
 
 @pytest.fixture
@@ -209,12 +217,13 @@ def fetch(url: str) -> bytes:
         return response.read()
 
 
-def test_the_api_is_named_for_what_it_does_and_scriptable(app_url, static_onnx, tmp_path):
+def test_the_api_is_named_for_what_it_does_and_scriptable(app_server, static_onnx):
     """gradio_client users call the buttons by name; the console shows dav2's address line, not
     Gradio's "set share=True" hint."""
     pytest.importorskip("gradio_client", reason="gradio_client comes with Gradio (pip install 'dav2[app]')")
     from gradio_client import Client, handle_file
 
+    app_url, log_path = app_server
     client = Client(app_url, verbose=False)
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert sorted(endpoints) == sorted(f"/{name}" for name in app.API_NAMES.values())
@@ -224,7 +233,7 @@ def test_the_api_is_named_for_what_it_does_and_scriptable(app_url, static_onnx, 
     with open_backend(static_onnx) as backend:
         expected = backend.predict(cv2.imread(str(PHOTO)))
     np.testing.assert_allclose(np.load(by_name["demo05_depth.npy"]), expected, rtol=1e-5, atol=1e-5)
-    log = (tmp_path / "app.log").read_text()
+    log = log_path.read_text()
     assert f"serving on {app_url} (Ctrl-C stops)" in log
     assert "share=True" not in log and "public link" not in log
 
@@ -275,37 +284,20 @@ def test_sigterm_leaves_no_temporary_folder_of_dav2_or_gradio(static_onnx, tmp_p
 
     temp = tmp_path / "tmp"  # the app's temporary folder (TMPDIR): nothing may stay in it
     temp.mkdir()
-    port = free_port()
     log_path = tmp_path / "app.log"
     environment = {**os.environ, "TMPDIR": str(temp)}
     environment.pop("GRADIO_TEMP_DIR", None)
-    command = [sys.executable, "-c", "from dav2.cli import app_main; app_main()"]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [*command, "--models", str(static_onnx.parent), "--port", str(port)],
-            stdout=log,
-            stderr=log,
-            env=environment,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}/"
-            for _ in range(240):
-                if process.poll() is not None:
-                    pytest.fail(f"dav2-app exited: {log_path.read_text()}")
-                try:
-                    urllib.request.urlopen(url, timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.5)
-            client = Client(url, verbose=False)
-            client.predict(handle_file(str(PHOTO)), str(static_onnx), api_name="/depth_image")
-            assert any(temp.iterdir()), "the upload and results should be in the app's temporary folder"
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=60) == 0, log_path.read_text()
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    process, url = start_app(static_onnx.parent, log_path, environment)
+    try:
+        client = Client(url, verbose=False)
+        client.predict(handle_file(str(PHOTO)), str(static_onnx), api_name="/depth_image")
+        assert any(temp.iterdir()), "the upload and results should be in the app's temporary folder"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     # ONNX Runtime (1.32, Linux) keeps its telemetry session id in $TMPDIR/.ses, shared by every
     # process that uses it and not a temporary file of the app's: the one name allowed to stay
     left = sorted(str(path.relative_to(temp)) for path in temp.rglob("*") if path.name != ".ses")

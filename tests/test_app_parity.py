@@ -16,19 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IMAGES, VIDEO, export
+from conftest import IMAGES, VIDEO
 from dav2 import app
 from dav2.app import IMAGE_FILES, DepthService
+
+pytestmark = pytest.mark.slow  # an export, then the app against dav2-run
 
 PHOTO = IMAGES / "demo05.jpg"
 VIDEO_FRAMES = 5  # the app's MAX_VIDEO_FRAMES for the test; dav2-run --max-frames
 
 
 @pytest.fixture(scope="module")
-def small_model(vits_checkpoint, tmp_path_factory) -> Path:
-    """A dynamic ONNX export whose own input size is 56 (the app has no --input-size)."""
-    folder = tmp_path_factory.mktemp("small-models")
-    return export(vits_checkpoint, folder, "--onnx", "--dynamic", "--height", "56", "--width", "56")
+def small_model(dynamic_onnx_56) -> Path:
+    """A dynamic ONNX export whose own input size is 56 (the app has no --input-size), alone in its folder."""
+    return dynamic_onnx_56
 
 
 def dav2_run(*args) -> None:

@@ -13,6 +13,8 @@ from dav2.cli import run_main
 from dav2.metadata import ArtifactMetadata, sidecar_path
 from dav2.runtime.backends import open_backend
 
+pytestmark = pytest.mark.slow  # an export of every format
+
 PHOTO = IMAGES / "demo08.jpg"  # 425x640: not square
 
 

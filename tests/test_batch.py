@@ -23,6 +23,8 @@ from click.testing import CliRunner
 from conftest import IMAGES, ROOT, default_ctrl_c
 from dav2.errors import Dav2Error
 
+pytestmark = pytest.mark.slow  # dav2-batch on a local Ray
+
 PHOTOS = ["demo02.jpg", "demo03.jpg", "demo06.jpg", "demo08.jpg"]  # 640 wide: quick at --input-size 196
 CORRUPT = "corrupt.jpg"
 FAST = ["--input-size", "196"]

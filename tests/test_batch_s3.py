@@ -9,7 +9,6 @@ installed (the `test` extra installs it).
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,10 @@ from test_batch import CORRUPT, FAST, PHOTOS, batch, files_below, local_ray
 
 from conftest import IMAGES, VIDEO
 
+pytestmark = pytest.mark.slow  # dav2-batch on a local Ray against a local S3 server
+
 BUCKET = "corpus"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +29,9 @@ def s3_server():
     pytest.importorskip("moto", reason="the S3 tests need moto[server] (the test extra)")
     from moto.server import ThreadedMotoServer
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # the OS picks the port
     server.start()
+    _, port = server.get_host_and_port()
     saved = {key: os.environ.get(key) for key in CREDENTIALS}
     os.environ.update(CREDENTIALS)
     try:

@@ -27,6 +27,8 @@ from dav2.processing import DEFAULT_MAX_TOKENS
 from dav2.runtime.backends import open_backend
 from dav2.runtime.feed import FeedSpec
 
+pytestmark = pytest.mark.slow  # a uint8 export and dav2-batch on a local Ray
+
 PHOTOS = ["demo02.jpg", "demo05.jpg"]
 INPUT_SIZE = 56
 

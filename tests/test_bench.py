@@ -147,6 +147,7 @@ def measured(document, backend, precision):
     return row
 
 
+@pytest.mark.slow  # real benchmark runs, a child process per case
 def test_tiny_run_measures_and_compares_with_torch(tiny_runs):
     first, _ = tiny_runs
     report.validate(first)
@@ -185,6 +186,7 @@ def test_tiny_run_measures_and_compares_with_torch(tiny_runs):
     assert first["machine"]["libraries"]["onnxruntime"] and first["machine"]["cores"] >= 1
 
 
+@pytest.mark.slow  # the same two real benchmark runs (tiny_runs)
 def test_second_run_reuses_the_artifacts(tiny_runs):
     first, second = tiny_runs
     for precision in ("fp32", "int8"):
@@ -194,6 +196,7 @@ def test_second_run_reuses_the_artifacts(tiny_runs):
         assert reused["build_s"] == measured(first, "onnxruntime", precision)["build_s"]
 
 
+@pytest.mark.slow  # the same two real benchmark runs (tiny_runs)
 def test_saved_results_and_compare(tiny_runs, tmp_path):
     first, second = tiny_runs
     written = report.save(first, tmp_path / "a") + report.save(second, tmp_path / "b")
@@ -207,6 +210,7 @@ def test_saved_results_and_compare(tiny_runs, tmp_path):
     assert result.stdout.count("| vits | onnxruntime | int8 | 56 |") == 2
 
 
+@pytest.mark.slow  # real benchmark runs, a child process per case
 def test_ctrl_c_keeps_the_cases_already_measured(vits_checkpoint, tmp_path, monkeypatch):
     real_child = runner.run_child
     calls = []

@@ -46,6 +46,7 @@ def case(document, backend):
     return row
 
 
+@pytest.mark.slow  # a real bench run beside a pipeline run
 def test_pipeline_stands_next_to_the_standalone_fps(pipeline_run):
     report.validate(pipeline_run)
     row = case(pipeline_run, "onnxruntime")

@@ -22,6 +22,8 @@ from dav2.errors import Dav2Error
 from dav2.evaluation.predict import ModelPredictor
 from dav2.metadata import ArtifactMetadata, sidecar_path
 
+pytestmark = pytest.mark.slow  # calibration runs
+
 SIZE = "56"
 SCALE, SHIFT = 0.2, 0.05  # metres = 1 / (SCALE * d + SHIFT): 1 to 20 m for the seeded model's d
 PHOTOS = ("demo02.jpg", "demo03.jpg", "demo04.jpg")

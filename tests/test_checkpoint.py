@@ -36,7 +36,9 @@ def test_state_dict_matches_official_keys_and_shapes(encoder, kind):
     assert sum(int(np.prod(shape)) for _, shape in ours) == manifest["num_parameters"]
 
 
-@pytest.mark.parametrize("encoder", ["vits", "vitb", "vitl"])
+@pytest.mark.parametrize(
+    "encoder", ["vits", "vitb", pytest.param("vitl", marks=pytest.mark.slow)]
+)  # vitl: 335M weights
 def test_seeded_weights_match_their_recorded_fingerprint(encoder):
     """scripts/seeded_checkpoint.py regenerates upstream's seeded weights bit for bit (sha256 of every value)."""
     recorded = json.loads(require_data(REFERENCE / "seeded_weights.json", "seeded fingerprints").read_text())

@@ -12,6 +12,8 @@ from dav2.cli import export_main
 from dav2.metadata import ArtifactMetadata
 from dav2.models.checkpoint import read_state_dict, sha256_file
 
+pytestmark = pytest.mark.slow  # an export per case
+
 FAST = ["--static", "--height", "196", "--width", "196"]  # a small traced graph: the parity check stays quick
 
 

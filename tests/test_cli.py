@@ -29,6 +29,7 @@ def test_image_to_colour_png(dynamic_onnx, tmp_path):
     assert len({tuple(p) for p in picture.reshape(-1, 3)[::97]}) > 10  # a colour map, not a flat image
 
 
+@pytest.mark.slow
 def test_npy_is_upstreams_infer_image_result(dynamic_onnx, tmp_path):
     out = tmp_path / "d.npy"
     image = cv2.imread(str(IMAGES / "demo08.jpg"))
@@ -99,6 +100,7 @@ def test_video_to_depth_video(dynamic_onnx, tmp_path, fmt, width):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+@pytest.mark.slow
 def test_static_model_on_other_aspect_stretches(static_onnx, tmp_path):
     result = dav2_run(
         "--model",
@@ -117,6 +119,7 @@ def test_static_model_on_other_aspect_stretches(static_onnx, tmp_path):
     assert np.load(tmp_path / "d.npy").shape == cv2.imread(str(IMAGES / "demo13.jpg")).shape[:2]
 
 
+@pytest.mark.slow
 def test_sample_scene_is_the_default_source(static_onnx, tmp_path):
     result = dav2_run("--model", static_onnx, "--save", tmp_path / "sample.png", "--format", "gray")
     assert result.exit_code == 0, result.output
@@ -272,6 +275,7 @@ def test_existing_output_survives_a_failed_run(dynamic_onnx, tmp_path):
     assert out.read_bytes() == b"previous result"
 
 
+@pytest.mark.slow
 def test_installed_command_runs_like_the_readme(static_onnx, tmp_path):
     """The console script itself, in a subprocess: exit code, files, the JSON line on stdout."""
     exe = shutil.which("dav2-run")

@@ -230,6 +230,7 @@ def last_json(result) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_da2k_command_with_a_real_model(da2k_set, dynamic_onnx, tmp_path):
     path, images, annotations, _ = da2k_set
     args = ["da2k", "--images", str(images), "--model", str(dynamic_onnx), "--input-size", "266", "--json"]
@@ -263,6 +264,7 @@ def dense_set(tmp_path):
     return rgb, depth_dir
 
 
+@pytest.mark.slow
 def test_dense_command_against_measured_depth_and_another_model(dynamic_onnx, dense_set):
     rgb, depth_dir = dense_set
     args = ["dense", "--images", str(rgb), "--model", str(dynamic_onnx), "--input-size", "266", "--json"]

@@ -11,6 +11,8 @@ from dav2 import processing
 from dav2.metadata import sidecar_path
 from dav2.runtime.backends import open_backend
 
+pytestmark = pytest.mark.slow  # exports, the dynamo exporter among them
+
 
 def case(name: str) -> dict:
     return reference_case(name)

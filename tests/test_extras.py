@@ -52,6 +52,7 @@ def test_commands_that_need_an_extra_say_which(tmp_path, command, args, needs, e
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+@pytest.mark.slow  # a full run in a fresh interpreter
 def test_the_runtime_runs_an_onnx_artifact_without_any_extra(dynamic_onnx, tmp_path):
     out = tmp_path / "depth.npy"
     args = ["--model", dynamic_onnx, "--format", "npy", "--save", out, "--json"]
@@ -61,6 +62,7 @@ def test_the_runtime_runs_an_onnx_artifact_without_any_extra(dynamic_onnx, tmp_p
     assert out.stat().st_size > 0
 
 
+@pytest.mark.slow  # a full run in a fresh interpreter
 def test_eval_runs_without_torch(dynamic_onnx, tmp_path):
     args = ["dense", "--images", IMAGES, "--model", dynamic_onnx, "--reference", dynamic_onnx, "--input-size", "196"]
     done = run_without(EXTRAS, "eval_main", [*args, "--json"], tmp_path)
@@ -68,6 +70,7 @@ def test_eval_runs_without_torch(dynamic_onnx, tmp_path):
     assert json.loads(done.stdout.strip().splitlines()[-1])["abs_rel"] == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.slow  # a full run in a fresh interpreter
 def test_openvino_int8_without_nncf_fails_before_any_work(vits_checkpoint, tmp_path):
     """The preflight checks NNCF: no export, no conversion, nothing written."""
     out = tmp_path / "models"

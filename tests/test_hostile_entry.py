@@ -27,6 +27,8 @@ from test_hostile_inputs import BIN, GIB, MODEL_LIMIT, cli, fifo, nested, refuse
 from conftest import ROOT
 from dav2.metadata import ArtifactMetadata, sidecar_path
 
+pytestmark = pytest.mark.slow  # dav2 commands in subprocesses
+
 place = test_hostile_inputs.place  # the fixture: a folder checked unchanged at the end of the case
 BATCH_LIMIT = 4 * GIB
 
@@ -230,6 +232,7 @@ def test_a_full_disk_during_an_export_is_one_line_and_keeps_earlier_artifacts(vi
     line = refused(done)
     assert "could not write" in line and "nothing half-written" in line, line
     assert {path.name: path.read_bytes() for path in output.iterdir()} == {"earlier.onnx": b"an earlier artifact"}
+
 
 # --- dav2-app ------------------------------------------------------------------------------------
 

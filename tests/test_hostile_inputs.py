@@ -261,6 +261,7 @@ def test_a_calibration_file_over_its_limit_is_not_given_to_opencv(dynamic_onnx, 
     assert "over the limit" in refused(done)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_fifo_is_refused_not_waited_for(place):
     checkpoint = fifo(place / "weights.pth")
     place.freeze()
@@ -271,6 +272,7 @@ def test_a_checkpoint_fifo_is_refused_not_waited_for(place):
 # --- 4. other unbounded memory ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_an_expanded_half_precision_tensor_is_refused_before_widening(place, dtype):
     torch = pytest.importorskip("torch")
@@ -306,6 +308,7 @@ def test_max_tokens_has_a_ceiling_that_bounds_memory(dynamic_onnx, tiny_image, p
     assert "16,384" in refused(done)
 
 
+@pytest.mark.slow
 def test_temporal_evaluation_streams_a_video_larger_than_memory(dynamic_onnx, tmp_path):
     """80 frames of 1920x1080 are 500 MB as BGR and 660 MB as float32 depth: holding them all does
     not fit the limit beside ONNX Runtime (the list-based evaluator died of MemoryError here);
@@ -423,6 +426,7 @@ HF_CONFIGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", HF_CONFIGS)
 def test_transformers_configs_of_the_wrong_shape_are_one_line(place, case):
     folder = hf_folder(place / "model", HF_CONFIGS[case])

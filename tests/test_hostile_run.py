@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import zlib
 from pathlib import Path
 
@@ -32,7 +31,10 @@ from dav2.calibration.dataset import CalibrationSet
 from dav2.cli import run_main
 from dav2.errors import Dav2Error
 from dav2.media import ImageLimits, ImageRejected, header_size, read_image
-from dav2.runtime.sources import classify_source
+from dav2.runtime.backends import open_backend
+from dav2.runtime.pipeline import run
+from dav2.runtime.session import RunPlan
+from dav2.runtime.sources import Frame, Source, classify_source
 
 RUN = "from dav2.cli import run_main; run_main()"
 
@@ -261,13 +263,26 @@ def test_an_interrupted_video_keeps_the_previous_file_and_says_so(dynamic_onnx, 
 # --- 4. limits ---------------------------------------------------------------------------------
 
 
-def test_header_is_checked_before_decoding(tmp_path):
+def spy_on_decoding(monkeypatch) -> list[int]:
+    """The sizes (bytes) of what OpenCV is asked to decode from now on; decoding itself is OpenCV's."""
+    decoded: list[int] = []
+    imdecode = cv2.imdecode
+
+    def recording(data, *args, **kwargs):
+        decoded.append(len(data))
+        return imdecode(data, *args, **kwargs)
+
+    monkeypatch.setattr(cv2, "imdecode", recording)
+    return decoded
+
+
+def test_header_is_checked_before_decoding(tmp_path, monkeypatch):
     bomb = png_claiming(tmp_path / "bomb.png", 40000, 40000)
     assert bomb.stat().st_size < 1000 and header_size(bomb.read_bytes()) == (40000, 40000)
-    start = time.perf_counter()
+    decoded = spy_on_decoding(monkeypatch)
     with pytest.raises(ImageRejected, match="--max-megapixels"):
         read_image(bomb)
-    assert time.perf_counter() - start < 1
+    assert decoded == []  # refused from the header: OpenCV never saw the file
     with pytest.raises(ImageRejected, match="--max-aspect"):
         ImageLimits().check(3, 640, "thin.png")
 
@@ -436,7 +451,7 @@ def stalling_mjpeg_server(frames: list[bytes]):
     return server, release
 
 
-def test_ctrl_c_during_a_stalled_stream_exits_within_a_second(dynamic_onnx, tmp_path):
+def test_ctrl_c_during_a_stalled_stream_is_one_line_and_leaves_nothing(dynamic_onnx, tmp_path):
     capture = cv2.VideoCapture(str(VIDEO))
     frames = [cv2.imencode(".jpg", capture.read()[1])[1].tobytes() for _ in range(6)]
     capture.release()
@@ -448,11 +463,8 @@ def test_ctrl_c_during_a_stalled_stream_exits_within_a_second(dynamic_onnx, tmp_
         for line in process.stderr:
             if line.strip().startswith("frame 1"):
                 break
-        time.sleep(1.0)  # the frames sent are processed; the capture now waits on the stalled socket
-        start = time.perf_counter()
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
-        elapsed = time.perf_counter() - start
         stderr = process.stderr.read()
     finally:
         if process.poll() is None:
@@ -462,8 +474,59 @@ def test_ctrl_c_during_a_stalled_stream_exits_within_a_second(dynamic_onnx, tmp_
         server.server_close()
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
-    assert elapsed < 1.5, elapsed
     assert leftovers(tmp_path) == []
+
+
+class StuckCamera(Source):
+    """A live source whose third read never returns by itself (a driver or FFmpeg call that
+    cannot be cut short, as on a stalled stream): close() does not end it, only `unblock`."""
+
+    kind, live = "stream", True
+
+    def __init__(self):
+        self.stuck, self.unblock = threading.Event(), threading.Event()
+
+    def __iter__(self):
+        for index in range(2):
+            yield Frame(np.full((56, 56, 3), 128, np.uint8), f"frame_{index:06d}", index)
+        self.stuck.set()
+        self.unblock.wait()
+
+
+class CtrlCWhenStuck:
+    """Raises KeyboardInterrupt (Ctrl-C) at its first frame, once the capture is stuck."""
+
+    def __init__(self, camera: StuckCamera):
+        self.camera = camera
+
+    def write(self, frame, depth, value_range=None):
+        assert self.camera.stuck.wait(60), "the camera never reached its stuck read"
+        raise KeyboardInterrupt
+
+    def close(self, success=True):
+        pass
+
+
+def test_a_stop_does_not_wait_for_a_capture_stuck_in_a_read(dynamic_onnx):
+    """Ctrl-C while the capture thread is inside a read that will not return: run() gives the
+    interruption back with the read still stuck (it does not wait for the read)."""
+    camera = StuckCamera()
+    outcome = []
+
+    def interrupted_run():
+        with open_backend(dynamic_onnx) as backend:
+            plan = RunPlan.for_sinks(backend, [CtrlCWhenStuck(camera)], preprocessing="float32", input_size=56)
+            try:
+                run(camera, backend, plan)
+            except KeyboardInterrupt:
+                outcome.append("interrupted")
+
+    runner = threading.Thread(target=interrupted_run)
+    runner.start()
+    runner.join(60)  # a hang guard: a run that waited for the read would still be waiting
+    returned = not runner.is_alive()
+    camera.unblock.set()  # only now can the read return
+    assert returned and outcome == ["interrupted"]
 
 
 # --- 11. source strings ----------------------------------------------------------------------------

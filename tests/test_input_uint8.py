@@ -17,6 +17,8 @@ from dav2.media import read_image
 from dav2.metadata import UINT8_INPUT, ArtifactMetadata, sidecar_path
 from dav2.runtime.backends import open_backend
 
+pytestmark = pytest.mark.slow  # uint8 exports
+
 STATIC = ("--height", "182", "--width", "322")  # 13x23 patches: a 16:9 network input, quick to export
 
 

@@ -28,6 +28,8 @@ from dav2.models.checkpoint import load_model
 from dav2.runtime.backends import open_backend
 from dav2.vocabulary import ModelKind
 
+pytestmark = pytest.mark.slow  # INT8 exports and NNCF
+
 SIZE = 112
 CALIBRATION = ("--calib-dir", str(IMAGES), "--calib-count", "4", "--holdout", "2", "--max-abs-rel", "off")
 PATHS = {
@@ -75,8 +77,8 @@ def test_dynamic_int8_is_within_1_5x_of_static(vits_checkpoint, model, tmp_path,
     assert dynamic_abs_rel <= 1.5 * static_abs_rel, (path, dynamic_abs_rel, static_abs_rel)
 
 
-def test_shape_only_nodes_are_the_positional_embedding_resize(vits_checkpoint, tmp_path):
-    dynamic = export(vits_checkpoint, tmp_path / "d", "--onnx", "--dynamic", "--height", "56", "--width", "56")
+def test_shape_only_nodes_are_the_positional_embedding_resize(dynamic_onnx_56):
+    dynamic = dynamic_onnx_56
     found = shape_only_nodes(dynamic)
     graph = onnx.load(str(dynamic), load_external_data=False).graph
     ops = {node.name: node.op_type for node in graph.node}
@@ -105,10 +107,10 @@ def quantized_onnx_nodes(path) -> set[str]:
 
 
 @pytest.mark.parametrize("path", ["onnxruntime-static", "onnxruntime-dynamic", "modelopt-qdq"])
-def test_onnx_int8_leaves_the_positional_embedding_resize_in_float(vits_checkpoint, tmp_path, path):
+def test_onnx_int8_leaves_the_positional_embedding_resize_in_float(vits_checkpoint, dynamic_onnx_56, tmp_path, path):
     if path == "modelopt-qdq":
         pytest.importorskip("modelopt.onnx", reason="Model Optimizer is not installed")
-    fp32 = export(vits_checkpoint, tmp_path / "fp32", "--onnx", "--dynamic", "--height", "56", "--width", "56")
+    fp32 = dynamic_onnx_56
     args = (*PATHS[path], *CALIBRATION, "--dynamic", "--height", "56", "--width", "56")
     int8 = export(vits_checkpoint, tmp_path / "int8", *args)
     quantized = quantized_onnx_nodes(int8)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # dav2-export in fresh processes
+
 pytest.importorskip("huggingface_hub")
 
 CLOSED_PORT = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused

@@ -5,11 +5,14 @@ AbsRel 0.004-0.006, δ1 0.999; static QDQ (MatMul, per-channel) AbsRel 0.023.
 """
 
 import onnx
+import pytest
 from click.testing import CliRunner
 
 from conftest import IMAGES, export
 from dav2.cli import run_main
 from dav2.metadata import ArtifactMetadata
+
+pytestmark = pytest.mark.slow  # INT8 exports with calibration
 
 SHAPE = ("--height", "266", "--width", "364")
 

@@ -19,8 +19,11 @@ from dav2.errors import Dav2Error
 from dav2.metadata import ArtifactMetadata, sidecar_path
 from dav2.runtime.backends import open_backend
 
+pytestmark = pytest.mark.slow  # OpenVINO exports and NNCF
+
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'dav2[openvino]')")
 SHAPE = ("--height", "266", "--width", "364")
+TINY = ("--height", "56", "--width", "56")  # where only the export's checks are tested, not its accuracy
 
 
 @pytest.fixture(scope="session")
@@ -107,24 +110,19 @@ def test_dynamic_ir_follows_the_input_size(vits_checkpoint, tmp_path):
 
 
 def test_async_queue_gives_the_same_results(ov_fp32):
-    """infer_many (THROUGHPUT hint, several requests in flight) equals one-at-a-time inference.
-
-    Once in a full CI run (not reproduced in six reruns, alone or after the whole suite) the
-    queue's results differed from the reference by up to 1.0 on values of 1-4; that is being
-    investigated (closing note of the stop that added this). Until then a mismatch gets one
-    second try, and two mismatching runs fail."""
+    """infer_many (THROUGHPUT hint, several requests in flight) equals one-at-a-time inference,
+    in order, for more batches than a small CPU runs at once (its requests are reused), twice on one backend
+    (the requests are kept). Strict: no second try."""
     rng = np.random.default_rng(2)
-    batches = [rng.standard_normal((1, 3, 266, 364)).astype(np.float32) for _ in range(4)]
+    batches = [rng.standard_normal((1, 3, 266, 364)).astype(np.float32) for _ in range(5)]
     with open_backend(ov_fp32) as single:
         expected = [single.infer(batch) for batch in batches]
-    worst = []
-    for _attempt in range(2):
-        with open_backend(ov_fp32, hint="THROUGHPUT") as backend:
-            many = backend.infer_many(batches)
-        worst.append(max(float(np.abs(got - want).max()) for got, want in zip(many, expected)))
-        if worst[-1] <= 1e-4:
-            break
-    assert worst[-1] <= 1e-4, f"infer_many differs from infer by {worst}"
+    with open_backend(ov_fp32, hint="THROUGHPUT") as backend:
+        first = backend.infer_many(batches)
+        second = backend.infer_many(batches[::-1])
+    assert len(first) == len(second) == len(batches)
+    for got, want in zip(first + second[::-1], expected + expected):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
 
 
 def test_unavailable_device_is_one_error(ov_fp32):
@@ -139,7 +137,7 @@ def test_unavailable_device_is_one_error(ov_fp32):
 def test_max_abs_rel_fails_the_export_and_writes_nothing(vits_checkpoint, tmp_path):
     result = CliRunner().invoke(
         export_main,
-        ["--checkpoint", str(vits_checkpoint), "--output", str(tmp_path), "--openvino", "fp16", *SHAPE]
+        ["--checkpoint", str(vits_checkpoint), "--output", str(tmp_path), "--openvino", "fp16", *TINY]
         + ["--max-abs-rel", "1e-9"],
     )
     assert result.exit_code == 1

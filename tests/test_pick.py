@@ -174,6 +174,7 @@ def picked(vits_checkpoint, tmp_path_factory):
     return result, folder / "out"
 
 
+@pytest.mark.slow  # a real pick: exports and benchmarks every candidate
 def test_pick_installs_the_winner_with_its_sidecar_and_report(picked):
     result, out = picked
     assert result.exit_code == 0, result.output
@@ -205,6 +206,7 @@ def test_pick_installs_the_winner_with_its_sidecar_and_report(picked):
     assert "the baseline (a checkpoint, not an artifact)" in report
 
 
+@pytest.mark.slow  # a real pick: exports and benchmarks every candidate
 def test_a_new_choice_replaces_the_earlier_one_in_the_folder(picked, tmp_path):
     """The output folder holds one choice: installing another removes the earlier artifact."""
     import shutil
@@ -221,6 +223,7 @@ def test_a_new_choice_replaces_the_earlier_one_in_the_folder(picked, tmp_path):
     assert names == sorted([f"{stem}.xml", f"{stem}.xml.json", f"{stem}.bin", "pick.json", "pick.md", "pick.png"])
 
 
+@pytest.mark.slow  # a real pick: exports and benchmarks every candidate
 def test_pick_draws_the_front_with_the_budget(picked):
     pytest.importorskip("matplotlib", reason="pick.png needs dav2[plot]")
     _, out = picked
@@ -251,6 +254,7 @@ def pick_arguments(picked, output: Path, *extra: str) -> list[str]:
     return [*arguments, "--cache-dir", str(out.parent / "cache"), *extra]
 
 
+@pytest.mark.slow  # a real pick: exports and benchmarks every candidate
 def test_no_candidate_within_the_budget_leaves_the_earlier_pick_as_it_was(picked, earlier_pick):
     before = snapshot(earlier_pick)
     arguments = pick_arguments(picked, earlier_pick, "--max-abs-rel", "0.05", "--max-ms", "0.001")
@@ -265,6 +269,7 @@ def test_no_candidate_within_the_budget_leaves_the_earlier_pick_as_it_was(picked
     assert "**No candidate meets the budget**: nothing installed" in after["pick-failed.md"].decode()
 
 
+@pytest.mark.slow  # a real pick: exports and benchmarks every candidate
 @pytest.mark.parametrize(("stop", "status", "name"), [(KeyboardInterrupt, 130, "SIGINT"), (Terminated, 143, "SIGTERM")])
 def test_an_interrupted_pick_reports_what_it_measured_and_installs_nothing(
     picked, earlier_pick, monkeypatch, stop, status, name
@@ -297,6 +302,7 @@ def test_an_interrupted_pick_reports_what_it_measured_and_installs_nothing(
     assert "| onnxruntime fp32 56 |" in text and "not installed" in text
 
 
+@pytest.mark.slow  # a real pick: exports and benchmarks every candidate
 def test_a_new_choice_clears_the_failed_and_incomplete_reports(picked, earlier_pick):
     for name in ("pick-failed.md", "pick-incomplete.json"):
         (earlier_pick / name).write_text("from an earlier run")

@@ -26,6 +26,8 @@ from dav2.geometry.pointcloud import unproject
 from dav2.ros2 import messages
 from dav2.ros2.messages import FrameMessages, RosSettings
 
+pytestmark = pytest.mark.slow  # dav2-run in subprocesses writing bags
+
 SIZE = "56"  # network short side: small, so each run is quick
 VIDEO_FPS, VIDEO_FRAMES, VIDEO_WH = 12.0, 48, (320, 180)
 IMAGE, CAMERA_INFO, CLOUD, COMPRESSED = (

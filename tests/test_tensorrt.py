@@ -40,6 +40,8 @@ from dav2.runtime.backends.tensorrt import (
 )
 from dav2.runtime.cuda import GpuInfo
 
+pytestmark = pytest.mark.slow  # exports and quantizes the precision-explicit graphs on this CPU
+
 HAVE_TENSORRT = optional.available("tensorrt")
 GPU = GpuInfo("NVIDIA GeForce RTX 4090", "8.9", "12.4")
 SMALL = ["--dynamic", "--height", "196", "--width", "196"]  # traced (and calibrated) at 196: quick

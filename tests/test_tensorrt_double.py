@@ -24,6 +24,8 @@ from dav2.metadata import UINT8_INPUT, ArtifactMetadata, sidecar_path
 from dav2.runtime.backends import open_backend
 from dav2.runtime.backends import tensorrt as trt_backend
 
+pytestmark = pytest.mark.slow  # exports of the precision-explicit graphs
+
 SMALL = ["--dynamic", "--height", "196", "--width", "196"]
 
 

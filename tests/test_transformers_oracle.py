@@ -18,6 +18,8 @@ import torch
 from conftest import ROOT
 from dav2.models.checkpoint import CheckpointFormat, load_model
 
+pytestmark = pytest.mark.slow  # transformers models built and exported
+
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 

@@ -1,6 +1,6 @@
 """dav2-batch: depth for a whole corpus on Ray Data, resumable, from one laptop to a cluster.
 
-DESIGN rule 7: past one machine, work runs on Ray Data, with the same artifacts, backends and
+Past one machine, work runs on Ray Data, with the same artifacts, backends and
 pre/post-processing as dav2-run; dav2 adds no scheduler of its own. Ray is an extra
 (`pip install 'dav2[batch]'`) and only this package and `dav2.cli.batch` import it, never the
 runtime.

@@ -3,7 +3,7 @@
 The driver (this process) lists the inputs, decides what --resume skips, builds the Ray Data
 plan (stages.py), and turns the rows that come back into the manifest (manifest.py). It never
 touches pixels. Ray Data does the scheduling: streaming execution with backpressure, an actor
-pool for inference, retries of lost tasks; dav2 adds no scheduler of its own (DESIGN rule 7).
+pool for inference, retries of lost tasks; dav2 adds no scheduler of its own.
 
 Stopping: Ctrl-C or SIGTERM (a KeyboardInterrupt here) stops reading results; the manifest
 is merged and written with every row received so far, Ray is shut down (when this job started

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from dav2 import console, optional
-from dav2.app import APP_MAX_TOKENS, DepthService, serve
+from dav2.app import ANY_PORT_FROM, APP_MAX_TOKENS, DepthService, serve
 from dav2.cli.common import CONTEXT, ENCODER_OPTION, MAX_ASPECT, MAX_MEGAPIXELS, OptionGroup, default_of, user_errors
 from dav2.errors import Dav2Error
 from dav2.media import DEFAULT_MAX_ASPECT, DEFAULT_MAX_MEGAPIXELS, ImageLimits
@@ -41,7 +41,12 @@ SERVER_OPTIONS = OptionGroup(
     click.option(
         "--host", default=default_of(serve, "host"), help="Address to listen on (0.0.0.0 to share on the network)."
     ),
-    click.option("--port", type=click.IntRange(1, 65535), default=default_of(serve, "port"), help="Port to listen on."),
+    click.option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=default_of(serve, "port"),
+        help=f"Port to listen on; 0: the first free one from {ANY_PORT_FROM} on (the line 'serving on' names it).",
+    ),
 )
 
 

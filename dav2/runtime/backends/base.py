@@ -1,4 +1,4 @@
-"""The one interface every backend implements (DESIGN rule 4).
+"""The one interface every backend implements, so that the run path never asks which runtime it drives.
 
 A backend is opened on an artifact and needs nothing else: its typed metadata says what the
 network expects. `infer` takes a preprocessed batch and returns depth at network resolution;

@@ -4,7 +4,7 @@ The precision the artifact asks for is applied: an FP32 IR runs with the f32 inf
 precision hint, because OpenVINO would otherwise run it in BF16 on CPUs that have BF16; FP16
 and INT8 IRs run in the device's own reduced precision. `hint` is OpenVINO's performance hint:
 LATENCY for one frame at a time (cameras), THROUGHPUT for many requests in flight, which
-`infer_many` uses through an AsyncInferQueue (folders, videos, benchmarks).
+`infer_many` keeps busy (folders, videos, benchmarks).
 
 The IR is checked against its sidecar before it is compiled (`base.check_graph`): its inputs
 and outputs, the patch-embedding width (the encoder) among its constants, and the op that
@@ -12,7 +12,9 @@ makes the depth (relative or metric). OpenVINO's own errors are reported by thei
 by the "Exception from src/...cpp" headers that precede it (`base.error_reason`).
 """
 
+import contextlib
 import time
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -34,9 +36,7 @@ from dav2.runtime.backends.base import (
 )
 from dav2.vocabulary import INPUT_NAME, OUTPUT_NAME, ArtifactFormat, ModelKind
 
-DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 HINTS = ("LATENCY", "THROUGHPUT")
-QUEUE_SETTLE_S = 0.2  # see close()
 
 
 def metadata_from_model(path: Path, model) -> ArtifactMetadata:
@@ -79,6 +79,12 @@ def graph_facts(model) -> GraphFacts:
         kind = kind_from_tail(op_of, model.outputs[0].get_node())
     inputs = tuple(port_facts(port) for port in model.inputs)
     return GraphFacts(inputs, tuple(port_facts(port) for port in model.outputs), widths, kind)
+
+
+def finished_output(request) -> np.ndarray:
+    """A copy of the output of `request` once it has finished (wait() releases the GIL)."""
+    request.wait()
+    return np.array(request.get_output_tensor(0).data)
 
 
 class OpenVinoBackend(Backend):
@@ -127,9 +133,9 @@ class OpenVinoBackend(Backend):
         except Exception as exc:
             raise Dav2Error(f"OpenVINO could not compile {path.name} for {device} ({error_reason(exc)})") from exc
         self.request = self.compiled.create_infer_request()
+        self._pool: list = []  # infer_many's requests, created on first use
         self.device = device
         self.hint = hint.upper()
-        self._ov = ov
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
@@ -138,33 +144,47 @@ class OpenVinoBackend(Backend):
         return depth
 
     def infer_many(self, batches: Iterable[np.ndarray]) -> list[np.ndarray]:
-        """Results for every batch, in order, with several requests in flight at once."""
-        jobs = self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
-        queue = self._ov.AsyncInferQueue(self.compiled, jobs)
-        results: dict[int, np.ndarray] = {}
+        """Results for every batch, in order, with several requests in flight at once.
 
-        def done(request, index):
-            results[index] = np.array(request.get_output_tensor(0).data)
-
-        queue.set_callback(done)
-        count = 0
+        Why not AsyncInferQueue with a Python callback: the callback runs on OpenVINO's threads,
+        which must take the GIL for it, and the request's output is read there while this thread
+        starts the next requests. Here nothing of Python runs on OpenVINO's threads: this thread
+        starts each request with a copy of its batch (share_inputs=False: the caller may reuse
+        the array), and reads a request's output (copied) only after `wait()` on it and before
+        it is started again, so no output is read while a request is busy and `close()` never
+        waits on a thread that wants the GIL."""
+        requests = self._requests()
+        in_flight: deque = deque()
+        results: list[np.ndarray] = []
         start = time.perf_counter()
-        for index, batch in enumerate(batches):
-            queue.start_async({0: batch}, userdata=index)
-            count += 1
-        queue.wait_all()
-        self._queued = True
-        self.last_timing = {"infer_ms": (time.perf_counter() - start) * 1000.0 / max(count, 1)}
-        return [results[i] for i in range(count)]
+        try:
+            for index, batch in enumerate(batches):
+                request = requests[index % len(requests)]
+                if len(in_flight) == len(requests):  # the oldest in flight is this request: finish it first
+                    results.append(finished_output(in_flight.popleft()))
+                request.start_async({0: batch}, share_inputs=False)
+                in_flight.append(request)
+            while in_flight:
+                results.append(finished_output(in_flight.popleft()))
+        finally:
+            for request in in_flight:  # after an error: none is left running
+                with contextlib.suppress(Exception):
+                    request.wait()
+        self.last_timing = {"infer_ms": (time.perf_counter() - start) * 1000.0 / max(len(results), 1)}
+        return results
+
+    def _requests(self) -> list:
+        """The requests `infer_many` keeps in flight: as many as the device says it runs at
+        once (OPTIMAL_NUMBER_OF_INFER_REQUESTS), created once and reused."""
+        if not self._pool:
+            jobs = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+            self._pool = [self.compiled.create_infer_request() for _ in range(jobs)]
+        return self._pool
 
     def close(self) -> None:
-        """Release the compiled model. After `infer_many`, OpenVINO's callback threads may still
-        want the GIL once wait_all() has returned; destroying the compiled model while this
-        thread holds the GIL then waits for them forever (seen with openvino 2026.4, about one
-        close in three). A short GIL-free pause lets them finish first."""
-        if getattr(self, "_queued", False):
-            time.sleep(QUEUE_SETTLE_S)
-            self._queued = False
+        """Release the requests, then the compiled model. No request is running here: `infer`
+        and `infer_many` return only after every request they started has finished."""
+        self._pool = []
         self.request = None
         self.compiled = None
 
