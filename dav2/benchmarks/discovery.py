@@ -26,7 +26,10 @@ SUPPORTED = {
 # the backend's Python package (distribution name)
 PACKAGES = {**{name: name.value for name in BackendName}, BackendName.LITERT: "ai-edge-litert"}
 # what dav2-bench needs besides the runtime to make a backend's artifacts (the converter)
-CONVERTERS = {BackendName.LITERT: "litert-torch", BackendName.EXECUTORCH: "executorch"}
+CONVERTERS = {
+    BackendName.LITERT: ("litert-torch", "pip install 'dav2[litert-export]'"),
+    BackendName.EXECUTORCH: ("executorch", "pip install 'dav2[executorch]'"),
+}
 # the converters and runtimes each edge backend's artifacts depend on (dav2-bench's cache key)
 EDGE_TOOLS = ("ai-edge-litert", "litert-torch", "ai-edge-quantizer", "executorch", "torchao")
 
@@ -152,9 +155,9 @@ def skip_reason(machine: Machine, backend: str, precision: str, have_images: boo
         return f"{backend} has no {precision} path in dav2"
     if not machine.has(backend):
         return f"{PACKAGES[backend]} is not installed ({install_hint(PACKAGES[backend])})"
-    converter = CONVERTERS.get(backend)
+    converter, hint = CONVERTERS.get(backend, (None, ""))
     if converter and not machine.libraries.get(converter):
-        return f"{converter} is not installed: dav2-bench cannot export {backend} artifacts ({install_hint(converter)})"
+        return f"{converter} is not installed: dav2-bench cannot export {backend} artifacts ({hint})"
     if backend == "tensorrt" and not machine.gpus:
         return "TensorRT needs a CUDA GPU; none found"
     if backend == "tensorrt" and not machine.has_cuda_binding:

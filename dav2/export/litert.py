@@ -14,6 +14,8 @@ in the fixed-size, converter-friendly copy of `dav2.export.edge`. The model's si
   dav2 backend converts at the border (`dav2.runtime.backends.litert`).
 """
 
+import contextlib
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,14 +83,15 @@ def convert_litert(
     precision = Precision(precision)
     named = NamedDepth(fixed_size_model(model, height, width)).eval()
     example = example_input(height, width)
+    quant = {}
     if precision == Precision.INT8:
         if int8 not in INT8_MODES:
             raise Dav2Error(f"LiteRT INT8 is {' or '.join(INT8_MODES)}, not {int8!r}")
-        named, quant_config = quantize_pt2e(named, example, calibration, dynamic=int8 == "dynamic")
-        edge = litert_torch.convert(named, sample_kwargs={INPUT_NAME: example}, quant_config=quant_config)
-    else:
-        edge = litert_torch.convert(named, sample_kwargs={INPUT_NAME: example})
-    edge.export(str(path))
+        named, quant["quant_config"] = quantize_pt2e(named, example, calibration, dynamic=int8 == "dynamic")
+    # litert-torch prints its progress on stdout, where dav2-export prints only the artifacts it wrote
+    with contextlib.redirect_stdout(sys.stderr):
+        edge = litert_torch.convert(named, sample_kwargs={INPUT_NAME: example}, **quant)
+        edge.export(str(path))
     if precision == Precision.FP16:
         cast_weights_fp16(path)
     return path
