@@ -264,15 +264,39 @@ def move_into_place(files: list[Path], folder: Path) -> list[Path]:
     """Move finished files (built in a temporary folder on the same filesystem) into `folder`.
 
     Files are moved in the order given, so the caller puts the file a reader looks for (the
-    artifact) last: whoever sees it also finds its companions (weights, metadata).
+    artifact) last: whoever sees it also finds its companions (weights, metadata). A folder
+    (a Core ML package) is renamed in whole (`move_folder_into_place`), so it too is either
+    the earlier one or the complete new one, never half of each.
     """
     folder.mkdir(parents=True, exist_ok=True)
     placed = []
     for file in files:
+        if file.is_dir() and not file.is_symlink():
+            placed.append(move_folder_into_place(file, folder / file.name))
+            continue
         target = check_output_file(folder / file.name)
         os.replace(file, target)
         placed.append(target)
     return placed
+
+
+def move_folder_into_place(new: Path, target: Path) -> Path:
+    """Rename the finished folder `new` to `target` (same filesystem). An earlier `target` is
+    replaced only when it is an earlier output of the same kind (its top-level entries are
+    ones `new` has too: a user's other folder is never deleted); it is moved aside beside
+    `new` first and comes back if the rename fails."""
+    check_name_length(target)
+    if os.path.lexists(target) and (target.is_symlink() or not target.is_dir()):
+        raise OutputError(f"cannot write {quote(target)}: it exists and is not a folder")
+    names = {entry.name for entry in new.iterdir()}
+
+    def earlier_output(path: Path) -> bool:
+        return {entry.name for entry in path.iterdir()} <= names
+
+    aside = new.with_name(f".previous-{new.name}")
+    replace_folder(new, target, aside, earlier_output, f"an earlier {target.suffix} output")
+    shutil.rmtree(aside, ignore_errors=True)
+    return target
 
 
 @contextlib.contextmanager

@@ -195,6 +195,20 @@ class OpenVinoRecord:
     keep_head: bool | None = None
 
 
+COREML_NOT_RUN = "not run here: Core ML runs on Apple devices only (macOS, iOS); docs/coreml.md shows how to run it"
+
+
+@dataclass
+class CoreMlRecord:
+    """What a Core ML package declares (read back with coremltools' spec API), and that dav2
+    did not run it: no dav2 backend runs Core ML, so no parity check or accuracy report exists."""
+
+    compute_precision: str  # "float16" (what the Neural Engine runs) or "float32"
+    deployment_target: str  # coremltools' minimum deployment target: "iOS16"
+    spec_version: int  # the Core ML specification version the package needs
+    run: str = COREML_NOT_RUN
+
+
 @dataclass
 class MetricCalibration:
     """A metric scale fitted once to measured depth (dav2-calibrate), which the runtime applies
@@ -252,11 +266,13 @@ class ArtifactMetadata:
     parity: ParityReport | None = None  # FP32/FP16: against PyTorch
     input_parity: ParityReport | None = None  # uint8-input artifacts: against the float artifact they wrap
     accuracy: AccuracyReport | None = None  # reduced precision: AbsRel/δ1 on held-out images
+    accuracy_not_measured: str | None = None  # reduced precision that no dav2 backend runs (Core ML): why
     calibration: CalibrationRecord | None = None  # INT8: the calibration set's identity
     quantization: QuantizationRecipe | None = None  # the recipe of a reduced-precision graph
     source_onnx: str | None = None  # engines: the precision-explicit ONNX they were built from
     tensorrt: TensorRTRecord | None = None
     openvino: OpenVinoRecord | None = None
+    coreml: CoreMlRecord | None = None
     metric_calibration: MetricCalibration | None = None  # dav2-calibrate: metres from this scale
     from_sidecar: bool = field(default=True, compare=False)  # False: guessed from the graph alone
     schema: int = SCHEMA_VERSION

@@ -339,4 +339,3 @@ def write_parquet(done: list[tuple[Row, np.ndarray]], settings: WriteSettings) -
     share = (time.perf_counter() - start) / len(done)
     for row, _ in done:
         row.update(output=written, seconds=row["seconds"] + share)
-

@@ -13,20 +13,24 @@ import time
 from pathlib import Path
 
 import dav2
-from dav2.benchmarks.discovery import Case, Machine
+from dav2.benchmarks.discovery import EDGE_TOOLS, Case, Machine
+from dav2.export import formats
 from dav2.files import atomic_write_text
 from dav2.jsonfile import expect, finite_number, read_json
 from dav2.metadata import ArtifactMetadata
 from dav2.vocabulary import BackendName, Precision
 
-TARGET_SUFFIX = {BackendName.ONNXRUNTIME: ".onnx", BackendName.OPENVINO: ".xml", BackendName.TENSORRT: ".engine"}
+BUILD_TOOLS = ("torch", "onnxruntime", "openvino", "nncf", "tensorrt")  # every case's key names these
 BUILD_RECORD = "build.json"
 
 
 def cache_key(
     case: Case, checkpoint_sha256: str, encoder: str, machine: Machine, calibration_sha256: str | None
 ) -> str:
-    tools = {name: machine.libraries.get(name) for name in ("torch", "onnxruntime", "openvino", "nncf", "tensorrt")}
+    """What determines the artifact's content, hashed: a changed converter makes a new folder.
+    Edge backends' keys name their converters too (the others' keys stay as they were)."""
+    edge = EDGE_TOOLS if case.backend in (BackendName.LITERT, BackendName.EXECUTORCH) else ()
+    tools = {name: machine.libraries.get(name) for name in (*BUILD_TOOLS, *edge)}
     text = json.dumps(
         [
             checkpoint_sha256,
@@ -49,7 +53,7 @@ def find_artifact(folder: Path, case: Case) -> Path | None:
     """The finished artifact in a cache folder (its build record is written last)."""
     if not (folder / BUILD_RECORD).is_file():
         return None
-    found = sorted(folder.glob(f"*{TARGET_SUFFIX[case.backend]}"))
+    found = sorted(folder.glob(f"*{formats.for_backend(case.backend).suffix}"))
     return found[0] if found else None
 
 
@@ -68,7 +72,8 @@ def build_artifact(
     """(artifact, build seconds, reused) for `case`, exporting it only when not cached."""
     from dav2.export.pipeline import ExportRequest, export_artifacts
 
-    calibrated = case.precision == Precision.INT8 and case.backend in (BackendName.OPENVINO, BackendName.TENSORRT)
+    row = formats.for_backend(case.backend)
+    calibrated = row.calibrates(Precision(case.precision))
     key = cache_key(case, checkpoint_sha256, encoder, machine, calibration_sha256 if calibrated else None)
     mixed = "-mixed" if case.recipe else ""
     folder = cache_dir / f"{encoder}-{case.size}-{case.backend}-{case.precision}{mixed}-{key}"
@@ -89,12 +94,7 @@ def build_artifact(
         accuracy_gate=False,  # candidates are measured, never refused: pick judges them against its Budget
         int8_float=list(case.float_groups),
     )
-    if case.backend == "onnxruntime":
-        request.onnx = case.precision
-    elif case.backend == "openvino":
-        request.openvino = case.precision
-    else:
-        request.trt = case.precision
+    setattr(request, row.key, case.precision)  # --onnx/--openvino/--trt/--litert/--executorch P
     if calibrated:
         request.calib_dir = images
         request.calib_count = calib_count

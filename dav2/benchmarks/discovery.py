@@ -8,6 +8,7 @@ import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 
+from dav2.export import formats
 from dav2.optional import install_hint
 from dav2.vocabulary import BackendName, Precision
 
@@ -17,19 +18,20 @@ BACKENDS = (  # table order
 )  # fmt: skip
 PRECISIONS = Precision.values()
 FP32, FP16, INT8 = Precision.FP32, Precision.FP16, Precision.INT8
-# what each backend can run at all
+# what each backend can run at all: PyTorch eager, and each export format's precisions (dav2.export.formats)
 SUPPORTED = {
     BackendName.TORCH: (FP32, FP16),
-    BackendName.ONNXRUNTIME: (FP32, FP16, INT8),
-    BackendName.OPENVINO: (FP32, FP16, INT8),
-    BackendName.TENSORRT: (FP16, INT8, FP32),
-    BackendName.LITERT: (FP32, FP16, INT8),
-    BackendName.EXECUTORCH: (FP32, INT8),
+    **{row.backend: row.precisions for row in formats.FORMATS if row.backend is not None},
 }
 # the backend's Python package (distribution name)
 PACKAGES = {**{name: name.value for name in BackendName}, BackendName.LITERT: "ai-edge-litert"}
-# backends whose artifacts dav2-bench cannot make yet (their export is not wired into dav2-export)
-NOT_BUILT = (BackendName.LITERT, BackendName.EXECUTORCH)
+# what dav2-bench needs besides the runtime to make a backend's artifacts (the converter)
+CONVERTERS = {
+    BackendName.LITERT: ("litert-torch", "pip install 'dav2[litert-export]'"),
+    BackendName.EXECUTORCH: ("executorch", "pip install 'dav2[executorch]'"),
+}
+# the converters and runtimes each edge backend's artifacts depend on (dav2-bench's cache key)
+EDGE_TOOLS = ("ai-edge-litert", "litert-torch", "ai-edge-quantizer", "executorch", "torchao")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ def library_versions() -> dict[str, str | None]:
         "pycuda",
         "numpy",
         "opencv-python",
+        *EDGE_TOOLS,
     ):
         try:
             versions[name] = importlib.metadata.version(name)
@@ -150,10 +153,11 @@ def skip_reason(machine: Machine, backend: str, precision: str, have_images: boo
     """Why this backend/precision cannot be measured here, or None when it can."""
     if precision not in SUPPORTED[backend]:
         return f"{backend} has no {precision} path in dav2"
-    if backend in NOT_BUILT:
-        return f"dav2-bench does not make {backend} artifacts yet (benchmarks/edge_targets.py measures them)"
     if not machine.has(backend):
         return f"{PACKAGES[backend]} is not installed ({install_hint(PACKAGES[backend])})"
+    converter, hint = CONVERTERS.get(backend, (None, ""))
+    if converter and not machine.libraries.get(converter):
+        return f"{converter} is not installed: dav2-bench cannot export {backend} artifacts ({hint})"
     if backend == "tensorrt" and not machine.gpus:
         return "TensorRT needs a CUDA GPU; none found"
     if backend == "tensorrt" and not machine.has_cuda_binding:
@@ -162,8 +166,8 @@ def skip_reason(machine: Machine, backend: str, precision: str, have_images: boo
         return "PyTorch FP16 is measured on CUDA only; no GPU here"
     if backend == "openvino" and not machine.openvino_devices:
         return "OpenVINO finds no device"
-    if precision == INT8 and backend in (BackendName.OPENVINO, BackendName.TENSORRT) and not have_images:
-        return "INT8 calibration needs real images: pass --images DIR"
+    if backend != BackendName.TORCH and formats.for_backend(backend).calibrates(precision) and not have_images:
+        return f"{backend} {precision} is calibrated on real images: pass --images DIR"
     return None
 
 

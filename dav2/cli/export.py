@@ -1,4 +1,5 @@
-"""dav2-export: a checkpoint -> ONNX, OpenVINO IR or TensorRT engine, checked against PyTorch.
+"""dav2-export: a checkpoint -> ONNX, OpenVINO IR, TensorRT engine, LiteRT, ExecuTorch or Core ML,
+checked against PyTorch.
 
 The options come in groups (common.OptionGroup), each parsed into its part of one
 `ExportRequest`: the model, the formats (made from `dav2.export.formats.FORMATS`, as are the
@@ -89,11 +90,12 @@ def format_options() -> list:
 FORMAT_OPTIONS = OptionGroup(*format_options(), parser=lambda **values: formats.parse_format_flags(values))
 
 
-def parse_recipe(ort_int8, keep_head, int8_float, accuracy_control, keep_fp32) -> dict:
+def parse_recipe(ort_int8, litert_int8, keep_head, int8_float, accuracy_control, keep_fp32) -> dict:
     """--keep-head is --int8-float head, spelled as before."""
     groups = csv(int8_float) + (["head"] if keep_head else [])
     return {
         "ort_int8": ort_int8,
+        "litert_int8": litert_int8,
         "int8_float": check_float_groups(list(dict.fromkeys(groups))),
         "accuracy_control": accuracy_control,
         "keep_fp32": csv(keep_fp32),
@@ -108,6 +110,13 @@ RECIPE_OPTIONS = OptionGroup(
         help="dynamic: INT8 MatMul weights, activations quantized per call (fastest on ONNX Runtime's CPU); "
         "static: ONNX Runtime QDQ calibrated on --calib-dir; qdq: Model Optimizer's explicit Q/DQ graph on "
         "--calib-dir (what --trt int8 builds from; OpenVINO runs it with INT8 kernels)." + applies_to("ort_int8"),
+    ),
+    click.option(
+        "--litert-int8",
+        type=click.Choice(formats.LITERT_INT8_MODES),
+        default=default_of(ExportRequest, "litert_int8"),
+        help="dynamic: INT8 weights, activations quantized per call (no images); static: full-integer INT8 "
+        "(int8 activations too, what NPUs and the Edge TPU run) calibrated on --calib-dir." + applies_to("litert_int8"),
     ),
     click.option("--keep-head", is_flag=True, help="The same as --int8-float head (an alias kept for old scripts)."),
     click.option(
@@ -267,7 +276,7 @@ def parse_request(values: dict) -> ExportRequest:
 @OUTPUT_OPTIONS
 @user_errors
 def export_main(from_onnx, **values):
-    """Export a Depth Anything V2 checkpoint to ONNX, OpenVINO IR or a TensorRT engine, checked against PyTorch.
+    """Export a Depth Anything V2 checkpoint to ONNX, OpenVINO IR, a TensorRT engine, LiteRT, ExecuTorch or Core ML.
 
     Artifacts are dynamic by default: any photo keeps its aspect ratio, exactly as upstream's
     infer_image (TensorRT engines get a shape profile). --height/--width (or --static) make a
@@ -292,6 +301,10 @@ def export_main(from_onnx, **values):
       dav2-export --encoder vits --onnx --int8
       dav2-export --encoder vits --onnx --height 518 --width 924      # fixed 16:9 camera input
       dav2-export --encoder vits --openvino int8 --calib-dir photos/ --input uint8 --camera-size 1280x720
+      dav2-export --encoder vits --litert fp32 --height 518 --width 518        # .tflite, fixed size
+      dav2-export --encoder vits --litert int8 --litert-int8 static --calib-dir photos/ --height 518 --width 518
+      dav2-export --encoder vits --executorch int8 --calib-dir photos/ --height 518 --width 518   # .pte, XNNPACK
+      dav2-export --encoder vits --coreml fp16 --height 518 --width 518        # .mlpackage, runs on Apple devices
       dav2-export --encoder vitl --kind metric --max-depth 80 --checkpoint m.pth
       dav2-export --checkpoint depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf --onnx
       dav2-export --checkpoint finetune.ckpt --encoder vitb --kind metric --max-depth 20 --onnx

@@ -79,6 +79,10 @@ class ExportRequest:
     accuracy_control: bool = False  # OpenVINO INT8: NNCF accuracy control to max_abs_rel
     validation: int = DEFAULT_VALIDATION  # images accuracy control measures on
     trt: str | None = None  # fp16 / int8 / fp32
+    litert: str | None = None  # fp32 / fp16 / int8 (.tflite, fixed size)
+    litert_int8: str = "dynamic"  # LiteRT INT8: dynamic (weights) / static (full integer, calibrated)
+    executorch: str | None = None  # fp32 / int8 (.pte with the XNNPACK delegate, fixed size)
+    coreml: str | None = None  # fp16 / fp32 (.mlpackage, fixed size; runs on Apple devices only)
     keep_fp32: list[str] = field(default_factory=list)
     workspace_gb: float = DEFAULT_WORKSPACE_GB
     profile: str | None = None

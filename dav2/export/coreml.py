@@ -18,13 +18,12 @@ from pathlib import Path
 
 import torch
 
-import dav2
 from dav2 import console, optional
 from dav2.errors import Dav2Error
 from dav2.export.context import Built, ExportContext, ExportRequest
-from dav2.export.edge import edge_metadata, example_input, fixed_size_model, require_fixed_size
-from dav2.export.onnx import artifact_stem
+from dav2.export.edge import artifact_path, edge_metadata, example_input, fixed_size_model, require_fixed_size
 from dav2.export.target import ExportTarget
+from dav2.metadata import CoreMlRecord
 from dav2.vocabulary import INPUT_NAME, OUTPUT_NAME, ArtifactFormat, Precision
 
 SUFFIX = ".mlpackage"
@@ -118,37 +117,25 @@ def check_package(path: Path, height: int, width: int) -> PackageFacts:
 
 
 class CoreMlTarget(ExportTarget):
-    """`dav2-export --coreml P` (fixed size): converted and checked structurally, not run here.
+    """`dav2-export --coreml P` (fixed size): converted and checked structurally, not run.
 
-    There is no parity check or accuracy report: Core ML runs only on Apple devices. The
-    sidecar's `quantization` records the compute precision and deployment target."""
-
-    name = "Core ML"
-    suffix = SUFFIX
-
-    def __init__(self, precision: str):
-        super().__init__(precision)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"Core ML export is {' or '.join(PRECISIONS)}, not {precision}")
+    There is no parity check or accuracy report: Core ML runs only on Apple devices (the
+    format's row has no backend, so the pipeline says so instead of measuring). The sidecar's
+    `coreml` record holds the compute precision, deployment target and spec version."""
 
     def preflight(self, request: ExportRequest) -> None:
+        require_fixed_size(request, self.name)
         require_coremltools()
-        require_fixed_size(request, "Core ML")
 
     def build(self, context: ExportContext) -> list[Built]:
         options = context.options
-        stem = artifact_stem(context.model, options, self.precision)
-        path = context.folder(f"coreml-{self.precision}") / f"{stem}{SUFFIX}"
+        path = artifact_path(context, self.format.key, self.precision, SUFFIX)
         with console.step(f"converting to Core ML ({self.precision.upper()} ML Program, {options.shape_label})"):
             convert_coreml(context.model, path, options.height, options.width, self.precision)
         facts = check_package(path, options.height, options.width)
         console.info(f"  package checked: {facts.input_name} {list(facts.input_shape)} -> {facts.output_name}; not run")
-        tools = {"coremltools": optional.version("coremltools") or "?", "dav2": dav2.__version__}
+        tools = {"coremltools": optional.version("coremltools") or "?"}
         metadata = edge_metadata(context, path, ArtifactFormat.COREML, self.precision, tools)
-        metadata.quantization = {
-            "compute_precision": "float16" if self.precision == Precision.FP16 else "float32",
-            "minimum_deployment_target": DEPLOYMENT_TARGET,
-            "spec_version": facts.spec_version,
-            "run": "not run here: Core ML runs on Apple devices only",
-        }
+        compute = "float16" if self.precision == Precision.FP16 else "float32"
+        metadata.coreml = CoreMlRecord(compute, DEPLOYMENT_TARGET, facts.spec_version)
         return [Built(path, metadata)]

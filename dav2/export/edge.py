@@ -26,8 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import dav2
 from dav2.errors import Dav2Error
-from dav2.metadata import ArtifactMetadata
+from dav2.metadata import ArtifactMetadata, ParityReport
 from dav2.models.dinov2 import Attention, DinoVisionTransformer
 from dav2.models.dpt import DepthAnythingV2
 from dav2.vocabulary import ArtifactFormat, Precision
@@ -79,34 +80,47 @@ def calibration_tensors(batches: Iterable[np.ndarray]) -> Iterator[torch.Tensor]
 
 # --- what the three edge targets share in the export pipeline -------------------------------
 
+EXPORTER = "torch.export"  # the sidecar's `exporter`: every edge converter starts here, not from ONNX
+
+
+def artifact_path(context: "ExportContext", key: str, precision: Precision, suffix: str) -> Path:
+    """Where a target builds its artifact: a fresh scratch folder, dav2's artifact name."""
+    from dav2.export.graph import artifact_stem
+
+    return context.folder(f"{key}-{precision}") / f"{artifact_stem(context.model, context.options, precision)}{suffix}"
+
 
 def require_fixed_size(request: "ExportRequest", what: str) -> None:
-    """Edge artifacts are fixed-size: one line when the request asks for a dynamic graph or uint8 input."""
+    """Edge converters take one input size: one line when the request asks for a dynamic graph
+    (no --height/--width, or --dynamic). uint8 input is refused by the format table."""
     from dav2.export.context import graph_options
 
     if graph_options(request).dynamic:
-        raise Dav2Error(f"{what} artifacts are fixed-size: add --height H --width W (multiples of 14)")
-    if request.input != "float32":
-        raise Dav2Error(f"--input uint8 is built for ONNX and OpenVINO artifacts, not {what}")
+        raise Dav2Error(
+            f"{what} artifacts are fixed-size (its converter takes one input size): "
+            "pass --height H --width W (multiples of 14, e.g. --height 518 --width 518), without --dynamic"
+        )
 
 
 def edge_metadata(
     context: "ExportContext", path: Path, fmt: ArtifactFormat, precision: Precision, tools: dict[str, str]
 ) -> ArtifactMetadata:
-    """The shared sidecar fields, with the converter that made the artifact instead of ONNX's."""
+    """The shared sidecar fields, with the converter that made the artifact: `exporter` is
+    torch.export and there is no ONNX opset (the artifact was never an ONNX graph)."""
     metadata = context.describe(path, fmt, precision)
-    metadata.exporter = "torch.export"  # every edge converter starts from torch.export, not ONNX
+    metadata.exporter = EXPORTER
     metadata.opset = None
-    metadata.tools.update({"torch": torch.__version__, **tools})
+    metadata.tools.update({"torch": torch.__version__, "dav2": dav2.__version__, **tools})
     return metadata
 
 
-def check_fp32_parity(backend, context: "ExportContext", what: str) -> dict:
+def check_fp32_parity(backend, context: "ExportContext", what: str) -> ParityReport:
     """FP32 edge artifacts promise parity with PyTorch FP32, like the ONNX graph: run the
     artifact in its dav2 backend on the check image and compare (1e-3 of the output's scale)."""
     from dav2 import console
-    from dav2.export.onnx import parity_check, require_parity
+    from dav2.export import parity
 
     with console.step(f"checking the {what} against PyTorch in dav2's backend"), backend:
-        diffs = parity_check(backend.infer, context.model, context.image, context.options)
-    return require_parity(diffs, Precision.FP32, what)
+        return parity.against_pytorch(
+            backend.infer, context.model, context.image, context.options, Precision.FP32, what
+        )

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import dav2
 from dav2 import console, optional
 from dav2.errors import Dav2Error
 from dav2.export.context import Built, ExportContext, ExportRequest
 from dav2.export.edge import (
+    artifact_path,
     calibration_tensors,
     check_fp32_parity,
     edge_metadata,
@@ -29,8 +29,8 @@ from dav2.export.edge import (
     fixed_size_model,
     require_fixed_size,
 )
-from dav2.export.onnx import artifact_stem
 from dav2.export.target import ExportTarget
+from dav2.metadata import QuantizationRecipe
 from dav2.vocabulary import ArtifactFormat, Precision
 
 SUFFIX = ".pte"
@@ -97,38 +97,27 @@ def quantize_pt2e(fixed: torch.nn.Module, example: torch.Tensor, calibration) ->
 
 
 class ExecuTorchTarget(ExportTarget):
-    """`dav2-export --executorch P` (fixed size): FP32 checked for parity, INT8 measured."""
-
-    name = "ExecuTorch"
-    suffix = SUFFIX
-
-    def __init__(self, precision: str):
-        super().__init__(precision)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"ExecuTorch export is {' or '.join(PRECISIONS)}, not {precision}")
-
-    def needs_calibration(self, request: ExportRequest) -> bool:
-        return self.precision == Precision.INT8
+    """`dav2-export --executorch P` (fixed size): FP32 checked for parity, INT8 calibrated and
+    measured by the pipeline's accuracy report."""
 
     def preflight(self, request: ExportRequest) -> None:
+        require_fixed_size(request, self.name)
         require_executorch()
-        require_fixed_size(request, "ExecuTorch")
 
     def build(self, context: ExportContext) -> list[Built]:
         from dav2.runtime.backends.executorch import ExecuTorchBackend
 
         options = context.options
-        stem = artifact_stem(context.model, options, self.precision)
-        path = context.folder(f"executorch-{self.precision}") / f"{stem}{SUFFIX}"
-        calibration = context.calibration.tensors() if self.precision == Precision.INT8 else None
+        path = artifact_path(context, self.format.key, self.precision, SUFFIX)
+        int8 = self.precision == Precision.INT8
+        calibration = context.calibration.batches(1) if int8 else None
         with console.step(f"lowering to ExecuTorch with XNNPACK ({self.precision.upper()}, {options.shape_label})"):
             convert_executorch(context.model, path, options.height, options.width, self.precision, calibration)
-        tools = {"executorch": optional.version("executorch") or "?", "dav2": dav2.__version__}
+        tools = {"executorch": optional.version("executorch") or "?"}
         metadata = edge_metadata(context, path, ArtifactFormat.EXECUTORCH, self.precision, tools)
-        if self.precision == Precision.INT8:
-            metadata.calibration = context.calibration.identity()
-            metadata.quantization = {"tool": "XNNPACKQuantizer PT2E", "weights": "int8 per channel",
-                                     "activations": "int8, ranges from calibration"}  # fmt: skip
+        if int8:
+            metadata.calibration = context.calibration_record
+            metadata.quantization = QuantizationRecipe("XNNPACKQuantizer PT2E", "static", high_precision="float32")
         else:
             metadata.parity = check_fp32_parity(ExecuTorchBackend(path, None), context, "ExecuTorch program")
         return [Built(path, metadata)]

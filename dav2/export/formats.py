@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 
 from dav2.errors import Dav2Error
 from dav2.export.context import ExportRequest
-from dav2.vocabulary import Precision
+from dav2.vocabulary import BackendName, Precision
 
 ALL = tuple(Precision)
 FP16, INT8 = (Precision.FP16,), (Precision.INT8,)
+FP32_INT8 = (Precision.FP32, Precision.INT8)
 
 # ExportRequest fields a format may take, and how a user spells them
 OPTION_FLAGS: dict[str, str] = {
@@ -34,7 +35,9 @@ OPTION_FLAGS: dict[str, str] = {
     "opt_shape": "--opt-shape",
     "max_shape": "--max-shape",
     "input": "--input uint8",
+    "litert_int8": "--litert-int8",
 }
+LITERT_INT8_MODES = ("dynamic", "static")  # --litert-int8's choices, the first the default
 INPUTS = ("float32", "uint8")  # --input: what the artifact takes (uint8: camera frames, preprocessed in the graph)
 # options that change every artifact of the export, so every requested format must take them
 EVERY_FORMAT = frozenset({"input"})
@@ -54,6 +57,11 @@ class ExportFormat:
     precision_flags: Mapping[str, Precision] = field(default_factory=dict)  # ONNX: --fp16, --int8
     options: Mapping[str, tuple[Precision, ...]] = field(default_factory=dict)  # OPTION_FLAGS it takes, where
     calibrated: tuple[Precision, ...] = ()  # precisions quantized from --calib-dir (a target may narrow it)
+    # of those, the ones whose default recipe needs no images (ONNX/LiteRT INT8 "dynamic"; a mode option asks)
+    uncalibrated_default: tuple[Precision, ...] = ()
+    backend: BackendName | None = None  # the dav2 backend that runs the artifact; None: none runs it here
+    fixed_size: bool = False  # its converter takes one input size: --height/--width are needed
+    elsewhere: str = ""  # no backend here: where its artifacts are run and measured instead
 
     @property
     def flag(self) -> str:
@@ -68,6 +76,17 @@ class ExportFormat:
 
     def takes(self, option: str, precision: Precision) -> bool:
         return precision in self.options.get(option, ())
+
+    @property
+    def runs_here(self) -> bool:
+        """Whether a dav2 backend runs this format (Core ML runs on Apple devices only): the
+        accuracy report and the benchmarks need it."""
+        return self.backend is not None
+
+    def calibrates(self, precision: Precision) -> bool:
+        """Whether `precision` with the default options quantizes from calibration images
+        (what dav2-bench asks of an export it makes)."""
+        return precision in self.calibrated and precision not in self.uncalibrated_default
 
     def target(self, precision: Precision, request: ExportRequest):
         """The ExportTarget that builds this format at `precision` (its module imported now)."""
@@ -97,6 +116,8 @@ FORMATS: tuple[ExportFormat, ...] = (
         },
         options={"keep_fp32": FP16, "ort_int8": INT8, "int8_float": INT8, "input": ALL},
         calibrated=INT8,
+        uncalibrated_default=INT8,  # --ort-int8 dynamic
+        backend=BackendName.ONNXRUNTIME,
     ),
     ExportFormat(
         "OpenVINO IR",
@@ -107,6 +128,7 @@ FORMATS: tuple[ExportFormat, ...] = (
         "OpenVINO IR (.xml/.bin). INT8 is NNCF post-training quantization and needs --calib-dir.",
         options={"int8_float": INT8, "accuracy_control": INT8, "input": ALL},
         calibrated=INT8,
+        backend=BackendName.OPENVINO,
     ),
     ExportFormat(
         "TensorRT engine",
@@ -122,6 +144,44 @@ FORMATS: tuple[ExportFormat, ...] = (
             **dict.fromkeys(("workspace_gb", "profile", "min_shape", "opt_shape", "max_shape"), ALL),
         },
         calibrated=INT8,
+        backend=BackendName.TENSORRT,
+    ),
+    ExportFormat(
+        "LiteRT",
+        "litert",
+        ".tflite",
+        ALL,
+        _each("dav2.export.litert:LiteRtTarget"),
+        "LiteRT (.tflite, for Android and ARM boards; fixed size: give --height/--width). FP16: float16 weights; "
+        "INT8: see --litert-int8.",
+        options={"litert_int8": INT8},
+        calibrated=INT8,
+        uncalibrated_default=INT8,  # --litert-int8 dynamic
+        backend=BackendName.LITERT,
+        fixed_size=True,
+    ),
+    ExportFormat(
+        "ExecuTorch",
+        "executorch",
+        ".pte",
+        FP32_INT8,
+        _each("dav2.export.executorch:ExecuTorchTarget", FP32_INT8),
+        "ExecuTorch program with the XNNPACK delegate (.pte, for Android, iOS and ARM boards; fixed size: give "
+        "--height/--width). INT8 is PT2E quantization and needs --calib-dir.",
+        calibrated=INT8,
+        backend=BackendName.EXECUTORCH,
+        fixed_size=True,
+    ),
+    ExportFormat(
+        "Core ML",
+        "coreml",
+        ".mlpackage",
+        (Precision.FP16, Precision.FP32),
+        _each("dav2.export.coreml:CoreMlTarget", (Precision.FP16, Precision.FP32)),
+        "Core ML ML Program (.mlpackage folder, fixed size: give --height/--width). Runs on Apple devices only: "
+        "checked structurally here, not run.",
+        fixed_size=True,
+        elsewhere="on a Mac with coremltools (docs/coreml.md)",
     ),
 )
 PRECISION_FLAG_HELP = {
@@ -129,6 +189,20 @@ PRECISION_FLAG_HELP = {
     "--int8": "ONNX in INT8 for ONNX Runtime on CPUs (see --ort-int8).",
 }
 DEFAULT_FORMAT = (FORMATS[0], Precision.FP32)  # what an export without a format flag writes
+
+
+def for_backend(backend: str) -> ExportFormat:
+    """The row whose artifacts `backend` runs (dav2-bench builds its candidates from it)."""
+    rows = [row for row in FORMATS if row.backend == backend]
+    if not rows:
+        raise Dav2Error(f"no export format is run by the {backend} backend")
+    return rows[0]
+
+
+def for_artifact(path) -> ExportFormat | None:
+    """The row whose suffix `path` has (a Core ML package is a folder ending .mlpackage)."""
+    name = str(path).lower()
+    return next((row for row in FORMATS if name.endswith(row.suffix)), None)
 
 
 def requested(request: ExportRequest) -> list[tuple[ExportFormat, Precision]]:

@@ -14,17 +14,20 @@ in the fixed-size, converter-friendly copy of `dav2.export.edge`. The model's si
   dav2 backend converts at the border (`dav2.runtime.backends.litert`).
 """
 
+import contextlib
+import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-import dav2
 from dav2 import console, optional
 from dav2.errors import Dav2Error
 from dav2.export.context import Built, ExportContext, ExportRequest
 from dav2.export.edge import (
+    artifact_path,
     calibration_tensors,
     check_fp32_parity,
     edge_metadata,
@@ -32,11 +35,14 @@ from dav2.export.edge import (
     fixed_size_model,
     require_fixed_size,
 )
-from dav2.export.onnx import artifact_stem
+from dav2.export.formats import LITERT_INT8_MODES as INT8_MODES
 from dav2.export.target import ExportTarget
+from dav2.metadata import QuantizationRecipe
 from dav2.vocabulary import INPUT_NAME, OUTPUT_NAME, ArtifactFormat, Precision
 
-INT8_MODES = ("dynamic", "static")
+if TYPE_CHECKING:
+    from dav2.export.formats import ExportFormat
+
 SUFFIX = ".tflite"
 EXTRA_HINT = "pip install 'dav2[litert-export]' (litert-torch, PyTorch < 2.15)"
 
@@ -77,14 +83,15 @@ def convert_litert(
     precision = Precision(precision)
     named = NamedDepth(fixed_size_model(model, height, width)).eval()
     example = example_input(height, width)
+    quant = {}
     if precision == Precision.INT8:
         if int8 not in INT8_MODES:
             raise Dav2Error(f"LiteRT INT8 is {' or '.join(INT8_MODES)}, not {int8!r}")
-        named, quant_config = quantize_pt2e(named, example, calibration, dynamic=int8 == "dynamic")
-        edge = litert_torch.convert(named, sample_kwargs={INPUT_NAME: example}, quant_config=quant_config)
-    else:
-        edge = litert_torch.convert(named, sample_kwargs={INPUT_NAME: example})
-    edge.export(str(path))
+        named, quant["quant_config"] = quantize_pt2e(named, example, calibration, dynamic=int8 == "dynamic")
+    # litert-torch prints its progress on stdout, where dav2-export prints only the artifacts it wrote
+    with contextlib.redirect_stdout(sys.stderr):
+        edge = litert_torch.convert(named, sample_kwargs={INPUT_NAME: example}, **quant)
+        edge.export(str(path))
     if precision == Precision.FP16:
         cast_weights_fp16(path)
     return path
@@ -132,53 +139,52 @@ def cast_weights_fp16(path: Path) -> None:
 
 
 class LiteRtTarget(ExportTarget):
-    """`dav2-export --litert P` (fixed size): FP32 checked for parity, FP16/INT8 measured."""
+    """`dav2-export --litert P` (fixed size): FP32 checked for parity, FP16/INT8 measured by
+    the pipeline's accuracy report; INT8's mode comes from --litert-int8."""
 
-    name = "LiteRT"
-    suffix = SUFFIX
-
-    def __init__(self, precision: str, int8: str = "dynamic"):
-        super().__init__(precision)
+    def __init__(self, row: "ExportFormat", precision: str, int8: str = INT8_MODES[0]):
+        super().__init__(row, precision)
         if int8 not in INT8_MODES:
-            raise ValueError(f"LiteRT INT8 is {' or '.join(INT8_MODES)}, not {int8!r}")
+            raise Dav2Error(f"--litert-int8 must be one of {', '.join(INT8_MODES)}, not {int8!r}")
         self.int8 = int8
 
+    @classmethod
+    def from_request(cls, row: "ExportFormat", precision: Precision, request: ExportRequest) -> "LiteRtTarget":
+        return cls(row, precision, request.litert_int8)
+
     def needs_calibration(self, request: ExportRequest) -> bool:
+        """Only full-integer INT8 observes activation ranges; dynamic INT8 needs no images."""
         return self.precision == Precision.INT8 and self.int8 == "static"
 
     def preflight(self, request: ExportRequest) -> None:
+        require_fixed_size(request, self.name)
         require_litert_torch()
         optional.require("ai_edge_litert", "checking LiteRT artifacts (pip install 'dav2[litert]')")
         if self.precision == Precision.FP16:
             optional.require("ai_edge_quantizer", "LiteRT FP16 (ai-edge-quantizer, with litert-torch)")
-        require_fixed_size(request, "LiteRT")
 
     def build(self, context: ExportContext) -> list[Built]:
         from dav2.runtime.backends.litert import LiteRtBackend
 
         options = context.options
-        stem = artifact_stem(context.model, options, self.precision)
-        path = context.folder(f"litert-{self.precision}") / f"{stem}{SUFFIX}"
+        path = artifact_path(context, self.format.key, self.precision, SUFFIX)
         static = self.needs_calibration(context.request)
         calibration = context.calibration.batches(1) if static else None
         mode = f", {self.int8}" if self.precision == Precision.INT8 else ""
         with console.step(f"converting to LiteRT ({self.precision.upper()}{mode}, {options.shape_label})"):
             convert_litert(context.model, path, options.height, options.width, self.precision, calibration, self.int8)
-        tools = {"litert-torch": optional.version("litert-torch") or "?", "dav2": dav2.__version__}
+        tools = {"litert-torch": optional.version("litert-torch") or "?"}
         metadata = edge_metadata(context, path, ArtifactFormat.LITERT, self.precision, tools)
         metadata.quantization = self.recipe()
-        if static:
-            metadata.calibration = context.calibration.identity()
+        metadata.calibration = context.calibration_record if static else None
         if self.precision == Precision.FP32:
             metadata.parity = check_fp32_parity(LiteRtBackend(path, None), context, "LiteRT model")
         return [Built(path, metadata)]
 
-    def recipe(self) -> dict | None:
+    def recipe(self) -> QuantizationRecipe | None:
         """The sidecar's quantization entry: what was reduced, and with which tool."""
         if self.precision == Precision.FP16:
-            return {"tool": "ai-edge-quantizer", "weights": "float16 (FLOAT_CASTING)", "compute": "float32"}
+            return QuantizationRecipe("ai-edge-quantizer FLOAT_CASTING", "fp16-weights", high_precision="float32")
         if self.precision == Precision.INT8:
-            activations = "int8, ranges from calibration" if self.int8 == "static" else "quantized at run time"
-            return {"tool": "litert-torch PT2E", "mode": self.int8, "weights": "int8 per channel",
-                    "activations": activations}  # fmt: skip
+            return QuantizationRecipe("litert-torch PT2E", self.int8, high_precision="float32")
         return None

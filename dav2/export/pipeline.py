@@ -197,24 +197,57 @@ def uint8_variant(built: Built, context: ExportContext) -> Built:
 
 def finish(built: Built, context: ExportContext) -> Built:
     """Write the sidecar; measure reduced-precision artifacts and hold them to the accuracy
-    gate (the report is printed first, so a refused artifact still shows why)."""
+    gate (the report is printed first, so a refused artifact still shows why). An artifact no
+    dav2 backend runs (Core ML) cannot be measured: its sidecar and one printed line say so
+    and where to measure it, rather than a silent pass."""
     built.metadata.write(built.path)
     precision = built.metadata.precision
-    if precision != Precision.FP32:
-        with console.step(f"measuring {built.path.name} against PyTorch FP32"):
-            report = accuracy.accuracy_report(built.path, context.model, context.holdout)
-        accuracy.print_report(report, precision.upper())
-        built.metadata.accuracy = context.gate.enforce(report, precision)
-        built.metadata.write(built.path)
+    row = formats.for_artifact(built.path)
+    if precision == Precision.FP32:
+        return built
+    if row is not None and not row.runs_here:
+        return not_measured(built, row)
+    with console.step(f"measuring {built.path.name} against PyTorch FP32"):
+        report = accuracy.accuracy_report(built.path, context.model, context.holdout)
+    accuracy.print_report(report, precision.upper())
+    built.metadata.accuracy = context.gate.enforce(report, precision)
+    built.metadata.write(built.path)
+    return built
+
+
+def not_measured(built: Built, row: formats.ExportFormat) -> Built:
+    """Record and say that a reduced-precision artifact was checked structurally only."""
+    precision = built.metadata.precision.upper()
+    reason = f"no dav2 backend runs {row.name}; measure it {row.elsewhere}"
+    console.info(
+        f"{built.path.name}: the {precision} {row.name} artifact was checked structurally only, not run or "
+        f"measured here (no accuracy gate); measure it {row.elsewhere}"
+    )
+    built.metadata.accuracy_not_measured = reason
+    built.metadata.write(built.path)
     return built
 
 
 def publish(built: Built, output: Path) -> Path:
     """Move an artifact's companions and sidecar into `output`, the artifact itself last:
-    whoever sees the artifact also finds everything it needs."""
+    whoever sees the artifact also finds everything it needs. A folder artifact (a Core ML
+    package) gets folder permissions for its folders, file permissions for its files."""
     files = [*built.companions, sidecar_path(built.path), built.path]
     umask = os.umask(0)
     os.umask(umask)
     for file in files:  # some writers (onnx's external data) create 0600 files
-        file.chmod(0o666 & ~umask)
+        readable_by_all(file, umask)
     return move_into_place(files, output)[-1]
+
+
+def readable_by_all(path: Path, umask: int) -> None:
+    """The permissions a file or folder created under the user's umask would have."""
+    if not path.is_dir():
+        path.chmod(0o666 & ~umask)
+        return
+    path.chmod(0o777 & ~umask)
+    for root, folders, names in os.walk(path):
+        for name in folders:
+            Path(root, name).chmod(0o777 & ~umask)
+        for name in names:
+            Path(root, name).chmod(0o666 & ~umask)

@@ -428,8 +428,11 @@ class StretchWarning:
     at the first such frame, names the artifact, its size and the frames' size.
     """
 
-    def __init__(self, name: str, fixed_hw: tuple[int, int], tolerance: float = STRETCH_TOLERANCE):
+    def __init__(
+        self, name: str, fixed_hw: tuple[int, int], tolerance: float = STRETCH_TOLERANCE, fixed_only: bool = False
+    ):
         self.name, self.fixed_hw, self.tolerance = name, fixed_hw, tolerance
+        self.fixed_only = fixed_only  # its format has no dynamic export (LiteRT, ExecuTorch)
         self.warned = False
 
     @classmethod
@@ -437,7 +440,8 @@ class StretchWarning:
         """None for a dynamic artifact: it keeps every frame's shape."""
         if backend.fixed_hw is None:
             return None
-        return cls(artifact_name(backend), tuple(backend.fixed_hw))
+        fixed_only = bool(getattr(backend, "fixed_size_only", False))
+        return cls(artifact_name(backend), tuple(backend.fixed_hw), fixed_only=fixed_only)
 
     def check(self, image_hw: tuple[int, int]) -> None:
         if self.warned or processing.aspect_change(image_hw, self.fixed_hw) <= self.tolerance:
@@ -445,6 +449,24 @@ class StretchWarning:
         self.warned = True
         (fh, fw), (h, w) = self.fixed_hw, image_hw
         console.warn(
-            f"{self.name} has a fixed {fh}x{fw} input: {h}x{w} images are stretched to it; "
-            "export without --height/--width (or --static) for a dynamic model"
+            f"{self.name} has a fixed {fh}x{fw} input: {h}x{w} images are stretched to it; {self.advice(image_hw)}"
         )
+
+    def advice(self, image_hw: tuple[int, int]) -> str:
+        """What to export instead: a dynamic model where the format has one, else a fixed size
+        of the frames' shape (LiteRT and ExecuTorch artifacts are fixed-size only)."""
+        if not self.fixed_only:
+            return "export without --height/--width (or --static) for a dynamic model"
+        height, width = frames_shape_size(self.fixed_hw, image_hw)
+        return (
+            f"this format is fixed-size only: export it again at the frames' shape "
+            f"(dav2-export ... --height {height} --width {width})"
+        )
+
+
+def frames_shape_size(fixed_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) in multiples of 14 with the frames' aspect ratio and the artifact's short side."""
+    short = min(fixed_hw)
+    h, w = image_hw
+    scale = short / min(h, w)
+    return processing.round_to_multiple(h * scale), processing.round_to_multiple(w * scale)

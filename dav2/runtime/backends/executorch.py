@@ -70,6 +70,7 @@ def set_threads(threads: int) -> None:
 
 class ExecuTorchBackend(Backend):
     name = "executorch"
+    fixed_size_only = True  # no dynamic export exists: the stretch warning advises a size of the frames' shape
 
     def __init__(self, path: Path, metadata: ArtifactMetadata | None, threads: int = 0):
         torch = optional.require("torch", "the executorch backend (its Python runtime takes torch tensors)")

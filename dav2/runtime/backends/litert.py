@@ -92,6 +92,7 @@ class LiteRtBackend(Backend):
     """`threads` is the interpreter's thread count (0: LiteRT's default)."""
 
     name = "litert"
+    fixed_size_only = True  # no dynamic export exists: the stretch warning advises a size of the frames' shape
 
     def __init__(self, path: Path, metadata: ArtifactMetadata | None, threads: int = 0):
         litert = optional.require("ai_edge_litert.interpreter", "the litert backend")
