@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, default_ctrl_c
 from dav2.errors import one_line
 from dav2.files import check_name_length
 from dav2.jsonfile import JsonError, nesting_depth, parse_json
@@ -489,6 +489,7 @@ def run_python_code(code: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=default_ctrl_c,  # Ctrl-C as a terminal delivers it, however the suite was launched
     )
 
 
