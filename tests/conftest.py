@@ -165,6 +165,40 @@ def dynamic_onnx_56(vits_checkpoint, tmp_path_factory) -> Path:
     return export(vits_checkpoint, tmp_path_factory.mktemp("dynamic56"), "--onnx", "--dynamic", *SIZE_56)
 
 
+FP16_196 = ("--dynamic", "--height", "196", "--width", "196")
+
+
+@pytest.fixture(scope="session")
+def trt_fp16_without_tensorrt(vits_checkpoint, tmp_path_factory):
+    """(CliRunner result, output folder) of `dav2-export --trt` (FP16) traced at 196 on a machine
+    without TensorRT: it writes the precision-explicit FP16 graph and its FP32 reference, then
+    stops with one error line. Skips where TensorRT is installed."""
+    from click.testing import CliRunner
+
+    from dav2 import optional
+    from dav2.cli import export_main
+
+    if optional.available("tensorrt"):
+        pytest.skip("TensorRT is installed here")
+    out = tmp_path_factory.mktemp("trt_fp16_196")
+    args = ["--checkpoint", str(vits_checkpoint), "--trt", *FP16_196, "--output", str(out)]
+    return CliRunner().invoke(export_main, args), out
+
+
+@pytest.fixture(scope="session")
+def fp16_graph_196(vits_checkpoint, tmp_path_factory, request) -> Path:
+    """The precision-explicit FP16 graph (dynamic, traced at 196) with its FP32 reference beside
+    it, exported once for the TensorRT tests: `--onnx --fp16` and `--trt fp16` write the same
+    graph, so without TensorRT it is the one `--trt fp16` wrote."""
+    from dav2 import optional
+
+    if optional.available("tensorrt"):
+        return export(vits_checkpoint, tmp_path_factory.mktemp("fp16_196"), "--onnx", "--fp16", *FP16_196)
+    result, out = request.getfixturevalue("trt_fp16_without_tensorrt")
+    assert result.exit_code == 1, result.output
+    return out / "depth_anything_v2_vits_dynamic_fp16.onnx"
+
+
 @pytest.fixture(scope="session")
 def static_onnx(vits_checkpoint, tmp_path_factory) -> Path:
     """Static 518x784: the network size upstream uses for demo08.jpg (425x640) at input_size 518."""

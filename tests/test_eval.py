@@ -233,13 +233,13 @@ def last_json(result) -> dict:
 @pytest.mark.slow
 def test_da2k_command_with_a_real_model(da2k_set, dynamic_onnx, tmp_path):
     path, images, annotations, _ = da2k_set
-    args = ["da2k", "--images", str(images), "--model", str(dynamic_onnx), "--input-size", "266", "--json"]
+    args = ["da2k", "--images", str(images), "--model", str(dynamic_onnx), "--input-size", "140", "--json"]
     result = CliRunner().invoke(eval_main, [*args, "--annotations", str(path)])
     summary = last_json(result)
     assert summary["pairs"] == 60 and set(summary["scenes"]) == {"indoor", "outdoor"}
     assert "DA-2K accuracy" in result.stdout and "indoor:" in result.stdout
     # the command scores what the library scores with the same model
-    with ModelPredictor(dynamic_onnx, images, 266) as predictor:
+    with ModelPredictor(dynamic_onnx, images, 140) as predictor:
         direct = da2k_accuracy(annotations, predictor, predictor.kind)
     assert summary["accuracy"] == pytest.approx(direct["accuracy"])
     # every pair flipped: each right answer becomes wrong and back (float depth: no ties)

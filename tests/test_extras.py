@@ -64,7 +64,7 @@ def test_the_runtime_runs_an_onnx_artifact_without_any_extra(dynamic_onnx, tmp_p
 
 @pytest.mark.slow  # a full run in a fresh interpreter
 def test_eval_runs_without_torch(dynamic_onnx, tmp_path):
-    args = ["dense", "--images", IMAGES, "--model", dynamic_onnx, "--reference", dynamic_onnx, "--input-size", "196"]
+    args = ["dense", "--images", IMAGES, "--model", dynamic_onnx, "--reference", dynamic_onnx, "--input-size", "56"]
     done = run_without(EXTRAS, "eval_main", [*args, "--json"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["abs_rel"] == pytest.approx(0.0, abs=1e-9)

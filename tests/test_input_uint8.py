@@ -24,7 +24,8 @@ STATIC = ("--height", "182", "--width", "322")  # 13x23 patches: a 16:9 network 
 
 @pytest.fixture(scope="module")
 def uint8_onnx(vits_checkpoint, tmp_path_factory):
-    return export(vits_checkpoint, tmp_path_factory.mktemp("u8"), "--onnx", "--dynamic", "--input", "uint8")
+    args = ("--onnx", "--dynamic", "--input", "uint8", "--height", "266", "--width", "266")  # traced at the size run
+    return export(vits_checkpoint, tmp_path_factory.mktemp("u8"), *args)
 
 
 @pytest.fixture(scope="module")

@@ -69,9 +69,23 @@ def model(vits_checkpoint):
     return load_model("vits", "relative", None, str(vits_checkpoint))[0]
 
 
+@pytest.fixture(scope="module")
+def pairs(vits_checkpoint, tmp_path_factory):
+    """export_pair per path, made once: the accuracy test and the graph-structure tests of a
+    path read the same dynamic artifact (an INT8 export is the slow part of this module)."""
+    made = {}
+
+    def get(path: str):
+        if path not in made:
+            made[path] = export_pair(vits_checkpoint, tmp_path_factory.mktemp(path), path)
+        return made[path]
+
+    return get
+
+
 @pytest.mark.parametrize("path", list(PATHS))
-def test_dynamic_int8_is_within_1_5x_of_static(vits_checkpoint, model, tmp_path, path):
-    dynamic, static = export_pair(vits_checkpoint, tmp_path, path)
+def test_dynamic_int8_is_within_1_5x_of_static(model, pairs, path):
+    dynamic, static = pairs(path)
     assert ArtifactMetadata.read(dynamic).dynamic and not ArtifactMetadata.read(static).dynamic
     dynamic_abs_rel, static_abs_rel = abs_rel(dynamic, model), abs_rel(static, model)
     assert dynamic_abs_rel <= 1.5 * static_abs_rel, (path, dynamic_abs_rel, static_abs_rel)
@@ -107,25 +121,20 @@ def quantized_onnx_nodes(path) -> set[str]:
 
 
 @pytest.mark.parametrize("path", ["onnxruntime-static", "onnxruntime-dynamic", "modelopt-qdq"])
-def test_onnx_int8_leaves_the_positional_embedding_resize_in_float(vits_checkpoint, dynamic_onnx_56, tmp_path, path):
-    if path == "modelopt-qdq":
-        pytest.importorskip("modelopt.onnx", reason="Model Optimizer is not installed")
+def test_onnx_int8_leaves_the_positional_embedding_resize_in_float(dynamic_onnx_56, pairs, path):
     fp32 = dynamic_onnx_56
-    args = (*PATHS[path], *CALIBRATION, "--dynamic", "--height", "56", "--width", "56")
-    int8 = export(vits_checkpoint, tmp_path / "int8", *args)
+    int8, _ = pairs(path)
     quantized = quantized_onnx_nodes(int8)
     assert any("/blocks.0/" in name for name in quantized)  # the encoder is INT8
     assert not set(shape_only_nodes(fp32)) & quantized
 
 
-def test_nncf_leaves_the_resize_and_the_bias_free_convolutions_in_float(vits_checkpoint, tmp_path):
+def test_nncf_leaves_the_resize_and_the_bias_free_convolutions_in_float(pairs):
     """No FakeQuantize in front of the kept nodes. NNCF 3.4's SmoothQuant ignores the ignored
     scope and still rescales the resize MatMul's input (x·s, W/s: exact, nothing rounded to
     INT8), so one smooth-quant Multiply may sit there, itself fed by no FakeQuantize."""
     ov = pytest.importorskip("openvino")
-    pytest.importorskip("nncf")
-    args = (*PATHS["openvino-nncf"], *CALIBRATION, "--dynamic", "--height", "56", "--width", "56")
-    xml = export(vits_checkpoint, tmp_path, *args)
+    xml, _ = pairs("openvino-nncf")
     kept = ArtifactMetadata.read(xml).quantization.float_nodes
     assert len(kept) == 6  # the two resize MatMuls and layer1_rn ... layer4_rn
     ops = {op.get_friendly_name(): op for op in ov.Core().read_model(str(xml)).get_ordered_ops()}

@@ -38,7 +38,7 @@ def ov_fp16(vits_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ov_int8(vits_checkpoint, tmp_path_factory):
-    args = ("--openvino", "int8", "--calib-dir", str(IMAGES), "--calib-count", "8", "--holdout", "3", *SHAPE)
+    args = ("--openvino", "int8", "--calib-dir", str(IMAGES), "--calib-count", "4", "--holdout", "2", *SHAPE)
     return export(vits_checkpoint, tmp_path_factory.mktemp("ov8"), *args)
 
 
@@ -79,12 +79,12 @@ def test_int8_ir_is_calibrated_and_measured_on_other_images(ov_int8, tmp_path):
     meta = ArtifactMetadata.read(ov_int8).to_dict()
     assert meta["precision"] == "int8"
     calib = meta["calibration"]
-    assert calib["count"] == 8 and calib["seed"] == 0 and len(calib["sha256"]) == 64
+    assert calib["count"] == 4 and calib["seed"] == 0 and len(calib["sha256"]) == 64
     report = meta["accuracy"]
-    assert report["images"] == 3
+    assert report["images"] == 2
     assert set(report["inputs"]) == set(calib["holdout"])
     assert not set(report["inputs"]) & set(calib["files"])
-    assert report["abs_rel"] <= 0.08 and report["delta1"] >= 0.95
+    assert report["abs_rel"] <= 0.08 and report["delta1"] >= 0.95, report
     out = tmp_path / "depth.npy"
     result = CliRunner().invoke(
         run_main,
@@ -95,10 +95,10 @@ def test_int8_ir_is_calibrated_and_measured_on_other_images(ov_int8, tmp_path):
 
 
 def test_dynamic_ir_follows_the_input_size(vits_checkpoint, tmp_path):
-    artifact = export(vits_checkpoint, tmp_path, "--openvino", "fp32", "--dynamic")
+    artifact = export(vits_checkpoint, tmp_path, "--openvino", "fp32", "--dynamic", "--height", "196", "--width", "196")
     meta = ArtifactMetadata.read(artifact).to_dict()
-    # checked at two sizes for the 480x640 sample scene
-    assert meta["dynamic"] and set(meta["parity"]["max_abs_diff_relative"]) == {"518x686", "364x490"}
+    # checked at two sizes for the 480x640 sample scene: the traced one, and one at 364
+    assert meta["dynamic"] and set(meta["parity"]["max_abs_diff_relative"]) == {"196x266", "364x490"}
     backend = open_backend(artifact)
     assert backend.fixed_hw is None
     for hw in ((308, 406), (196, 196)):

@@ -177,10 +177,8 @@ def fp32_reference(vits_checkpoint, tmp_path_factory):
         yield backend.infer
 
 
-@pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed here")
-def test_trt_fp16_without_tensorrt_writes_the_fp16_graph_and_says_how_to_finish(vits_checkpoint, tmp_path):
-    out = tmp_path / "models"
-    result = CliRunner().invoke(export_main, ["--checkpoint", vits_checkpoint, "--trt", *SMALL, "--output", out])
+def test_trt_fp16_without_tensorrt_writes_the_fp16_graph_and_says_how_to_finish(trt_fp16_without_tensorrt):
+    result, out = trt_fp16_without_tensorrt
     assert result.exit_code == 1  # --trt alone means FP16
     graph = out / "depth_anything_v2_vits_dynamic_fp16.onnx"
     assert result.stdout.strip() == str(graph)
@@ -192,12 +190,9 @@ def test_trt_fp16_without_tensorrt_writes_the_fp16_graph_and_says_how_to_finish(
 
 
 @pytest.fixture(scope="module")
-def fp16_graph(vits_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("fp16")
-    args = ["--checkpoint", vits_checkpoint, "--onnx", "--fp16", *SMALL, "--output", out]
-    result = CliRunner().invoke(export_main, args)
-    assert result.exit_code == 0, result.output
-    return out / "depth_anything_v2_vits_dynamic_fp16.onnx"
+def fp16_graph(fp16_graph_196):
+    assert fp16_graph_196.name == "depth_anything_v2_vits_dynamic_fp16.onnx"
+    return fp16_graph_196
 
 
 def test_fp16_graph_is_fp16_with_fp32_islands_and_fp32_io(fp16_graph):
