@@ -35,16 +35,6 @@ from dav2.vocabulary import ArtifactFormat, Precision
 
 SUFFIX = ".pte"
 PRECISIONS = (Precision.FP32, Precision.INT8)
-EXTRA_HINT = "pip install 'dav2[executorch]'"
-
-
-def require_executorch():
-    """executorch's exir, or one error line naming the extra."""
-    try:
-        import executorch.exir as exir
-    except ImportError as exc:
-        raise Dav2Error(f"ExecuTorch export needs executorch: {EXTRA_HINT}") from exc
-    return exir
 
 
 def convert_executorch(
@@ -58,7 +48,7 @@ def convert_executorch(
     """Write `model` as an XNNPACK-delegated ExecuTorch program for height x width; return `path`.
 
     `calibration`: preprocessed (B, 3, H, W) batches, needed for INT8."""
-    exir = require_executorch()
+    exir = optional.require("executorch.exir", "ExecuTorch export")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
     precision = Precision(precision)
@@ -102,7 +92,7 @@ class ExecuTorchTarget(ExportTarget):
 
     def preflight(self, request: ExportRequest) -> None:
         require_fixed_size(request, self.name)
-        require_executorch()
+        optional.require("executorch.exir", "ExecuTorch export")
 
     def build(self, context: ExportContext) -> list[Built]:
         from dav2.runtime.backends.executorch import ExecuTorchBackend

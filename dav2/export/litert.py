@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from dav2.export.formats import ExportFormat
 
 SUFFIX = ".tflite"
-EXTRA_HINT = "pip install 'dav2[litert-export]' (litert-torch, PyTorch < 2.15)"
 
 
 class NamedDepth(torch.nn.Module):
@@ -56,15 +55,6 @@ class NamedDepth(torch.nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return {OUTPUT_NAME: self.model(image)}
-
-
-def require_litert_torch():
-    """litert_torch, or one error line naming the extra."""
-    try:
-        import litert_torch
-    except ImportError as exc:
-        raise Dav2Error(f"LiteRT export needs litert-torch: {EXTRA_HINT}") from exc
-    return litert_torch
 
 
 def convert_litert(
@@ -79,7 +69,7 @@ def convert_litert(
     """Write `model` as a LiteRT flatbuffer for height x width at `precision`; return `path`.
 
     `calibration`: preprocessed (B, 3, H, W) batches, needed for INT8 "static" only."""
-    litert_torch = require_litert_torch()
+    litert_torch = optional.require("litert_torch", "LiteRT export")
     precision = Precision(precision)
     named = NamedDepth(fixed_size_model(model, height, width)).eval()
     example = example_input(height, width)
@@ -158,7 +148,7 @@ class LiteRtTarget(ExportTarget):
 
     def preflight(self, request: ExportRequest) -> None:
         require_fixed_size(request, self.name)
-        require_litert_torch()
+        optional.require("litert_torch", "LiteRT export")
         optional.require("ai_edge_litert", "checking LiteRT artifacts (pip install 'dav2[litert]')")
         if self.precision == Precision.FP16:
             optional.require("ai_edge_quantizer", "LiteRT FP16 (ai-edge-quantizer, with litert-torch)")
