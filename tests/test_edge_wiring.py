@@ -156,10 +156,14 @@ def test_bench_plans_edge_cases_when_their_runtime_and_converter_are_installed()
     cases, skipped = plan(machine(**EDGE), ["litert", "executorch"], ["fp32", "fp16", "int8"], [56], False)
     assert [c.label for c in cases] == ["litert fp32 56", "litert fp16 56", "litert int8 56", "executorch fp32 56"]
     assert [(c.label, reason) for c, reason in skipped] == [
-        ("executorch int8 56", "executorch int8 is calibrated on real images: pass --images DIR")
+        (
+            "litert int8 56 (full integer)",
+            "litert int8 56 (full integer) is calibrated on real images: pass --images DIR",
+        ),
+        ("executorch int8 56", "executorch int8 is calibrated on real images: pass --images DIR"),
     ]
-    cases, _ = plan(machine(**EDGE), ["executorch"], ["int8"], [56], True)
-    assert [c.label for c in cases] == ["executorch int8 56"]
+    cases, _ = plan(machine(**EDGE), ["litert", "executorch"], ["int8"], [56], True)
+    assert [c.label for c in cases] == ["litert int8 56", "litert int8 56 (full integer)", "executorch int8 56"]
 
 
 def test_bench_skips_edge_cases_without_their_packages_saying_which():
@@ -177,6 +181,15 @@ def test_edge_cache_keys_name_their_converters(tmp_path):
     assert key(case, EDGE) != key(case, {**EDGE, "litert-torch": "0.11"})
     onnx = Case("onnxruntime", "fp32", 56)  # the other backends' keys do not move with edge tools
     assert key(onnx, {}) == key(onnx, EDGE)
+    assert key(Case("litert", "int8", 56), EDGE) != key(Case("litert", "int8", 56, full_integer=True), EDGE)
     (tmp_path / "build.json").write_text("{}")
     (tmp_path / "m.tflite").write_bytes(b"")
     assert find_artifact(tmp_path, case) == tmp_path / "m.tflite" and find_artifact(tmp_path, onnx) is None
+
+
+def test_bench_tables_name_the_recipe_beside_the_precision():
+    from dav2.benchmarks.report import case_cells
+
+    static = {"backend": "litert", "precision": "int8", "size": 56, "status": "skipped", "reason": "r"}
+    assert case_cells(static)[1] == "int8"
+    assert case_cells({**static, "recipe": "full integer"})[1] == "int8 (full integer)"

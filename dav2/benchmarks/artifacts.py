@@ -43,6 +43,7 @@ def cache_key(
             calibration_sha256,
             *([case.max_abs_rel] if case.max_abs_rel is not None else []),
             *([list(case.float_groups)] if case.float_groups else []),
+            *(["full-integer"] if case.full_integer else []),
         ],
         sort_keys=True,
     )
@@ -73,10 +74,10 @@ def build_artifact(
     from dav2.export.pipeline import ExportRequest, export_artifacts
 
     row = formats.for_backend(case.backend)
-    calibrated = row.calibrates(Precision(case.precision))
+    calibrated = row.calibrates(Precision(case.precision)) or case.full_integer
     key = cache_key(case, checkpoint_sha256, encoder, machine, calibration_sha256 if calibrated else None)
-    mixed = "-mixed" if case.recipe else ""
-    folder = cache_dir / f"{encoder}-{case.size}-{case.backend}-{case.precision}{mixed}-{key}"
+    recipe = "-static" if case.full_integer else "-mixed" if case.recipe else ""
+    folder = cache_dir / f"{encoder}-{case.size}-{case.backend}-{case.precision}{recipe}-{key}"
     artifact = find_artifact(folder, case)
     if artifact is not None:
         record = expect(read_json(folder / BUILD_RECORD, "build record"), dict, f"{folder / BUILD_RECORD}")
@@ -95,6 +96,8 @@ def build_artifact(
         int8_float=list(case.float_groups),
     )
     setattr(request, row.key, case.precision)  # --onnx/--openvino/--trt/--litert/--executorch P
+    if case.full_integer:
+        request.litert_int8 = "static"  # --litert-int8 static
     if calibrated:
         request.calib_dir = images
         request.calib_count = calib_count

@@ -41,6 +41,7 @@ class Case:
     size: int
     float_groups: tuple[str, ...] = ()  # OpenVINO INT8: parts left in float (mixed precision)
     max_abs_rel: float | None = None  # OpenVINO INT8 with NNCF's accuracy control, to this budget
+    full_integer: bool = False  # LiteRT INT8 with int8 activations too (calibrated), not weights only
 
     @property
     def recipe(self) -> str:
@@ -48,6 +49,8 @@ class Case:
         parts = [f"float: {'+'.join(self.float_groups)}"] if self.float_groups else []
         if self.max_abs_rel is not None:
             parts.append(f"accuracy control ≤ {self.max_abs_rel:g}")
+        if self.full_integer:
+            parts.append("full integer")
         return ", ".join(parts)
 
     @property
@@ -184,7 +187,9 @@ def plan(
 
     After OpenVINO INT8 at each size come its mixed-precision variants: one per entry of
     `int8_recipes` (groups left in float), and with `controlled_int8` one made by NNCF's
-    accuracy control to that AbsRel budget (dav2-bench pick asks for them)."""
+    accuracy control to that AbsRel budget (dav2-bench pick asks for them). After LiteRT INT8
+    (weights only, --litert-int8 dynamic) comes its full-integer recipe, calibrated on the
+    images: what NPUs and the Edge TPU run."""
     runnable, skipped = [], []
     order = sorted(backends, key=lambda b: BACKENDS.index(b))
     for size in sizes:
@@ -200,4 +205,12 @@ def plan(
                     runnable.extend(variants)
                 elif precision in SUPPORTED[backend]:
                     skipped.extend((case, reason) for case in variants)
+                if backend == BackendName.LITERT and precision == INT8:
+                    static = Case(backend, precision, size, full_integer=True)
+                    if reason is None and not have_images:
+                        reason = f"{static.label} is calibrated on real images: pass --images DIR"
+                    if reason is None:
+                        runnable.append(static)
+                    else:
+                        skipped.append((static, reason))
     return runnable, skipped

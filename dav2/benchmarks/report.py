@@ -51,15 +51,21 @@ def _num(value, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _precision(case: dict) -> str:
+    """The precision cell: with the recipe when the case has one, so variants of one
+    backend x precision (OpenVINO INT8 with parts in float, LiteRT full-integer INT8) differ."""
+    return case["precision"] + (f" ({case['recipe']})" if case.get("recipe") else "")
+
+
 def case_cells(case: dict) -> list[str]:
     if case["status"] != "ok":
-        return [case["backend"], case["precision"], str(case["size"]), case["status"] + ": " + case.get("reason", "")]
+        return [case["backend"], _precision(case), str(case["size"]), case["status"] + ": " + case.get("reason", "")]
     lat = case["latency_ms"]
     acc = case.get("accuracy") or {}
     split = case.get("split_ms") or {}
     return [
         case["backend"],
-        case["precision"],
+        _precision(case),
         str(case["size"]),
         _num(lat.get("p10")),  # results written before p10 was recorded have none
         _num(lat["median"]),
@@ -139,7 +145,7 @@ def pipeline_cells(case: dict) -> list[str] | None:
     measured = case.get("pipeline")
     if case["status"] != "ok" or not measured:
         return None
-    head = [case["backend"], case["precision"], str(case["size"]), _num(case["fps"], 2)]
+    head = [case["backend"], _precision(case), str(case["size"]), _num(case["fps"], 2)]
     if measured.get("skipped"):
         return head + [f"skipped: {measured['skipped']}"] + [""] * (len(PIPELINE_HEADER) - len(head) - 1)
     host = measured["host_ms"]
