@@ -7,8 +7,9 @@ table in the README names the machine and the file it comes from.
 
 A file is a headline source when it is a complete `dav2-bench` result (schema 1,
 as `dav2.benchmarks.report.validate` checks) of a plain benchmark run; pipeline runs
-(`--pipeline`), interrupted runs and JSON files of any other shape are skipped. From each source
-the table shows the measured cases at the largest input size it measured.
+(`--pipeline`), interrupted runs and JSON files of any other shape are skipped. The headline
+shows the newest such run of each machine (rows of two runs on one shared machine do not
+compare), at the largest input size it measured.
 
     python scripts/results_table.py            # rewrite every table between its markers
     python scripts/results_table.py --check    # exit 1 when a page's table is stale (CI)
@@ -29,7 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 INT8_PAGE = ROOT / "docs" / "int8.md"
-BACKENDS = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "tensorrt": "TensorRT"}
+EXPORT_PAGE = ROOT / "docs" / "export.md"
+BACKENDS = {
+    "torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "tensorrt": "TensorRT",
+    "litert": "LiteRT", "executorch": "ExecuTorch",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Source:
     encoder: str
     size: int
     cases: list[dict]
+    date: str = ""  # when the run started (ISO 8601, UTC)
 
 
 def headline_source(path: Path) -> Source | None:
@@ -58,7 +64,7 @@ def headline_source(path: Path) -> Source | None:
     size = max(case["size"] for case in measured)
     cases = sorted((case for case in measured if case["size"] == size), key=lambda c: c["latency_ms"]["median"])
     machine = document["machine"]
-    return Source(path, machine_name(machine), settings["encoder"], size, cases)
+    return Source(path, machine_name(machine), settings["encoder"], size, cases, machine.get("date", ""))
 
 
 def machine_name(machine: dict) -> str:
@@ -68,6 +74,11 @@ def machine_name(machine: dict) -> str:
 
 def artifact_name(case: dict) -> str:
     return f"{BACKENDS.get(case['backend'], case['backend'])} {case['precision'].upper()}"
+
+
+def artifact_label(case: dict) -> str:
+    """The artifact with its recipe, when it has one (a LiteRT INT8 run has two)."""
+    return artifact_name(case) + (f" ({case['recipe']})" if case.get("recipe") else "")
 
 
 def number(value: float | None, digits: int) -> str:
@@ -85,7 +96,7 @@ def table(sources: list[Source]) -> str:
         for case in source.cases:
             accuracy = case.get("accuracy") or {}
             lines.append(
-                f"| {source.machine} | {source.encoder} {source.size}x{source.size} | {artifact_name(case)} | "
+                f"| {source.machine} | {source.encoder} {source.size}x{source.size} | {artifact_label(case)} | "
                 f"{number(case['latency_ms']['median'], 1)} | {number(case.get('fps'), 2)} | "
                 f"{number(case.get('speedup'), 2)}x | {number(accuracy.get('abs_rel'), 4)} |"
             )
@@ -97,9 +108,14 @@ def table(sources: list[Source]) -> str:
     return "\n".join([*lines, "", *notes])
 
 
-def sources() -> list[Source]:
-    found = (headline_source(path) for path in sorted(RESULTS.glob("*.json")))
-    return [source for source in found if source is not None]
+def sources(folder: Path = RESULTS) -> list[Source]:
+    """The newest headline source of each machine, in file-name order."""
+    found = [source for path in sorted(folder.glob("*.json")) if (source := headline_source(path)) is not None]
+    newest = {}
+    for source in found:
+        if source.machine not in newest or source.date > newest[source.machine].date:
+            newest[source.machine] = source
+    return [source for source in found if newest[source.machine] is source]
 
 
 def headline() -> str:
@@ -241,6 +257,30 @@ def pick_candidates() -> str:
     return "\n".join([*lines, "", source_note(name)])
 
 
+EDGE_RESULT = "amd-epyc-2-cores-vits-edge.json"
+
+
+def edge_side_by_side() -> str:
+    """docs/export.md: every backend this CPU runs, LiteRT and ExecuTorch included, from one run."""
+    document = result(EDGE_RESULT)
+    cases = sorted(
+        (case for case in document["cases"] if case["status"] == "ok"),
+        key=lambda case: (case["size"], case["latency_ms"]["median"]),
+    )
+    lines = ["| input | artifact | median ms | vs PyTorch FP32 | AbsRel | δ1 | MB |", "|---|---|---|---|---|---|---|"]
+    for case in cases:
+        accuracy = case.get("accuracy") or {}
+        lines.append(
+            f"| {case['size']}x{case['size']} | {artifact_label(case)} | {number(case['latency_ms']['median'], 1)} | "
+            f"{number(case.get('speedup'), 2)}x | {number(accuracy.get('abs_rel'), 4)} | "
+            f"{number(accuracy.get('delta1'), 4)} | {number(case.get('artifact_mb'), 1)} |"
+        )
+    skipped = [f"{case['backend']} {case['precision']} {case['size']}: {case.get('reason', '')}"
+               for case in document["cases"] if case["status"] != "ok"]  # fmt: skip
+    notes = ["", f"Not measured: {'; '.join(skipped)}."] if skipped else []
+    return "\n".join([*lines, *notes, "", source_note(EDGE_RESULT)])
+
+
 @dataclass(frozen=True)
 class Block:
     """One generated table: the page it lives on and the function that makes it."""
@@ -256,6 +296,7 @@ BLOCKS = [
     Block("int8-dynamic", INT8_PAGE, int8_dynamic),
     Block("int8-error-sources", INT8_PAGE, int8_error_sources),
     Block("pick-candidates", INT8_PAGE, pick_candidates),
+    Block("edge-side-by-side", EXPORT_PAGE, edge_side_by_side),
 ]
 
 

@@ -107,6 +107,16 @@ def test_results_table_skips_files_of_other_shapes(tmp_path):
     assert plain is not None and plain.size == 518 and {c["size"] for c in plain.cases} == {518}
 
 
+def test_the_headline_shows_the_newest_run_of_each_machine(tmp_path):
+    results_table = results_table_module()
+    recorded = json.loads((ROOT / "benchmarks" / "results" / "amd-epyc-2-cores-vits.json").read_text())
+    for name, date in (("a-old.json", "2026-01-01T00:00:00Z"), ("b-new.json", "2026-06-01T00:00:00Z")):
+        (tmp_path / name).write_text(json.dumps({**recorded, "machine": {**recorded["machine"], "date": date}}))
+    other = {**recorded, "machine": {**recorded["machine"], "label": "Other box", "date": "2025-01-01T00:00:00Z"}}
+    (tmp_path / "c-other.json").write_text(json.dumps(other))
+    assert [source.path.name for source in results_table.sources(tmp_path)] == ["b-new.json", "c-other.json"]
+
+
 def test_every_relative_link_in_the_readme_and_docs_exists():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     missing = []
