@@ -85,7 +85,7 @@ PLOT = ["matplotlib>=3.7"]
 ORACLE = ["transformers>=5", "safetensors>=0.4"]  # transformers' own model as an independent check
 # the browser test drives the app with Selenium and the system's chromium-driver;
 # moto[server] is a local S3 server for dav2-batch's s3:// test (pyarrow's own client talks to it)
-TEST_TOOLS = ["pytest>=8", "ruff>=0.5", "selenium>=4.10", "moto[server]>=5.2"]
+TEST_TOOLS = ["pytest>=8", "pytest-xdist>=3.5", "filelock>=3.12", "ruff>=0.5", "selenium>=4.10", "moto[server]>=5.2"]
 
 EXTRAS = {
     "export": EXPORT,

@@ -15,7 +15,10 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,15 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "shared(*parts): needs these folders of the optional ../shared set (DAV2_SHARED); deselected without"
     )
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto` (pytest.ini): one worker per core, at most 4. Every worker holds its own
+    models, so more workers cost memory; and the heaviest module bounds the wall time long
+    before that. `--dist loadfile` keeps a module's tests in one worker, so its module
+    fixtures are made once (session fixtures: made_once)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, 4)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -114,9 +126,25 @@ def seeded_weights_sha256(entries) -> str:
     return digest.hexdigest()
 
 
-@pytest.fixture(scope="session")
-def checkpoint_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("checkpoints")
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], dict]) -> tuple[Path, dict]:
+    """(folder, record) where `make(folder)` made something once for the whole test run.
+
+    pytest.ini runs the tests in several worker processes (pytest-xdist), and each worker has
+    its own session fixtures. An expensive one (an export, the seeded checkpoints its sidecar
+    names) is made by the first worker that asks, under a file lock in the run's shared
+    temporary folder; the others wait for it and read the JSON record `make` returned."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, record = root / name, root / f"{name}.made.json"
+    with FileLock(f"{folder}.lock"):
+        if not record.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed attempt left
+            folder.mkdir()
+            record.write_text(json.dumps(make(folder)))
+    return folder, json.loads(record.read_text())
 
 
 def write_seeded_checkpoint(folder: Path, encoder: str, kind: str, filename: str) -> Path:
@@ -126,14 +154,23 @@ def write_seeded_checkpoint(folder: Path, encoder: str, kind: str, filename: str
     return path
 
 
-@pytest.fixture(scope="session")
-def vits_checkpoint(checkpoint_dir) -> Path:
-    return write_seeded_checkpoint(checkpoint_dir, "vits", "relative", "depth_anything_v2_vits.pth")
+def seeded_checkpoint_once(tmp_path_factory, encoder: str, kind: str, filename: str) -> Path:
+    folder, _ = made_once(
+        tmp_path_factory,
+        f"checkpoint-{encoder}-{kind}",
+        lambda out: {"path": str(write_seeded_checkpoint(out, encoder, kind, filename))},
+    )
+    return folder / filename
 
 
 @pytest.fixture(scope="session")
-def vits_metric_checkpoint(checkpoint_dir) -> Path:
-    return write_seeded_checkpoint(checkpoint_dir, "vits", "metric", "depth_anything_v2_metric_hypersim_vits.pth")
+def vits_checkpoint(tmp_path_factory) -> Path:
+    return seeded_checkpoint_once(tmp_path_factory, "vits", "relative", "depth_anything_v2_vits.pth")
+
+
+@pytest.fixture(scope="session")
+def vits_metric_checkpoint(tmp_path_factory) -> Path:
+    return seeded_checkpoint_once(tmp_path_factory, "vits", "metric", "depth_anything_v2_metric_hypersim_vits.pth")
 
 
 # -- exported models ---------------------------------------------------------------------------
@@ -153,24 +190,43 @@ def export(checkpoint: Path, output: Path, *args: str) -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
+def export_once(tmp_path_factory, name: str, checkpoint: Path, *args: str) -> Path:
+    """`export` into a folder of its own, once for the whole test run (made_once)."""
+    _, made = made_once(tmp_path_factory, name, lambda out: {"artifact": str(export(checkpoint, out, *args))})
+    return Path(made["artifact"])
+
+
 @pytest.fixture(scope="session")
 def dynamic_onnx(vits_checkpoint, tmp_path_factory) -> Path:
-    return export(vits_checkpoint, tmp_path_factory.mktemp("dynamic"), "--onnx", "--dynamic")
+    return export_once(tmp_path_factory, "dynamic", vits_checkpoint, "--onnx", "--dynamic")
 
 
 @pytest.fixture(scope="session")
 def dynamic_onnx_56(vits_checkpoint, tmp_path_factory) -> Path:
     """Dynamic, traced at 56x56 (so its default input size is 56): the quickest export, for
     tests of a graph's structure or of byte-for-byte equality, in a folder of its own."""
-    return export(vits_checkpoint, tmp_path_factory.mktemp("dynamic56"), "--onnx", "--dynamic", *SIZE_56)
+    return export_once(tmp_path_factory, "dynamic56", vits_checkpoint, "--onnx", "--dynamic", *SIZE_56)
 
 
 FP16_196 = ("--dynamic", "--height", "196", "--width", "196")
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """What a test reads of a CliRunner result, kept as JSON for the other workers (made_once)."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
 @pytest.fixture(scope="session")
-def trt_fp16_without_tensorrt(vits_checkpoint, tmp_path_factory):
-    """(CliRunner result, output folder) of `dav2-export --trt` (FP16) traced at 196 on a machine
+def trt_fp16_without_tensorrt(vits_checkpoint, tmp_path_factory) -> tuple[Invocation, Path]:
+    """(the run, output folder) of `dav2-export --trt` (FP16) traced at 196 on a machine
     without TensorRT: it writes the precision-explicit FP16 graph and its FP32 reference, then
     stops with one error line. Skips where TensorRT is installed."""
     from click.testing import CliRunner
@@ -180,9 +236,14 @@ def trt_fp16_without_tensorrt(vits_checkpoint, tmp_path_factory):
 
     if optional.available("tensorrt"):
         pytest.skip("TensorRT is installed here")
-    out = tmp_path_factory.mktemp("trt_fp16_196")
-    args = ["--checkpoint", str(vits_checkpoint), "--trt", *FP16_196, "--output", str(out)]
-    return CliRunner().invoke(export_main, args), out
+
+    def run(out: Path) -> dict:
+        args = ["--checkpoint", str(vits_checkpoint), "--trt", *FP16_196, "--output", str(out)]
+        result = CliRunner().invoke(export_main, args)
+        return {"exit_code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr}
+
+    out, made = made_once(tmp_path_factory, "trt_fp16_196", run)
+    return Invocation(**made), out
 
 
 @pytest.fixture(scope="session")
@@ -193,7 +254,7 @@ def fp16_graph_196(vits_checkpoint, tmp_path_factory, request) -> Path:
     from dav2 import optional
 
     if optional.available("tensorrt"):
-        return export(vits_checkpoint, tmp_path_factory.mktemp("fp16_196"), "--onnx", "--fp16", *FP16_196)
+        return export_once(tmp_path_factory, "fp16_196", vits_checkpoint, "--onnx", "--fp16", *FP16_196)
     result, out = request.getfixturevalue("trt_fp16_without_tensorrt")
     assert result.exit_code == 1, result.output
     return out / "depth_anything_v2_vits_dynamic_fp16.onnx"
@@ -202,7 +263,7 @@ def fp16_graph_196(vits_checkpoint, tmp_path_factory, request) -> Path:
 @pytest.fixture(scope="session")
 def static_onnx(vits_checkpoint, tmp_path_factory) -> Path:
     """Static 518x784: the network size upstream uses for demo08.jpg (425x640) at input_size 518."""
-    return export(vits_checkpoint, tmp_path_factory.mktemp("static"), "--onnx", "--height", "518", "--width", "784")
+    return export_once(tmp_path_factory, "static", vits_checkpoint, "--onnx", "--height", "518", "--width", "784")
 
 
 # -- upstream's outputs ------------------------------------------------------------------------
