@@ -60,7 +60,17 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return min(cores, 4)
 
 
+# the longest modules (serial run: --durations), started first so that the workers finish together
+# instead of one worker running the last long module alone
+LONGEST_FIRST = (
+    "test_int8_dynamic", "test_openvino", "test_tensorrt", "test_pick", "test_artifacts", "test_export_onnx",
+    "test_conformance", "test_hostile_inputs", "test_batch", "test_transformers_oracle",
+)  # fmt: skip
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: the rest keep their order
     keep, dropped = [], []
     for item in items:
         marks = list(item.iter_markers("shared"))
