@@ -18,7 +18,7 @@ from dav2.export import formats
 from dav2.files import atomic_write_text
 from dav2.jsonfile import expect, finite_number, read_json
 from dav2.metadata import ArtifactMetadata
-from dav2.vocabulary import BackendName, Precision
+from dav2.vocabulary import BackendName
 
 BUILD_TOOLS = ("torch", "onnxruntime", "openvino", "nncf", "tensorrt")  # every case's key names these
 BUILD_RECORD = "build.json"
@@ -74,8 +74,7 @@ def build_artifact(
     from dav2.export.pipeline import ExportRequest, export_artifacts
 
     row = formats.for_backend(case.backend)
-    calibrated = row.calibrates(Precision(case.precision)) or case.full_integer
-    key = cache_key(case, checkpoint_sha256, encoder, machine, calibration_sha256 if calibrated else None)
+    key = cache_key(case, checkpoint_sha256, encoder, machine, calibration_sha256 if case.calibrated else None)
     recipe = "-static" if case.full_integer else "-mixed" if case.recipe else ""
     folder = cache_dir / f"{encoder}-{case.size}-{case.backend}-{case.precision}{recipe}-{key}"
     artifact = find_artifact(folder, case)
@@ -98,7 +97,7 @@ def build_artifact(
     setattr(request, row.key, case.precision)  # --onnx/--openvino/--trt/--litert/--executorch P
     if case.full_integer:
         request.litert_int8 = "static"  # --litert-int8 static
-    if calibrated:
+    if case.calibrated:
         request.calib_dir = images
         request.calib_count = calib_count
     start = time.perf_counter()

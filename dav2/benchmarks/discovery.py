@@ -54,6 +54,13 @@ class Case:
         return ", ".join(parts)
 
     @property
+    def calibrated(self) -> bool:
+        """Whether its artifact is quantized from calibration images (what --images feeds)."""
+        if self.backend == BackendName.TORCH:
+            return False
+        return self.full_integer or formats.for_backend(self.backend).calibrates(Precision(self.precision))
+
+    @property
     def label(self) -> str:
         return f"{self.backend} {self.precision} {self.size}" + (f" ({self.recipe})" if self.recipe else "")
 
@@ -200,17 +207,13 @@ def plan(
                     variants += [Case(backend, precision, size, groups) for groups in int8_recipes]
                     if controlled_int8 is not None:
                         variants.append(Case(backend, precision, size, max_abs_rel=controlled_int8))
+                if backend == BackendName.LITERT and precision == INT8:
+                    variants.append(Case(backend, precision, size, full_integer=True))
                 reason = skip_reason(machine, backend, precision, have_images)
                 if reason is None:
-                    runnable.extend(variants)
+                    runnable.extend(case for case in variants if have_images or not case.calibrated)
+                    skipped.extend((case, f"{case.label} is calibrated on real images: pass --images DIR")
+                                   for case in variants if case.calibrated and not have_images)  # fmt: skip
                 elif precision in SUPPORTED[backend]:
                     skipped.extend((case, reason) for case in variants)
-                if backend == BackendName.LITERT and precision == INT8:
-                    static = Case(backend, precision, size, full_integer=True)
-                    if reason is None and not have_images:
-                        reason = f"{static.label} is calibrated on real images: pass --images DIR"
-                    if reason is None:
-                        runnable.append(static)
-                    else:
-                        skipped.append((static, reason))
     return runnable, skipped
